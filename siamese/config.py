@@ -1,0 +1,223 @@
+"""Run configuration: one frozen dataclass per concern, validated on construction.
+
+Everything a run depends on lives here, so that logging `Config.to_params()` once records the
+whole experiment. Values are checked up front: a bad size or an unknown mode stops the run before
+any data is generated or anything is logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A configuration value, key or file that cannot be used; the message names it."""
+
+
+class DataMode(StrEnum):
+    PARAPHRASE = "paraphrase"  # learnable: positives are perturbed copies of their left side
+    RANDOM = "random"  # the original script: random sequences and labels, nothing to learn
+
+
+class Head(StrEnum):
+    CONCAT = "concat"  # the reference model: concatenate both encodings, Dense(1)
+    SYMMETRIC = "symmetric"  # [|a-b|, a*b] -> Dense(1): score(a, b) == score(b, a)
+
+
+class Precision(StrEnum):
+    AUTO = "auto"  # mixed_float16 on a GPU, float32 on a CPU
+    FLOAT32 = "float32"
+    MIXED_FLOAT16 = "mixed_float16"
+
+
+class DevicePreference(StrEnum):
+    AUTO = "auto"  # every visible GPU, else the CPU
+    CPU = "cpu"
+    GPU = "gpu"  # fail rather than silently train on the CPU
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    mode: DataMode = DataMode.PARAPHRASE
+    num_pairs: int = 4000
+    timesteps: int = 20  # the longest sequence; shorter ones are zero-padded at the end
+    features: int = 128  # the reference input is (None, 128)
+    noise: float = 0.5  # std of the noise added to a positive pair's right side
+    validation_fraction: float = 0.2
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        _coerce_enum(self, "mode", DataMode, "data")
+        _require_int(self, "num_pairs", "data", minimum=10)
+        _require_int(self, "timesteps", "data", minimum=4)
+        _require_int(self, "features", "data", minimum=1)
+        _require_float(self, "noise", "data", minimum=0.0)
+        _require_float(self, "validation_fraction", "data", minimum=0.0, below=1.0)
+        _require_float(self, "test_fraction", "data", minimum=0.0, below=1.0, exclusive_minimum=True)
+        if self.validation_fraction + self.test_fraction >= 0.9:
+            raise ConfigError(
+                "data.validation_fraction + data.test_fraction must leave at least 10% for "
+                f"training, got {self.validation_fraction} + {self.test_fraction}"
+            )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    units: int = 32  # LSTM units of the shared encoder
+    head: Head = Head.SYMMETRIC  # the concat head cannot express similarity (see README)
+
+    def __post_init__(self) -> None:
+        _require_int(self, "units", "model", minimum=1)
+        _coerce_enum(self, "head", Head, "model")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 8
+    batch_size: int = 64
+    learning_rate: float = 1e-3  # RMSprop's default, as in the original script
+    precision: Precision = Precision.AUTO
+    devices: DevicePreference = DevicePreference.AUTO
+
+    def __post_init__(self) -> None:
+        _require_int(self, "epochs", "training", minimum=1)
+        _require_int(self, "batch_size", "training", minimum=1)
+        _require_float(self, "learning_rate", "training", minimum=0.0, exclusive_minimum=True)
+        _coerce_enum(self, "precision", Precision, "training")
+        _coerce_enum(self, "devices", DevicePreference, "training")
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0  # seeds data generation, weight initialisation and shuffling
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def __post_init__(self) -> None:
+        _require_int(self, "seed", "", minimum=0)
+
+    def to_params(self) -> dict[str, str]:
+        """Flatten to `section.field -> value` strings, the shape MLflow params take."""
+        params = {"seed": str(self.seed)}
+        for section in _SECTIONS:
+            for key, value in dataclasses.asdict(getattr(self, section)).items():
+                params[f"{section}.{key}"] = str(value)
+        return params
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (strings for enums), the shape of a TOML config file."""
+        return {"seed": self.seed} | {
+            section: {key: _plain(value) for key, value in dataclasses.asdict(getattr(self, section)).items()}
+            for section in _SECTIONS
+        }
+
+
+_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
+
+
+def config_from_dict(values: Mapping[str, Any], source: str = "config") -> Config:
+    """Build a validated `Config` from a nested mapping (the shape of a TOML file).
+
+    Raises:
+        ConfigError: for an unknown section or key, naming it, the source and the allowed keys.
+    """
+    top_level = {"seed"} | set(_SECTIONS)
+    unknown = sorted(set(values) - top_level)
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {source}; allowed: {', '.join(sorted(top_level))}")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        section_values = values.get(name, {})
+        if not isinstance(section_values, Mapping):
+            raise ConfigError(f"[{name}] in {source} must be a table, got {section_values!r}")
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        for key in section_values:
+            if key not in allowed:
+                raise ConfigError(f"unknown key '{name}.{key}' in {source}; allowed: {', '.join(allowed)}")
+        sections[name] = cls(**section_values)
+    return Config(seed=values.get("seed", 0), **sections)
+
+
+def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read a TOML config file (or the defaults) and apply `section.field` overrides on top.
+
+    Args:
+        path: a TOML file with optional `seed` and `[data]`, `[model]`, `[training]` tables.
+        overrides: dotted keys such as `training.epochs`; values already typed or TOML literals.
+
+    Raises:
+        ConfigError: the file is missing or does not parse, or a key or value is invalid.
+    """
+    values: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    for dotted_key, value in (overrides or {}).items():
+        *sections, key = dotted_key.split(".")
+        table = values
+        for section in sections:
+            table = table.setdefault(section, {})
+        table[key] = parse_literal(value) if isinstance(value, str) else value
+    return config_from_dict(values, source if not overrides else f"{source} + command-line options")
+
+
+def parse_literal(text: str) -> Any:
+    """Read a command-line value as a TOML literal (`3`, `0.5`, `true`), else keep the string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, StrEnum) else value
+
+
+def _qualified(section: str, name: str) -> str:
+    return f"{section}.{name}" if section else name
+
+
+def _require_int(obj: Any, name: str, section: str, *, minimum: int) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{_qualified(section, name)} must be an integer >= {minimum}, got {value!r}")
+
+
+def _require_float(
+    obj: Any,
+    name: str,
+    section: str,
+    *,
+    minimum: float,
+    below: float | None = None,
+    exclusive_minimum: bool = False,
+) -> None:
+    value = getattr(obj, name)
+    valid = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if valid:
+        valid = (value > minimum if exclusive_minimum else value >= minimum) and (below is None or value < below)
+    if not valid:
+        bounds = f"{'>' if exclusive_minimum else '>='} {minimum}" + (f" and < {below}" if below is not None else "")
+        raise ConfigError(f"{_qualified(section, name)} must be a number {bounds}, got {value!r}")
+    object.__setattr__(obj, name, float(value))
+
+
+def _coerce_enum(obj: Any, name: str, enum: type[StrEnum], section: str) -> None:
+    value = getattr(obj, name)
+    try:
+        object.__setattr__(obj, name, enum(value))
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise ConfigError(f"{_qualified(section, name)} must be one of {allowed}; got {value!r}") from None

@@ -1,0 +1,1 @@
+"""Pair datasets: one module per source."""

@@ -1,0 +1,113 @@
+"""Held-out evaluation of similarity scores: metrics, confusion matrix and plots.
+
+Pure numpy, so the numbers do not depend on which backend produced the scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.figure import Figure
+
+LOG_LOSS_EPSILON = 1e-7  # clip scores so a confident mistake costs a large, finite loss
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Binary-classification metrics of scores in 0..1 against 0/1 labels at `threshold`."""
+
+    metrics: dict[str, float]
+    confusion_matrix: np.ndarray  # [[true negatives, false positives], [false negatives, true positives]]
+    threshold: float
+
+
+def evaluate_scores(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> Evaluation:
+    """Accuracy, ROC AUC, precision, recall, F1 and log loss of `scores` for `labels`.
+
+    Raises:
+        ValueError: shapes differ, or the labels do not contain both classes (AUC undefined).
+    """
+    labels, scores = _validated(labels, scores)
+    predicted = scores >= threshold
+    positive = labels == 1
+    true_positives = int(np.sum(predicted & positive))
+    false_positives = int(np.sum(predicted & ~positive))
+    false_negatives = int(np.sum(~predicted & positive))
+    true_negatives = int(np.sum(~predicted & ~positive))
+    precision = _ratio(true_positives, true_positives + false_positives)
+    recall = _ratio(true_positives, true_positives + false_negatives)
+    clipped = np.clip(scores, LOG_LOSS_EPSILON, 1 - LOG_LOSS_EPSILON)
+    metrics = {
+        "accuracy": (true_positives + true_negatives) / len(labels),
+        "roc_auc": roc_auc(labels, scores),
+        "precision": precision,
+        "recall": recall,
+        "f1": _ratio(2 * precision * recall, precision + recall),
+        "log_loss": float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))),
+    }
+    confusion = np.array([[true_negatives, false_positives], [false_negatives, true_positives]])
+    return Evaluation({key: float(value) for key, value in metrics.items()}, confusion, threshold)
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve: the chance a random positive outscores a random negative (ties half)."""
+    labels, scores = _validated(labels, scores)
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    average_rank = (np.cumsum(counts) - (counts - 1) / 2)[inverse]
+    num_positive = int(np.sum(labels == 1))
+    num_negative = len(labels) - num_positive
+    rank_sum = float(np.sum(average_rank[labels == 1]))
+    return (rank_sum - num_positive * (num_positive + 1) / 2) / (num_positive * num_negative)
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates at every distinct threshold, from (0, 0) to (1, 1)."""
+    labels, scores = _validated(labels, scores)
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_labels = scores[order], labels[order]
+    last_of_each_score = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]
+    true_positives = np.cumsum(sorted_labels)[last_of_each_score]
+    false_positives = (last_of_each_score + 1) - true_positives
+    fpr = np.r_[0.0, false_positives / false_positives[-1]]
+    tpr = np.r_[0.0, true_positives / true_positives[-1]]
+    return fpr, tpr
+
+
+def plot_roc_curve(labels: np.ndarray, scores: np.ndarray) -> Figure:
+    fpr, tpr = roc_curve(labels, scores)
+    figure = Figure(figsize=(5, 5))
+    axes = figure.subplots()
+    axes.plot(fpr, tpr, label=f"model (AUC {roc_auc(labels, scores):.3f})")
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (test split)")
+    axes.legend(loc="lower right")
+    return figure
+
+
+def plot_score_histogram(labels: np.ndarray, scores: np.ndarray) -> Figure:
+    labels, scores = _validated(labels, scores)
+    figure = Figure(figsize=(6, 4))
+    axes = figure.subplots()
+    bins = np.linspace(0, 1, 26)
+    axes.hist(scores[labels == 0], bins=bins, alpha=0.6, label="different (label 0)")
+    axes.hist(scores[labels == 1], bins=bins, alpha=0.6, label="same (label 1)")
+    axes.set(xlabel="similarity score", ylabel="pairs", title="Scores by label (test split)")
+    axes.legend()
+    return figure
+
+
+def _validated(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels and scores differ in length: {labels.shape[0]} vs {scores.shape[0]}")
+    if not np.all((labels == 0) | (labels == 1)):
+        raise ValueError("labels must be 0 or 1")
+    if labels.min() == labels.max():
+        raise ValueError(f"labels hold one class only ({labels[0]:g}); evaluation needs both")
+    return labels, scores
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 0.0

@@ -1,0 +1,56 @@
+"""The text reference model: one LSTM encoder applied to a left and a right sequence."""
+
+from __future__ import annotations
+
+import keras
+
+from siamese.config import Head
+from siamese.models.layers import similarity_head
+
+
+def build_sequence_encoder(
+    *, features: int = 128, units: int = 32, dtype_policy: str = "float32", name: str = "encoder"
+) -> keras.Model:
+    """Encode a zero-padded sequence `(batch, None, features)` into `(batch, units)`.
+
+    The LSTM keeps Keras' cuDNN-compatible defaults (tanh/sigmoid, no recurrent dropout, not
+    unrolled) and padding sits at the end of each sequence, so a GPU runs the fused cuDNN kernel.
+    """
+    if features < 1 or units < 1:
+        raise ValueError(f"features and units must be >= 1, got {features=} and {units=}")
+    sequence = keras.Input(shape=(None, features), name=f"{name}_sequence")
+    masked = keras.layers.Masking(mask_value=0.0, name="padding_mask")(sequence)
+    encoding = keras.layers.LSTM(units, dtype=dtype_policy, name="lstm")(masked)
+    return keras.Model(sequence, encoding, name=name)
+
+
+def build_text_model(
+    *, features: int = 128, units: int = 32, head: Head | str = Head.CONCAT, dtype_policy: str = "float32"
+) -> keras.Model:
+    """The Siamese text model: `encoder(left)` and `encoder(right)` share one set of weights.
+
+    Inputs `left` and `right`: `(batch, None, features)`, zero-padded. Output `(batch, 1)`: the
+    similarity score. With the reference settings (128 features, 32 units, `concat`) the model
+    has 20,673 parameters, 20,608 of them in the shared LSTM.
+    """
+    left = keras.Input(shape=(None, features), name="left")
+    right = keras.Input(shape=(None, features), name="right")
+    encoder = build_sequence_encoder(features=features, units=units, dtype_policy=dtype_policy)
+    score = similarity_head(encoder(left), encoder(right), head)
+    return keras.Model([left, right], score, name="siamese_text")
+
+
+def build_unshared_text_model(
+    *, features: int = 128, units: int = 32, head: Head | str = Head.CONCAT, dtype_policy: str = "float32"
+) -> keras.Model:
+    """The unshared twin: the same architecture with a separate encoder per side.
+
+    Not a Siamese model: it exists to compare against (twice the encoder parameters) and to
+    check that weight-sharing verification catches it.
+    """
+    left = keras.Input(shape=(None, features), name="left")
+    right = keras.Input(shape=(None, features), name="right")
+    left_encoder = build_sequence_encoder(features=features, units=units, dtype_policy=dtype_policy, name="left_encoder")
+    right_encoder = build_sequence_encoder(features=features, units=units, dtype_policy=dtype_policy, name="right_encoder")
+    score = similarity_head(left_encoder(left), right_encoder(right), head)
+    return keras.Model([left, right], score, name="unshared_text")

@@ -1,0 +1,274 @@
+"""Verify that a two-input model really is Siamese: both branches share one encoder.
+
+Verification works on the model's graph and behaviour, never on layer names: it traces which
+layers depend on the left input only and which on the right input only (the two branches), and
+then checks object identity, parameter counts, what one optimizer step does, and that all of it
+survives a `.keras` save and reload.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+ENCODING_TOLERANCE = 1e-6  # left vs right encodings of one input: equal up to float noise
+
+
+@dataclass(frozen=True)
+class SharingCheck:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class SharingReport:
+    """The outcome of every check plus the parameter arithmetic of sharing."""
+
+    checks: tuple[SharingCheck, ...]
+    encoder_params: int  # the shared encoder, counted once
+    head_params: int
+    total_params: int
+    unshared_params: int  # what the same model with one encoder per side would have
+    max_encoding_difference: float
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def params_saved(self) -> int:
+        return self.unshared_params - self.total_params
+
+    def failures(self) -> list[str]:
+        return [f"{check.name}: {check.detail}" for check in self.checks if not check.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"passed": self.passed, "params_saved": self.params_saved}
+
+
+@dataclass(frozen=True)
+class _Branches:
+    """The layers (with weights) used by each input's branch and each branch's output tensor."""
+
+    layers: tuple[list[keras.Layer], list[keras.Layer]]
+    outputs: tuple[Any, Any]
+    head_layers: list[keras.Layer]
+
+    def variables(self, side: int) -> dict[int, keras.Variable]:
+        return {id(variable): variable for layer in self.layers[side] for variable in layer.weights}
+
+
+def verify_weight_sharing(model: keras.Model, left: np.ndarray, right: np.ndarray, labels: np.ndarray) -> SharingReport:
+    """Check that `model`'s two branches share one encoder, before and after a save/reload.
+
+    Checks: the branches call the same layer objects and hold the same variable objects; the
+    parameter count is the encoder once plus the head; after one optimizer step the shared
+    variables changed and the left and right encodings of one input are still identical; and a
+    `.keras` save and reload keeps all of that and the predictions.
+
+    Args:
+        model: a functional model with two inputs (left, right) and one output.
+        left, right, labels: a small probe batch used for the behavioural checks.
+
+    Returns:
+        A `SharingReport`; `report.passed` is False if any check failed.
+
+    Raises:
+        ValueError: the model does not have exactly two inputs.
+
+    The optimizer step is taken on the given model and its weights are restored afterwards; the
+    model is left compiled with a fresh RMSprop optimizer.
+    """
+    if len(model.inputs) != 2:
+        raise ValueError(f"expected a model with two inputs (left, right), got {len(model.inputs)}")
+    branches = _trace_branches(model)
+    checks, difference = _check_model(model, branches, left, right, labels, prefix="")
+    with tempfile.TemporaryDirectory(prefix="sharing-") as directory:
+        path = Path(directory) / "model.keras"
+        model.save(path)
+        reloaded = keras.saving.load_model(path)
+    reloaded_checks, reloaded_difference = _check_model(
+        reloaded, _trace_branches(reloaded), left, right, labels, prefix="after_reload/"
+    )
+    checks += reloaded_checks
+    checks.append(_check_same_predictions(model, reloaded, left, right))
+    encoder_params = _count(branches.variables(0).values())
+    head_params = _count(_head_variables(branches).values())
+    return SharingReport(
+        checks=tuple(checks),
+        encoder_params=encoder_params,
+        head_params=head_params,
+        total_params=model.count_params(),
+        unshared_params=2 * encoder_params + head_params,
+        max_encoding_difference=max(difference, reloaded_difference),
+    )
+
+
+def _check_model(
+    model: keras.Model, branches: _Branches, left: np.ndarray, right: np.ndarray, labels: np.ndarray, prefix: str
+) -> tuple[list[SharingCheck], float]:
+    encoders = _branch_encoders(model, branches)
+    checks = [
+        _check_same_layers(branches),
+        _check_shared_variables(branches),
+        _check_parameter_count(model, branches),
+    ]
+    before_step = _encoding_difference(encoders, left)
+    checks.append(
+        SharingCheck(
+            "identical_encodings",
+            before_step <= ENCODING_TOLERANCE,
+            f"left and right encodings of the same input differ by at most {before_step:.3g}",
+        )
+    )
+    step_check, after_step = _check_one_step(model, branches, encoders, left, right, labels)
+    checks.append(step_check)
+    checks = [SharingCheck(prefix + check.name, check.passed, check.detail) for check in checks]
+    return checks, max(before_step, after_step)
+
+
+def _check_same_layers(branches: _Branches) -> SharingCheck:
+    left_ids = {id(layer) for layer in branches.layers[0]}
+    right_ids = {id(layer) for layer in branches.layers[1]}
+    passed = bool(left_ids) and left_ids == right_ids
+    if passed:
+        detail = f"both branches call the same object(s): {_describe_layers(branches.layers[0])}"
+    else:
+        detail = (
+            f"the branches use different layer objects: left {_describe_layers(branches.layers[0])}; "
+            f"right {_describe_layers(branches.layers[1])}"
+        )
+    return SharingCheck("same_encoder_object", passed, detail)
+
+
+def _describe_layers(layers: list[keras.Layer]) -> str:
+    return ", ".join(sorted(layer.name for layer in layers)) or "no layer with weights"
+
+
+def _check_shared_variables(branches: _Branches) -> SharingCheck:
+    left, right = branches.variables(0), branches.variables(1)
+    shared = left.keys() & right.keys()
+    passed = bool(left) and left.keys() == right.keys()
+    return SharingCheck(
+        "shared_variables",
+        passed,
+        f"{len(shared)} variable objects shared; {len(left.keys() - shared)} only left, "
+        f"{len(right.keys() - shared)} only right",
+    )
+
+
+def _check_parameter_count(model: keras.Model, branches: _Branches) -> SharingCheck:
+    encoder = _count(branches.variables(0).values())
+    head = _count(_head_variables(branches).values())
+    total = model.count_params()
+    return SharingCheck(
+        "parameter_count",
+        total == encoder + head,
+        f"model {total:,} vs encoder once {encoder:,} + head {head:,} = {encoder + head:,}",
+    )
+
+
+def _check_one_step(
+    model: keras.Model,
+    branches: _Branches,
+    encoders: tuple[keras.Model, keras.Model],
+    left: np.ndarray,
+    right: np.ndarray,
+    labels: np.ndarray,
+) -> tuple[SharingCheck, float]:
+    shared = [v for key, v in branches.variables(0).items() if key in branches.variables(1)]
+    snapshot = model.get_weights()
+    before = [keras.ops.convert_to_numpy(variable) for variable in shared]
+    model.compile(optimizer=keras.optimizers.RMSprop(), loss="binary_crossentropy")
+    model.train_on_batch({"left": left, "right": right}, labels)
+    changed = sum(not np.array_equal(old, keras.ops.convert_to_numpy(v)) for old, v in zip(before, shared))
+    difference = _encoding_difference(encoders, left)
+    model.set_weights(snapshot)
+    passed = bool(shared) and changed > 0 and difference <= ENCODING_TOLERANCE
+    detail = (
+        f"after one optimizer step {changed} of {len(shared)} shared variables changed and the "
+        f"encodings of one input differ by at most {difference:.3g}"
+    )
+    return SharingCheck("one_step_update", passed, detail), difference
+
+
+def _check_same_predictions(model: keras.Model, reloaded: keras.Model, left: np.ndarray, right: np.ndarray) -> SharingCheck:
+    inputs = {"left": left, "right": right}
+    difference = float(np.max(np.abs(model.predict(inputs, verbose=0) - reloaded.predict(inputs, verbose=0))))
+    return SharingCheck(
+        "after_reload/same_predictions",
+        difference <= ENCODING_TOLERANCE,
+        f"predictions before and after a .keras save and reload differ by at most {difference:.3g}",
+    )
+
+
+def _encoding_difference(encoders: tuple[keras.Model, keras.Model], inputs: np.ndarray) -> float:
+    left = encoders[0].predict(inputs, verbose=0)
+    right = encoders[1].predict(inputs, verbose=0)
+    return float(np.max(np.abs(left.astype(np.float32) - right.astype(np.float32))))
+
+
+def _branch_encoders(model: keras.Model, branches: _Branches) -> tuple[keras.Model, keras.Model]:
+    """Sub-models from each input to its branch's output: the left and the right encoder."""
+    return tuple(keras.Model(model.inputs[side], branches.outputs[side]) for side in (0, 1))
+
+
+def _trace_branches(model: keras.Model) -> _Branches:
+    """Walk the functional graph back from the output, tagging each call with its inputs.
+
+    A call whose inputs depend on one model input only belongs to that input's branch; the
+    first call that depends on both is the head, and its single-input arguments are the branch
+    outputs. This reads Keras' functional graph (`_keras_history`, `_inbound_nodes`), which is
+    how Keras itself walks it.
+    """
+    input_sides = {id(tensor): side for side, tensor in enumerate(model.inputs)}
+    layers: tuple[list, list] = ([], [])
+    outputs: list[Any] = [None, None]
+    head_layers: list = []
+    visited: dict[int, frozenset[int]] = {}
+
+    def sides_of(tensor) -> frozenset[int]:
+        if id(tensor) in input_sides:
+            return frozenset({input_sides[id(tensor)]})
+        operation, node_index, _ = tensor._keras_history
+        node = operation._inbound_nodes[node_index]
+        if id(node) not in visited:
+            argument_sides = [(argument, sides_of(argument)) for argument in node.input_tensors]
+            sides = frozenset().union(*(s for _, s in argument_sides))
+            visited[id(node)] = sides
+            if len(sides) == 1:
+                (side,) = sides
+                if operation.weights and all(operation is not seen for seen in layers[side]):
+                    layers[side].append(operation)
+            else:
+                head_layers.append(operation)
+                for argument, argument_side in argument_sides:
+                    if len(argument_side) == 1:
+                        outputs[next(iter(argument_side))] = argument
+        return visited[id(node)]
+
+    for output in model.outputs:
+        sides_of(output)
+    if outputs[0] is None or outputs[1] is None:
+        raise ValueError("the model's output does not combine a left and a right branch")
+    return _Branches(layers=layers, outputs=tuple(outputs), head_layers=head_layers)
+
+
+def _head_variables(branches: _Branches) -> dict[int, keras.Variable]:
+    branch_ids = branches.variables(0).keys() | branches.variables(1).keys()
+    return {
+        id(variable): variable
+        for layer in branches.head_layers
+        for variable in layer.weights
+        if id(variable) not in branch_ids
+    }
+
+
+def _count(variables) -> int:
+    return int(sum(np.prod(variable.shape) for variable in variables))
