@@ -200,7 +200,7 @@ def _check_one_step(
 
 def _check_same_predictions(model: keras.Model, reloaded: keras.Model, left: np.ndarray, right: np.ndarray) -> SharingCheck:
     inputs = {"left": left, "right": right}
-    difference = float(np.max(np.abs(model.predict(inputs, verbose=0) - reloaded.predict(inputs, verbose=0))))
+    difference = float(np.max(np.abs(_predict(model, inputs) - _predict(reloaded, inputs))))
     return SharingCheck(
         "after_reload/same_predictions",
         difference <= ENCODING_TOLERANCE,
@@ -209,9 +209,13 @@ def _check_same_predictions(model: keras.Model, reloaded: keras.Model, left: np.
 
 
 def _encoding_difference(encoders: tuple[keras.Model, keras.Model], inputs: np.ndarray) -> float:
-    left = encoders[0].predict(inputs, verbose=0)
-    right = encoders[1].predict(inputs, verbose=0)
-    return float(np.max(np.abs(left.astype(np.float32) - right.astype(np.float32))))
+    left, right = (_predict(encoder, inputs) for encoder in encoders)
+    return float(np.max(np.abs(left - right)))
+
+
+def _predict(model: keras.Model, inputs) -> np.ndarray:
+    """Call the model directly: the probe is one small batch, and `predict` would retrace per model."""
+    return keras.ops.convert_to_numpy(model(inputs, training=False)).astype(np.float32)
 
 
 def _branch_encoders(model: keras.Model, branches: _Branches) -> tuple[keras.Model, keras.Model]:

@@ -1,0 +1,1 @@
+"""Prefect flows (train) and the `siamese` command line."""

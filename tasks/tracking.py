@@ -1,0 +1,217 @@
+"""All MLflow code: where the store is, the run's life cycle, what is logged and registered.
+
+Every call names its run id explicitly (through `MlflowClient`): MLflow's active run is
+thread-local, and a Prefect task may run in another thread than the one that started the run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric, Param, RunStatus
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from siamese.config import Config
+from siamese.data.sequences import PairSet
+from siamese.devices import DevicePlan
+from siamese.sharing import SharingReport
+
+LOCAL_STORE = Path("mlruns")  # the default store, relative to where the command runs
+MODEL_KIND = "siamese-text"  # experiment and registered model name
+EXAMPLE_PAIRS = 2  # pairs saved with the model as its input example
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` when set (a team's server), else the SQLite store under `mlruns/`."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(LOCAL_STORE / 'mlflow.db').resolve()}"
+
+
+def ui_command() -> str:
+    """The command that opens the MLflow UI on this run's store."""
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+@task(name="start-mlflow-run", cache_policy=NO_CACHE)
+def start_run(config: Config, experiment: str = MODEL_KIND) -> str:
+    """Create the MLflow run with the whole config as params and links to Prefect and git."""
+    client = _client()
+    run_name = flow_run.name or None
+    tags = {"prefect.flow_run_id": flow_run.id, "prefect.flow_run_name": run_name, "mlflow.source.git.commit": _git_commit()}
+    run = client.create_run(
+        _experiment_id(client, experiment),
+        run_name=run_name,
+        tags={key: value for key, value in tags.items() if value},
+    )
+    run_id = run.info.run_id
+    client.log_batch(run_id, params=[Param(key, value) for key, value in config.to_params().items()])
+    client.log_dict(run_id, config.to_dict(), "config.json")
+    return run_id
+
+
+@task(name="log-training", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def log_training(run_id: str, plan: DevicePlan, seconds: float, pairs_per_second: float, split_sizes: dict[str, int]) -> None:
+    """Record which devices trained, how fast, and on how many pairs."""
+    params = {f"devices.{key}": ",".join(value) if isinstance(value, tuple) else value for key, value in plan.to_dict().items()}
+    params |= {f"data.{name}_pairs": size for name, size in split_sizes.items()}
+    metrics = {"train/seconds": seconds, "train/pairs_per_second": pairs_per_second}
+    _log(run_id, params=params, metrics=metrics)
+
+
+@task(name="log-sharing-report", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def log_sharing_report(run_id: str, report: SharingReport) -> None:
+    """The full report as JSON, its headline numbers as `sharing/...` metrics."""
+    _client().log_dict(run_id, report.to_dict(), "sharing/report.json")
+    metrics = {
+        "sharing/passed": float(report.passed),
+        "sharing/failed_checks": float(len(report.failures())),
+        "sharing/encoder_params": report.encoder_params,
+        "sharing/head_params": report.head_params,
+        "sharing/total_params": report.total_params,
+        "sharing/unshared_params": report.unshared_params,
+        "sharing/params_saved": report.params_saved,
+        "sharing/max_encoding_difference": report.max_encoding_difference,
+    }
+    _log(run_id, metrics=metrics)
+
+
+@task(name="log-evaluation", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def log_evaluation(run_id: str, metrics: dict[str, float], confusion_matrix: list[list[int]], plots: list[Path]) -> None:
+    """Test metrics as `test/...`, the confusion matrix as JSON, the plots as PNG artifacts."""
+    client = _client()
+    _log(run_id, metrics={f"test/{key}": value for key, value in metrics.items()})
+    labels = ["different (0)", "same (1)"]
+    client.log_dict(run_id, {"rows_true": labels, "columns_predicted": labels, "counts": confusion_matrix}, "evaluation/confusion_matrix.json")
+    for plot in plots:
+        client.log_artifact(run_id, str(plot), "evaluation")
+
+
+@task(name="log-and-register-model", cache_policy=NO_CACHE)
+def log_and_register_model(run_id: str, model_path: Path, example_path: Path, registered_model: str = MODEL_KIND) -> dict[str, str]:
+    """Log the `.keras` model with signature and input example; register it as a new version."""
+    model = keras.saving.load_model(model_path)
+    example = PairSet.load(example_path).take(slice(0, EXAMPLE_PAIRS))
+    client = _client()
+    client.log_text(run_id, _summary(model), "model_summary.txt")
+    logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id)
+    with tempfile.TemporaryDirectory(prefix="mlflow-model-") as directory:
+        # Saved into an existing directory, then uploaded: mlflow.keras.log_model (3.17) writes the
+        # input example before it creates its directory and fails (FileNotFoundError).
+        mlflow.keras.save_model(
+            model,
+            directory,
+            signature=_signature(example.left.shape[-1]),
+            input_example=example.inputs(),
+            # Explicit requirements: letting MLflow infer them costs seconds per run.
+            pip_requirements=[f"tensorflow=={version('tensorflow')}", f"keras=={version('keras')}"],
+        )
+        client.log_model_artifacts(logged.model_id, directory)
+    mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    model_uri = f"models:/{logged.model_id}"
+    registered = mlflow.register_model(model_uri, registered_model, tags={"run_id": run_id})
+    return {"model_uri": model_uri, "name": registered.name, "version": str(registered.version)}
+
+
+@task(name="end-mlflow-run", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def end_run(run_id: str, succeeded: bool) -> None:
+    """Mark the run FINISHED, or FAILED so the UI never shows a half-done run as complete."""
+    status = RunStatus.FINISHED if succeeded else RunStatus.FAILED
+    _client().set_terminated(run_id, RunStatus.to_string(status))
+
+
+def epoch_metrics_logger(run_id: str) -> keras.callbacks.Callback:
+    """A Keras callback logging each epoch's `train/...` and `val/...` metrics to `run_id`."""
+    return _EpochMetricsLogger(run_id)
+
+
+class _EpochMetricsLogger(keras.callbacks.Callback):
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self._run_id = run_id
+        self._client = _client()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        metrics = {_metric_key(name): value for name, value in (logs or {}).items()}
+        _log(self._run_id, metrics=metrics, step=epoch, client=self._client)
+
+
+def _metric_key(keras_name: str) -> str:
+    """`loss` -> `train/loss`, `val_auc` -> `val/auc`."""
+    if keras_name.startswith("val_"):
+        return f"val/{keras_name.removeprefix('val_')}"
+    return f"train/{keras_name}"
+
+
+def _log(
+    run_id: str,
+    params: dict[str, object] | None = None,
+    metrics: dict[str, float] | None = None,
+    step: int = 0,
+    client: MlflowClient | None = None,
+) -> None:
+    timestamp = int(time.time() * 1000)
+    (client or _client()).log_batch(
+        run_id,
+        metrics=[Metric(key, float(value), timestamp, step) for key, value in (metrics or {}).items()],
+        params=[Param(key, str(value)) for key, value in (params or {}).items()],
+    )
+
+
+def _client() -> MlflowClient:
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        # Keep artifacts beside the local database, not in whatever directory MLflow defaults to.
+        artifact_location = (LOCAL_STORE / "artifacts" / name).resolve().as_uri()
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def _signature(features: int) -> ModelSignature:
+    """Variable-length float32 sequences in, one score per pair out."""
+    sequence = np.dtype("float32")
+    return ModelSignature(
+        inputs=Schema([TensorSpec(sequence, (-1, -1, features), "left"), TensorSpec(sequence, (-1, -1, features), "right")]),
+        outputs=Schema([TensorSpec(sequence, (-1, 1), "similarity")]),
+    )
+
+
+def _summary(model: keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line), expand_nested=True)
+    return "\n".join(lines)
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
