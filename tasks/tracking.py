@@ -186,9 +186,11 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     artifact_location = None
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        # Keep artifacts beside the local database, not in whatever directory MLflow defaults to.
-        artifact_location = (LOCAL_STORE / "artifacts" / name).resolve().as_uri()
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        # Keep artifacts beside the SQLite database, not in whatever directory MLflow defaults to.
+        database = Path(uri.removeprefix("sqlite:///"))
+        artifact_location = (database.parent / "artifacts" / name).resolve().as_uri()
     return client.create_experiment(name, artifact_location=artifact_location)
 
 

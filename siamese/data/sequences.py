@@ -129,7 +129,7 @@ def _random_sequence(timesteps: int, features: int, rng: np.random.Generator) ->
 
 def _perturbed_copy(base: np.ndarray, timesteps: int, noise: float, rng: np.random.Generator) -> np.ndarray:
     """Shift, stretch (nearest-neighbour resampling) and add noise: same content, new length."""
-    shifted = base[rng.integers(0, MAX_SHIFT + 1) :]
+    shifted = base[rng.integers(0, min(MAX_SHIFT, len(base) - 2) + 1) :]  # keep two timesteps
     length = int(np.clip(round(len(shifted) * rng.uniform(*STRETCH_RANGE)), 2, timesteps))
     stretched = shifted[np.round(np.linspace(0, len(shifted) - 1, length)).astype(int)]
     return stretched + rng.normal(scale=noise, size=stretched.shape).astype(np.float32)

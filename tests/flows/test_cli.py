@@ -1,0 +1,68 @@
+"""The `siamese` command as a user runs it: a real process, its own temporary Prefect API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+SIAMESE = str(Path(sys.executable).with_name("siamese"))
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+    return subprocess.run([SIAMESE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_help_does_not_import_heavy_packages():
+    code = (
+        "import sys\nfrom flows import cli\n"
+        "try:\n    cli.main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'prefect', 'mlflow') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--num-pairs" in result.stdout
+    assert result.stdout.strip().endswith("[]")
+
+
+@pytest.mark.parametrize(
+    ("args", "config_text", "message"),
+    [
+        (["--epochs", "0"], None, "training.epochs must be an integer >= 1, got 0"),
+        (["--num-pairs", "-5"], None, "data.num_pairs must be an integer >= 10"),
+        (["--set", "data.num_pair=100"], None, "unknown key 'data.num_pair'"),
+        ([], '[data]\nmode = "noise"\n', "data.mode must be one of paraphrase, random; got 'noise'"),
+        ([], "[training\nepochs = 3\n", "is not valid TOML"),
+        ([], "[model]\nunits = true\n", "model.units must be an integer >= 1, got True"),
+    ],
+)
+def test_invalid_config_stops_before_any_work(tmp_path, args, config_text, message):
+    if config_text is not None:
+        (tmp_path / "bad.toml").write_text(config_text)
+        args = ["--config", "bad.toml", *args]
+
+    result = run_cli("train", *args, cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "mlruns").exists(), "nothing may be logged for an invalid config"
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_train_command_end_to_end(tmp_path):
+    (tmp_path / "tiny.toml").write_text("seed = 3\n[data]\nnum_pairs = 120\ntimesteps = 5\n[training]\nbatch_size = 32\n")
+
+    result = run_cli("train", "--config", "tiny.toml", "--epochs", "1", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "registered model:  siamese-text version 1" in result.stdout
+    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db" in result.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("siamese-text").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["seed"] == "3" and run.data.params["training.epochs"] == "1"
+    assert list((tmp_path / "mlruns" / "artifacts").iterdir()), "artifacts live beside the database"
