@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        config = load_config(args.config, _overrides(args))
+        config = load_config(args.config, _overrides(args, parser))
     except ConfigError as error:
         print(f"siamese: invalid configuration: {error}", file=sys.stderr)
         return 2
@@ -67,12 +67,12 @@ def _train(config, work_dir: Path | None) -> int:
     return 0
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, object]:
+def _overrides(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, object]:
     overrides: dict[str, object] = {key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag) is not None}
     for assignment in args.set:
         key, separator, value = assignment.partition("=")
         if not separator:
-            raise SystemExit(f"siamese: --set expects SECTION.FIELD=VALUE, got {assignment!r}")
+            parser.error(f"--set expects SECTION.FIELD=VALUE, got {assignment!r}")
         overrides[key.strip()] = value.strip()
     return overrides
 

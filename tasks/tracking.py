@@ -175,10 +175,15 @@ def _log(
 
 def _client() -> MlflowClient:
     uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    database = _sqlite_database(uri)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
+
+
+def _sqlite_database(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
 def _experiment_id(client: MlflowClient, name: str) -> str:
@@ -186,10 +191,9 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     artifact_location = None
-    uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
+    database = _sqlite_database(tracking_uri())
+    if database is not None:
         # Keep artifacts beside the SQLite database, not in whatever directory MLflow defaults to.
-        database = Path(uri.removeprefix("sqlite:///"))
         artifact_location = (database.parent / "artifacts" / name).resolve().as_uri()
     return client.create_experiment(name, artifact_location=artifact_location)
 
