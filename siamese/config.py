@@ -162,6 +162,8 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
             values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"config file {path} cannot be read: {error}") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
     for dotted_key, value in (overrides or {}).items():
@@ -169,6 +171,8 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
         table = values
         for section in sections:
             table = table.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"cannot set {dotted_key!r}: {section!r} is not a table")
         table[key] = parse_literal(value) if isinstance(value, str) else value
     return config_from_dict(values, source if not overrides else f"{source} + command-line options")
 

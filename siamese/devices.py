@@ -41,7 +41,7 @@ class DevicePlan:
 
 
 def plan_devices(
-    preference: DevicePreference, precision: Precision, gpus: list[str] | None = None
+    preference: DevicePreference | str, precision: Precision | str, gpus: list[str] | None = None
 ) -> DevicePlan:
     """Choose devices and dtype policy for training.
 
@@ -54,6 +54,8 @@ def plan_devices(
     Raises:
         DeviceError: `gpu` was requested and none is visible.
     """
+    # Accept the strings too: the identity checks below would silently skip a plain "gpu".
+    preference, precision = DevicePreference(preference), Precision(precision)
     gpus = visible_gpus() if gpus is None else gpus
     if preference is DevicePreference.GPU and not gpus:
         raise DeviceError(
@@ -79,7 +81,10 @@ def visible_gpus() -> list[str]:
         physical = tf.config.list_physical_devices("GPU")
         for gpu in physical:
             # Take memory as needed rather than all of it up front, so other jobs can share the GPU.
-            tf.config.experimental.set_memory_growth(gpu, True)
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:  # TensorFlow already initialised the GPU; growth is fixed by then
+                pass
         return [f"/gpu:{index}" for index in range(len(physical))]
     if backend == "jax":
         import jax

@@ -46,7 +46,9 @@ class PairSet:
         return PairSet(self.left[indices], self.right[indices], self.labels[indices])
 
     def save(self, path: Path) -> Path:
-        np.savez(path, left=self.left, right=self.right, labels=self.labels)
+        # Through a file object: np.savez would append ".npz" to a bare path and return a lie.
+        with open(path, "wb") as file:
+            np.savez(file, left=self.left, right=self.right, labels=self.labels)
         return path
 
     @classmethod

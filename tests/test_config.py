@@ -1,0 +1,192 @@
+"""Configuration: defaults, TOML files, command-line overrides and the errors a user sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from siamese.config import (
+    Config,
+    ConfigError,
+    DataConfig,
+    DataMode,
+    DevicePreference,
+    Head,
+    ModelConfig,
+    Precision,
+    TrainingConfig,
+    load_config,
+)
+
+CONFIG_DIR = Path(__file__).parents[1] / "configs"
+SHIPPED_CONFIGS = sorted(CONFIG_DIR.glob("*.toml"))
+
+
+def write_toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_are_valid_and_give_the_reference_model_settings():
+    config = Config()
+    assert config.model.units == 32
+    assert config.data.features == 128
+    assert config.data.mode is DataMode.PARAPHRASE
+    assert config.training.precision is Precision.AUTO
+    assert config.training.devices is DevicePreference.AUTO
+    assert load_config() == config
+
+
+def test_load_config_reads_a_toml_file(tmp_path):
+    path = write_toml(
+        tmp_path,
+        'seed = 7\n[data]\nmode = "random"\nnum_pairs = 500\n[model]\nhead = "concat"\n'
+        "[training]\nepochs = 2\nlearning_rate = 0.01\n",
+    )
+    config = load_config(path)
+    assert config.seed == 7
+    assert config.data.mode is DataMode.RANDOM
+    assert config.data.num_pairs == 500
+    assert config.model.head is Head.CONCAT
+    assert config.training.epochs == 2
+    assert config.training.learning_rate == 0.01
+    # Untouched fields keep their defaults.
+    assert config.data.timesteps == DataConfig().timesteps
+    assert config.training.batch_size == TrainingConfig().batch_size
+
+
+def test_overrides_parse_strings_as_toml_literals_and_win_over_the_file(tmp_path):
+    path = write_toml(tmp_path, "[training]\nepochs = 5\n")
+    config = load_config(
+        path,
+        overrides={"training.epochs": "3", "data.noise": "0.25", "model.head": "concat", "seed": "11"},
+    )
+    assert config.training.epochs == 3
+    assert isinstance(config.training.epochs, int)
+    assert config.data.noise == 0.25
+    assert config.model.head is Head.CONCAT  # a bare word is not a TOML literal: kept as a string
+    assert config.seed == 11
+
+
+def test_overrides_accept_typed_values_without_a_file():
+    config = load_config(overrides={"data.num_pairs": 123, "training.precision": "float32"})
+    assert config.data.num_pairs == 123
+    assert config.training.precision is Precision.FLOAT32
+
+
+def test_to_params_flattens_every_field_to_strings():
+    params = Config(data=DataConfig(num_pairs=300), model=ModelConfig(head="concat")).to_params()
+    assert params["data.num_pairs"] == "300"
+    assert params["model.head"] == "concat"
+    assert params["seed"] == "0"
+    assert params["training.precision"] == "auto"
+    assert all(isinstance(value, str) for value in params.values())
+    expected_fields = 1 + sum(len(section.__dataclass_fields__) for section in (DataConfig, ModelConfig, TrainingConfig))
+    assert len(params) == expected_fields
+
+
+def test_to_dict_round_trips_through_config_from_a_file(tmp_path):
+    import tomllib
+
+    config = Config(seed=3, data=DataConfig(mode="random", noise=0.1), training=TrainingConfig(precision="float32"))
+    as_dict = config.to_dict()
+    assert as_dict["data"]["mode"] == "random"
+    lines = [f"seed = {as_dict['seed']}"]
+    for section in ("data", "model", "training"):
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {value!r}".replace("'", '"') for key, value in as_dict[section].items()]
+    path = write_toml(tmp_path, "\n".join(lines) + "\n")
+    assert tomllib.loads(path.read_text())  # the file we wrote is valid TOML
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"data.num_pairs": 0}, "data.num_pairs must be an integer >= 10, got 0"),
+        ({"training.epochs": -1}, "training.epochs must be an integer >= 1, got -1"),
+        ({"training.batch_size": 0}, "training.batch_size must be an integer >= 1, got 0"),
+        ({"model.units": 0}, "model.units must be an integer >= 1, got 0"),
+        ({"training.learning_rate": 0}, "training.learning_rate must be a number > 0.0, got 0"),
+        ({"data.test_fraction": 1.5}, "data.test_fraction must be a number > 0.0 and < 1.0, got 1.5"),
+        ({"data.mode": "noise"}, "data.mode must be one of paraphrase, random; got 'noise'"),
+        ({"model.head": "cosine"}, "model.head must be one of concat, symmetric; got 'cosine'"),
+        ({"training.devices": "tpu"}, "training.devices must be one of auto, cpu, gpu; got 'tpu'"),
+        ({"model.units": True}, "model.units must be an integer >= 1, got True"),
+        ({"data.num_pairs": 100.0}, "data.num_pairs must be an integer >= 10, got 100.0"),
+        ({"data.noise": "loud"}, "data.noise must be a number >= 0.0, got 'loud'"),
+        ({"data.validation_fraction": 0.5, "data.test_fraction": 0.45}, "must leave at least 10% for training"),
+        ({"data.num_pair": 100}, "unknown key 'data.num_pair'"),
+        ({"training.epoch": 1}, "allowed: epochs, batch_size, learning_rate, precision, devices"),
+        ({"optimizer.name": "adam"}, "unknown key 'optimizer'"),
+    ],
+)
+def test_invalid_values_and_keys_raise_a_config_error_naming_them(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=overrides)
+    assert message in str(error.value)
+
+
+def test_unknown_top_level_section_lists_the_allowed_ones(tmp_path):
+    path = write_toml(tmp_path, "[optimiser]\nname = 'adam'\n")
+    with pytest.raises(ConfigError, match="unknown key 'optimiser'") as error:
+        load_config(path)
+    assert "allowed: data, model, seed, training" in str(error.value)
+    assert str(path) in str(error.value)
+
+
+def test_section_that_is_not_a_table_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[data\] .* must be a table"):
+        load_config(write_toml(tmp_path, "data = 3\n"))
+
+
+def test_negative_seed_is_rejected():
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0, got -1"):
+        Config(seed=-1)
+
+
+def test_dataclasses_validate_on_direct_construction_too():
+    with pytest.raises(ConfigError, match="data.timesteps must be an integer >= 4, got 2"):
+        DataConfig(timesteps=2)
+    with pytest.raises(ConfigError, match="training.precision must be one of auto, float32, mixed_float16"):
+        TrainingConfig(precision="float16")
+
+
+def test_a_file_that_does_not_parse_names_the_file(tmp_path):
+    path = write_toml(tmp_path, "[training\nepochs = 3\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+    assert "is not valid TOML" in str(error.value)
+
+
+def test_a_missing_file_names_the_file(tmp_path):
+    path = tmp_path / "nowhere.toml"
+    with pytest.raises(ConfigError, match="does not exist") as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+
+
+def test_configs_directory_ships_configs():
+    assert SHIPPED_CONFIGS, f"no *.toml in {CONFIG_DIR}"
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=[path.name for path in SHIPPED_CONFIGS])
+def test_every_shipped_config_loads(path):
+    config = load_config(path)
+    assert isinstance(config, Config)
+    assert config.data.num_pairs >= 10
+
+
+def test_unreadable_config_path_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_config(tmp_path)
+
+
+def test_override_into_a_scalar_is_a_config_error(tmp_path):
+    path = tmp_path / "seeded.toml"
+    path.write_text("seed = 3\n")
+    with pytest.raises(ConfigError, match="'seed' is not a table"):
+        load_config(path, overrides={"seed.x": "1"})

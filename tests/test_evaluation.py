@@ -1,0 +1,140 @@
+"""Evaluation metrics against hand-computed answers and scikit-learn; plots render to PNG."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from sklearn import metrics as sklearn_metrics
+
+from siamese.evaluation import evaluate_scores, plot_roc_curve, plot_score_histogram, roc_auc, roc_curve
+
+# Hand-worked example. At threshold 0.5: TP = 0.9, 0.6, 0.8; FN = 0.4; FP = 0.7, 0.5; TN = 0.2, 0.1.
+LABELS = np.array([1, 1, 1, 0, 0, 0, 1, 0])
+SCORES = np.array([0.9, 0.6, 0.4, 0.7, 0.2, 0.1, 0.8, 0.5])
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def random_labels_and_scores(seed: int, size: int = 200, decimals: int | None = None):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size=size)
+    scores = np.clip(rng.normal(0.5 + 0.2 * (labels - 0.5), 0.25), 0, 1)
+    return labels, (np.round(scores, decimals) if decimals is not None else scores)
+
+
+def test_hand_computed_confusion_matrix_and_metrics():
+    evaluation = evaluate_scores(LABELS, SCORES)
+    np.testing.assert_array_equal(evaluation.confusion_matrix, [[2, 2], [1, 3]])
+    assert evaluation.threshold == 0.5
+    assert evaluation.metrics["accuracy"] == pytest.approx(5 / 8)
+    assert evaluation.metrics["precision"] == pytest.approx(3 / 5)
+    assert evaluation.metrics["recall"] == pytest.approx(3 / 4)
+    assert evaluation.metrics["f1"] == pytest.approx(2 * 0.6 * 0.75 / (0.6 + 0.75))
+    # 13 of the 16 (positive, negative) pairs are ordered correctly.
+    assert evaluation.metrics["roc_auc"] == pytest.approx(13 / 16)
+    expected_log_loss = -np.mean([math.log(p) for p in (0.9, 0.6, 0.4, 0.8)] + [math.log(1 - p) for p in (0.7, 0.2, 0.1, 0.5)])
+    assert evaluation.metrics["log_loss"] == pytest.approx(expected_log_loss)
+    assert all(isinstance(value, float) for value in evaluation.metrics.values())
+
+
+def test_threshold_moves_the_decision():
+    evaluation = evaluate_scores(LABELS, SCORES, threshold=0.75)
+    np.testing.assert_array_equal(evaluation.confusion_matrix, [[4, 0], [2, 2]])
+    assert evaluation.metrics["precision"] == 1.0
+    assert evaluation.metrics["recall"] == 0.5
+    assert evaluation.metrics["roc_auc"] == pytest.approx(13 / 16)  # AUC does not depend on it
+
+
+def test_perfect_scores():
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    evaluation = evaluate_scores(labels, labels.astype(float))
+    assert evaluation.metrics["accuracy"] == 1.0
+    assert evaluation.metrics["roc_auc"] == 1.0
+    assert evaluation.metrics["f1"] == 1.0
+    assert 0 < evaluation.metrics["log_loss"] < 1e-5  # clipped, so finite and positive
+
+
+def test_inverted_scores_have_auc_zero_and_a_large_finite_log_loss():
+    labels = np.array([0, 0, 1, 1])
+    evaluation = evaluate_scores(labels, 1.0 - labels)
+    assert evaluation.metrics["roc_auc"] == 0.0
+    assert evaluation.metrics["accuracy"] == 0.0
+    assert evaluation.metrics["precision"] == evaluation.metrics["recall"] == evaluation.metrics["f1"] == 0.0
+    assert 10 < evaluation.metrics["log_loss"] < 20
+
+
+def test_tied_scores_have_auc_one_half():
+    labels = np.array([0, 1, 0, 1, 1])
+    assert roc_auc(labels, np.full(5, 0.3)) == 0.5
+
+
+def test_no_predicted_positives_give_zero_precision_not_an_error():
+    evaluation = evaluate_scores(np.array([0, 1, 1]), np.array([0.1, 0.2, 0.3]))
+    assert evaluation.metrics["precision"] == 0.0
+    assert evaluation.metrics["f1"] == 0.0
+    assert evaluation.metrics["roc_auc"] == 1.0
+
+
+@pytest.mark.parametrize("decimals", [None, 1])  # 1 decimal: many ties
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_roc_auc_matches_sklearn(seed, decimals):
+    labels, scores = random_labels_and_scores(seed, decimals=decimals)
+    assert roc_auc(labels, scores) == pytest.approx(sklearn_metrics.roc_auc_score(labels, scores), abs=1e-12)
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_roc_curve_matches_sklearn_and_its_area_is_the_auc(decimals):
+    labels, scores = random_labels_and_scores(3, decimals=decimals)
+    fpr, tpr = roc_curve(labels, scores)
+    expected_fpr, expected_tpr, _ = sklearn_metrics.roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, expected_fpr)
+    np.testing.assert_allclose(tpr, expected_tpr)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(labels, scores))
+
+
+def test_roc_curve_runs_from_origin_to_one_one_without_going_back():
+    fpr, tpr = roc_curve(LABELS, SCORES)
+    assert (fpr[0], tpr[0]) == (0.0, 0.0)
+    assert (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    np.testing.assert_allclose(fpr, [0, 0, 0, 0.25, 0.25, 0.5, 0.5, 0.75, 1])
+    np.testing.assert_allclose(tpr, [0, 0.25, 0.5, 0.5, 0.75, 0.75, 1, 1, 1])
+
+
+@pytest.mark.parametrize("function", [evaluate_scores, roc_auc, roc_curve, plot_roc_curve, plot_score_histogram])
+def test_one_class_labels_raise(function):
+    with pytest.raises(ValueError, match="one class only"):
+        function(np.ones(4), np.array([0.1, 0.5, 0.7, 0.9]))
+
+
+@pytest.mark.parametrize("function", [evaluate_scores, roc_auc, roc_curve])
+def test_length_mismatch_raises(function):
+    with pytest.raises(ValueError, match="differ in length: 4 vs 3"):
+        function(np.array([0, 1, 0, 1]), np.array([0.1, 0.5, 0.7]))
+
+
+def test_labels_other_than_zero_and_one_raise():
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        evaluate_scores(np.array([0, 1, 2]), np.array([0.1, 0.5, 0.7]))
+
+
+def test_column_of_scores_is_accepted():
+    """Keras' predict returns (n, 1): it must score the same as a flat array."""
+    flat = evaluate_scores(LABELS, SCORES)
+    column = evaluate_scores(LABELS, SCORES.reshape(-1, 1).astype(np.float32))
+    assert column.metrics["roc_auc"] == flat.metrics["roc_auc"]
+    np.testing.assert_array_equal(column.confusion_matrix, flat.confusion_matrix)
+
+
+@pytest.mark.parametrize("plot", [plot_roc_curve, plot_score_histogram])
+def test_plots_render_to_png(plot, tmp_path):
+    labels, scores = random_labels_and_scores(4)
+    figure = plot(labels, scores)
+    assert isinstance(figure, Figure)
+    assert figure.axes and figure.axes[0].get_title()
+    path = tmp_path / f"{plot.__name__}.png"
+    figure.savefig(path)
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    assert path.stat().st_size > 1000

@@ -1,0 +1,115 @@
+"""Weight-sharing verification: passes on the Siamese model, catches the unshared twin."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pytest
+
+from siamese.config import DataConfig
+from siamese.data.sequences import PairSet, generate_sequence_pairs
+from siamese.models.text import build_text_model, build_unshared_text_model
+from siamese.sharing import SharingReport, verify_weight_sharing
+
+
+@dataclass(frozen=True)
+class Verified:
+    model: keras.Model
+    weights_before: list[np.ndarray]
+    report: SharingReport
+
+
+@pytest.fixture(scope="module")
+def probe() -> PairSet:
+    """A small probe batch: 8 variable-length pairs of 6 timesteps."""
+    return generate_sequence_pairs(DataConfig(num_pairs=10, timesteps=6), np.random.default_rng(0)).take(np.arange(8))
+
+
+def verify(model: keras.Model, probe: PairSet) -> Verified:
+    weights_before = [np.copy(weights) for weights in model.get_weights()]
+    return Verified(model, weights_before, verify_weight_sharing(model, probe.left, probe.right, probe.labels))
+
+
+# Each verification trains a step and saves and reloads the model (seconds): verify once per model.
+@pytest.fixture(scope="module", params=["concat", "symmetric"])
+def shared(request, probe) -> Verified:
+    return verify(build_text_model(head=request.param), probe)
+
+
+@pytest.fixture(scope="module")
+def unshared(probe) -> Verified:
+    return verify(build_unshared_text_model(head="concat"), probe)
+
+
+def test_siamese_model_passes_every_check(shared):
+    report = shared.report
+    assert report.passed, report.failures()
+    assert report.failures() == []
+    names = {check.name for check in report.checks}
+    for name in ("same_encoder_object", "shared_variables", "parameter_count", "identical_encodings", "one_step_update"):
+        assert name in names and f"after_reload/{name}" in names
+    assert "after_reload/same_predictions" in names
+
+
+def test_siamese_model_parameter_arithmetic(shared):
+    report = shared.report
+    assert report.encoder_params == 20_608
+    assert report.head_params == 65
+    assert report.total_params == 20_673
+    assert report.unshared_params == 41_281
+    assert report.params_saved == 20_608
+    assert report.max_encoding_difference <= 1e-6
+
+
+def test_unshared_twin_fails_with_named_checks(unshared):
+    report = unshared.report
+    assert not report.passed
+    failed = {check.name for check in report.checks if not check.passed}
+    assert {"same_encoder_object", "shared_variables", "parameter_count"} <= failed
+    assert {"after_reload/same_encoder_object", "after_reload/shared_variables"} <= failed
+    assert any(failure.startswith("same_encoder_object: ") for failure in report.failures())
+    assert report.total_params == 41_281
+    assert report.params_saved == 0
+
+
+def assert_weights_restored(verified: Verified) -> None:
+    weights_after = verified.model.get_weights()
+    assert len(weights_after) == len(verified.weights_before)
+    for before, after in zip(verified.weights_before, weights_after):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_verification_restores_the_siamese_models_weights(shared):
+    assert_weights_restored(shared)
+
+
+def test_verification_restores_the_unshared_models_weights(unshared):
+    assert_weights_restored(unshared)
+
+
+def test_report_to_dict_is_json_serialisable(shared, unshared):
+    for report in (shared.report, unshared.report):
+        as_dict = json.loads(json.dumps(report.to_dict()))
+        assert as_dict["passed"] is report.passed
+        assert as_dict["params_saved"] == report.params_saved
+        assert len(as_dict["checks"]) == len(report.checks)
+        assert set(as_dict["checks"][0]) == {"name", "passed", "detail"}
+
+
+def test_model_without_two_inputs_is_rejected(probe):
+    sequence = keras.Input(shape=(None, 128), name="sequence")
+    model = keras.Model(sequence, keras.layers.Dense(1, name="score")(sequence), name="one_input")
+    with pytest.raises(ValueError, match="two inputs"):
+        verify_weight_sharing(model, probe.left, probe.right, probe.labels)
+
+
+def test_model_whose_output_ignores_one_input_is_rejected(probe):
+    left = keras.Input(shape=(None, 128), name="left")
+    right = keras.Input(shape=(None, 128), name="right")
+    encoding = keras.layers.LSTM(4, name="lstm")(left)
+    model = keras.Model([left, right], keras.layers.Dense(1, name="score")(encoding), name="left_only")
+    with pytest.raises(ValueError, match="does not combine a left and a right branch"):
+        verify_weight_sharing(model, probe.left, probe.right, probe.labels)
