@@ -33,8 +33,8 @@ class DevicePlan:
 
     @property
     def strategy(self) -> str:
-        """The `tf.distribute` strategy the TensorFlow backend trains under."""
-        return "MirroredStrategy" if len(self.devices) > 1 else "OneDeviceStrategy"
+        """How the TensorFlow backend trains: mirrored over several devices, else plain placement."""
+        return "MirroredStrategy" if len(self.devices) > 1 else "single-device"
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self) | {"strategy": self.strategy}
@@ -102,7 +102,8 @@ def distribution_scope(plan: DevicePlan) -> Iterator[None]:
     """Build, load and compile models inside this scope so their variables live on `plan.devices`.
 
     TensorFlow: `MirroredStrategy` over several devices (one replica per GPU, gradients
-    all-reduced), `OneDeviceStrategy` for one. Other backends place arrays on their default
+    all-reduced); one device is a plain `tf.device` placement, since `OneDeviceStrategy` measured
+    2-3x slower per step on a CPU (BENCHMARKS.md). Other backends place arrays on their default
     device (the first GPU when there is one).
     """
     if plan.backend != "tensorflow":
@@ -111,8 +112,8 @@ def distribution_scope(plan: DevicePlan) -> Iterator[None]:
     import tensorflow as tf
 
     if len(plan.devices) > 1:
-        strategy = tf.distribute.MirroredStrategy(devices=list(plan.devices))
+        with tf.distribute.MirroredStrategy(devices=list(plan.devices)).scope():
+            yield
     else:
-        strategy = tf.distribute.OneDeviceStrategy(plan.devices[0])
-    with strategy.scope():
-        yield
+        with tf.device(plan.devices[0]):
+            yield

@@ -108,7 +108,8 @@ def log_and_register_model(run_id: str, model_path: Path, example_path: Path, re
     example = PairSet.load(example_path).take(slice(0, EXAMPLE_PAIRS))
     client = _client()
     client.log_text(run_id, _summary(model), "model_summary.txt")
-    logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id)
+    experiment_id = client.get_run(run_id).info.experiment_id  # else MLflow files it under "Default"
+    logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id, experiment_id=experiment_id)
     with tempfile.TemporaryDirectory(prefix="mlflow-model-") as directory:
         # Saved into an existing directory, then uploaded: mlflow.keras.log_model (3.17) writes the
         # input example before it creates its directory and fails (FileNotFoundError).

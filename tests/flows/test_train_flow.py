@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import keras
@@ -62,7 +63,7 @@ def test_flow_records_run_in_mlflow(trained, tiny_config):
     assert report["passed"] and report["params_saved"] == 20_608
 
 
-def test_registered_model_predicts_like_trained_model(trained):
+def test_registered_model_predicts_like_trained_model(trained, mlflow_store):
     result, work_dir, client = trained
     registered = result["registered"]
     version = client.get_model_version(MODEL_KIND, registered["version"])
@@ -74,6 +75,13 @@ def test_registered_model_predicts_like_trained_model(trained):
     np.testing.assert_allclose(loaded.predict(test.inputs()), expected, atol=1e-6)
     assert [spec.name for spec in loaded.metadata.signature.inputs.inputs] == ["left", "right"]
     assert loaded.metadata.saved_input_example_info is not None
+
+    run = client.get_run(result["run_id"])
+    (logged,) = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert logged.source_run_id == run.info.run_id
+    assert registered["model_uri"] == f"models:/{logged.model_id}"
+    store = Path(mlflow_store.removeprefix("sqlite:///")).parent
+    assert logged.artifact_location.startswith(store.as_uri()), "model files belong in the run's store"
 
 
 def test_flow_publishes_markdown_summary(trained):
