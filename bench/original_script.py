@@ -22,19 +22,9 @@ import numpy as np
 from keras.layers import Input, LSTM, Dense, concatenate
 from keras.models import Model
 
+from epoch_timer import EpochTimer  # bench/ is on sys.path when run as a script
+
 IMPORTED = time.time()
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch (training steps plus that epoch's validation)."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.begun = time.perf_counter()
-        self.seconds = getattr(self, "seconds", [])
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.begun)
-
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--seed", type=int, help="seed numpy, Python and the backend (the original is unseeded)")

@@ -39,23 +39,14 @@ from siamese.devices import distribution_scope, plan_devices
 from siamese.models.text import build_text_model
 from siamese.training import compile_for_training, fit
 
+from epoch_timer import EpochTimer  # bench/ is on sys.path when run as a script
+
 IMPORTED = time.time()
 
 # The original script's sizes and settings.
 NUM_PAIRS, TIMESTEPS, FEATURES = 1000, 10, 128
 VALIDATION_SPLIT = 0.2
 TRAINING = TrainingConfig(epochs=3, batch_size=64, precision=Precision.FLOAT32, devices=DevicePreference.CPU)
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch (training steps plus that epoch's validation), as in the baseline."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.begun = time.perf_counter()
-        self.seconds = getattr(self, "seconds", [])
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.begun)
 
 
 def main() -> None:
