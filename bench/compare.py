@@ -2,7 +2,7 @@
 
 1. Throughput at identical settings. `bench/original_script.py` (the original Keras example) and
    `bench/project_training.py` (the project's library on the very same arrays, twice: plain and
-   under the `train-model` task's distribution strategy) each run `--repeats` times as fresh
+   under the `train-model` task's distribution scope) each run `--repeats` times as fresh
    processes, interleaved so that load drifting on a shared machine hits every side alike.
    Reported: pairs/s of `fit` (tracing and validation included, as `siamese.training.fit`
    defines it), steady-state pairs/s (epochs after the first) and pairs per CPU-second of `fit`,
@@ -449,7 +449,7 @@ def print_report(results: dict) -> None:
         "fit pairs/s = train pairs x epochs / fit wall time (tracing and validation included, as siamese.training.fit);"
         " steady = epochs 2-3 only\n(no tracing); pairs per CPU-s = the same pairs / CPU time of all threads during fit. "
         "ratio = median / baseline median, (best) = best / baseline best.\n'project' = siamese library (Masking layer, "
-        "AUC metric); '+ task strategy' = also under the train-model task's distribution scope (OneDeviceStrategy on a CPU)."
+        "AUC metric); '+ task strategy' = also under the train-model task's distribution scope (a plain tf.device('/cpu:0') placement on a CPU)."
     )
 
     wall = results["wall"]

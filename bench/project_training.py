@@ -8,8 +8,9 @@ the project's library: `build_text_model(head="concat")`, `compile_for_training`
 
 What still differs is the project's own choice, which is what this measures: the `Masking`
 layer in the encoder, the extra AUC metric, float32 `PairSet`s passed as a dict. With
-`--strategy plan` training also runs under the device plan's `tf.distribute` scope, exactly as
-the `train-model` task does (`OneDeviceStrategy` on a CPU); `none` is the plain library call.
+`--strategy plan` training also runs under the device plan's `distribution_scope`, exactly as
+the `train-model` task does (on a CPU: a plain `tf.device("/cpu:0")` placement, the plan's
+"single-device"; `MirroredStrategy` only over several GPUs); `none` is the plain library call.
 MLflow's per-epoch callback is not attached here: it is measured in the `siamese train` run.
 
 Prints the same JSON line as the baseline script (last line of stdout).
@@ -52,7 +53,13 @@ TRAINING = TrainingConfig(epochs=3, batch_size=64, precision=Precision.FLOAT32, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--strategy", choices=["none", "plan"], default="none")
+    parser.add_argument(
+        "--strategy",
+        choices=["none", "plan"],
+        default="none",
+        help="none: the plain library call; plan: under distribution_scope(plan), as the train-model task "
+        "(a plain tf.device('/cpu:0') placement on a CPU, 'single-device')",
+    )
     args = parser.parse_args()
 
     np.random.seed(args.seed)

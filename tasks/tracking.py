@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from importlib.metadata import version
@@ -44,7 +45,10 @@ def ui_command() -> str:
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
         return f"open {uri}"
-    return f"mlflow ui --backend-store-uri {uri}"
+    # The mlflow beside this interpreter: it works without activating the virtual environment.
+    installed = Path(sys.executable).with_name("mlflow")
+    program = os.path.relpath(installed) if installed.exists() else "mlflow"
+    return f"{program} ui --backend-store-uri {uri}"
 
 
 @task(name="start-mlflow-run", cache_policy=NO_CACHE)
