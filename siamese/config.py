@@ -15,8 +15,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
+MIN_IMAGE_SIZE = 16  # the compact backbone halves the image three times
+XCEPTION_MIN_IMAGE_SIZE = 71  # keras.applications.Xception refuses smaller inputs
+
+
 class ConfigError(ValueError):
     """A configuration value, key or file that cannot be used; the message names it."""
+
+
+class ModelKind(StrEnum):
+    TEXT = "text"  # one LSTM over a left and a right sequence
+    VISION = "vision"  # one CNN backbone over a left and a right camera image
 
 
 class DataMode(StrEnum):
@@ -27,6 +36,38 @@ class DataMode(StrEnum):
 class Head(StrEnum):
     CONCAT = "concat"  # the reference model: concatenate both encodings, Dense(1)
     SYMMETRIC = "symmetric"  # [|a-b|, a*b] -> Dense(1): score(a, b) == score(b, a)
+
+
+class ImageSource(StrEnum):
+    STEREO = "stereo"  # generated stereo pairs of textured scenes
+    FOLDER = "folder"  # root/<class>/<image>: same-class and different-class pairs drawn with the seed
+    CSV = "csv"  # a file of left_path,right_path,label rows
+
+
+class Task(StrEnum):
+    SIMILARITY = "similarity"  # 0/1 label (same scene, same class): sigmoid score, AUC
+    REGRESSION = "regression"  # a number per pair (disparity in pixels, a CSV target): MAE, RMSE
+
+
+class SplitBy(StrEnum):
+    CLASS = "class"  # validation/test classes never seen in training: verification of new identities
+    IMAGE = "image"  # every class in every split, each image in one split only
+
+
+class Backbone(StrEnum):
+    COMPACT = "compact"  # a small CNN that trains in seconds on a CPU
+    XCEPTION = "xception"  # the reference: keras.applications.Xception(weights=None, include_top=False)
+
+
+class VisionHead(StrEnum):
+    CONCAT = "concat"  # the reference: feature maps concatenated along channels, pooled, Dense(1)
+    FUSION = "fusion"  # concatenated maps -> convolution that compares the views at each location
+    SYMMETRIC = "symmetric"  # pooled features of each view -> [|a-b|, a*b] -> Dense(1)
+
+
+class Pooling(StrEnum):
+    AVG = "avg"
+    MAX = "max"
 
 
 class Precision(StrEnum):
@@ -42,7 +83,7 @@ class DevicePreference(StrEnum):
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class SequenceDataConfig:
     mode: DataMode = DataMode.PARAPHRASE
     num_pairs: int = 4000
     timesteps: int = 20  # the longest sequence; shorter ones are zero-padded at the end
@@ -57,23 +98,65 @@ class DataConfig:
         _require_int(self, "timesteps", "data", minimum=4)
         _require_int(self, "features", "data", minimum=1)
         _require_float(self, "noise", "data", minimum=0.0)
-        _require_float(self, "validation_fraction", "data", minimum=0.0, below=1.0)
-        _require_float(self, "test_fraction", "data", minimum=0.0, below=1.0, exclusive_minimum=True)
-        if self.validation_fraction + self.test_fraction >= 0.9:
-            raise ConfigError(
-                "data.validation_fraction + data.test_fraction must leave at least 10% for "
-                f"training, got {self.validation_fraction} + {self.test_fraction}"
-            )
+        _require_fractions(self)
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class TextModelConfig:
     units: int = 32  # LSTM units of the shared encoder
     head: Head = Head.SYMMETRIC  # the concat head cannot express similarity (see README)
 
     def __post_init__(self) -> None:
         _require_int(self, "units", "model", minimum=1)
         _coerce_enum(self, "head", Head, "model")
+
+
+@dataclass(frozen=True)
+class ImageDataConfig:
+    source: ImageSource = ImageSource.STEREO
+    path: str = ""  # the class folder (source folder) or the CSV file (source csv)
+    task: Task = Task.SIMILARITY
+    num_pairs: int = 2000  # pairs to generate (stereo) or to draw (folder); a CSV gives its rows
+    image_size: int = 48  # images are resized to image_size x image_size; Xception needs >= 71
+    channels: int = 3  # 3 for RGB, 1 for grayscale: files are converted on reading
+    noise: float = 0.02  # sensor noise of generated images, as a share of the pixel range
+    split_by: SplitBy = SplitBy.CLASS  # folder source only
+    validation_fraction: float = 0.2
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        _coerce_enum(self, "source", ImageSource, "data")
+        _coerce_enum(self, "task", Task, "data")
+        _coerce_enum(self, "split_by", SplitBy, "data")
+        if not isinstance(self.path, str):
+            raise ConfigError(f"data.path must be a string, got {self.path!r}")
+        _require_int(self, "num_pairs", "data", minimum=10)
+        _require_int(self, "image_size", "data", minimum=MIN_IMAGE_SIZE)
+        if self.channels not in (1, 3) or isinstance(self.channels, bool):
+            raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
+        _require_float(self, "noise", "data", minimum=0.0)
+        _require_fractions(self)
+        if self.source is not ImageSource.STEREO and not self.path:
+            raise ConfigError(f"data.path is required when data.source is '{self.source}': the image folder or CSV file")
+        if self.source is ImageSource.FOLDER and self.task is not Task.SIMILARITY:
+            raise ConfigError(
+                "data.task must be 'similarity' when data.source is 'folder': class folders give "
+                f"same/different pairs, not numeric targets; got '{self.task}'"
+            )
+
+
+@dataclass(frozen=True)
+class VisionModelConfig:
+    backbone: Backbone = Backbone.COMPACT  # xception is the reference, compact trains on a CPU
+    head: VisionHead = VisionHead.FUSION  # concat cannot compare the views (see README)
+    pooling: Pooling = Pooling.AVG
+    filters: int = 16  # first-stage filters of the compact backbone (doubling per stage)
+
+    def __post_init__(self) -> None:
+        _coerce_enum(self, "backbone", Backbone, "model")
+        _coerce_enum(self, "head", VisionHead, "model")
+        _coerce_enum(self, "pooling", Pooling, "model")
+        _require_int(self, "filters", "model", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -94,61 +177,99 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole run. `data` and `model` take the kind's sections; None means its defaults."""
+
+    kind: ModelKind = ModelKind.TEXT
     seed: int = 0  # seeds data generation, weight initialisation and shuffling
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    data: SequenceDataConfig | ImageDataConfig = None  # type: ignore[assignment]
+    model: TextModelConfig | VisionModelConfig = None  # type: ignore[assignment]
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def __post_init__(self) -> None:
+        _coerce_enum(self, "kind", ModelKind, "")
         _require_int(self, "seed", "", minimum=0)
+        for section, cls in _KIND_SECTIONS[self.kind].items():
+            value = getattr(self, section)
+            if value is None:
+                object.__setattr__(self, section, cls())
+            elif not isinstance(value, cls):
+                raise ConfigError(f"[{section}] of a {self.kind} run must be a {cls.__name__}, got {type(value).__name__}")
+        if (
+            self.kind is ModelKind.VISION
+            and self.model.backbone is Backbone.XCEPTION
+            and self.data.image_size < XCEPTION_MIN_IMAGE_SIZE
+        ):
+            raise ConfigError(
+                f"model.backbone 'xception' needs data.image_size >= {XCEPTION_MIN_IMAGE_SIZE}, "
+                f"got {self.data.image_size}: raise the image size or use backbone 'compact'"
+            )
+
+    @property
+    def task(self) -> Task:
+        """What the model predicts: text pairs are always similarity."""
+        return self.data.task if isinstance(self.data, ImageDataConfig) else Task.SIMILARITY
 
     def to_params(self) -> dict[str, str]:
         """Flatten to `section.field -> value` strings, the shape MLflow params take."""
-        params = {"seed": str(self.seed)}
-        for section in _SECTIONS:
+        params = {"kind": str(self.kind), "seed": str(self.seed)}
+        for section in _SECTION_NAMES:
             for key, value in dataclasses.asdict(getattr(self, section)).items():
                 params[f"{section}.{key}"] = str(value)
         return params
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (strings for enums), the shape of a TOML config file."""
-        return {"seed": self.seed} | {
+        return {"kind": str(self.kind), "seed": self.seed} | {
             section: {key: _plain(value) for key, value in dataclasses.asdict(getattr(self, section)).items()}
-            for section in _SECTIONS
+            for section in _SECTION_NAMES
         }
 
 
-_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
+_KIND_SECTIONS: dict[ModelKind, dict[str, type]] = {
+    ModelKind.TEXT: {"data": SequenceDataConfig, "model": TextModelConfig},
+    ModelKind.VISION: {"data": ImageDataConfig, "model": VisionModelConfig},
+}
+_SECTION_NAMES = ("data", "model", "training")
 
 
 def config_from_dict(values: Mapping[str, Any], source: str = "config") -> Config:
     """Build a validated `Config` from a nested mapping (the shape of a TOML file).
 
+    `kind` decides which sections `[data]` and `[model]` are read into.
+
     Raises:
         ConfigError: for an unknown section or key, naming it, the source and the allowed keys.
     """
-    top_level = {"seed"} | set(_SECTIONS)
+    top_level = {"kind", "seed", *_SECTION_NAMES}
     unknown = sorted(set(values) - top_level)
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} in {source}; allowed: {', '.join(sorted(top_level))}")
+    kind = values.get("kind", ModelKind.TEXT)
+    try:
+        kind = ModelKind(kind)
+    except ValueError:
+        allowed = ", ".join(member.value for member in ModelKind)
+        raise ConfigError(f"kind must be one of {allowed}; got {kind!r}") from None
     sections = {}
-    for name, cls in _SECTIONS.items():
+    for name, cls in (_KIND_SECTIONS[kind] | {"training": TrainingConfig}).items():
         section_values = values.get(name, {})
         if not isinstance(section_values, Mapping):
             raise ConfigError(f"[{name}] in {source} must be a table, got {section_values!r}")
         allowed = [f.name for f in dataclasses.fields(cls)]
         for key in section_values:
             if key not in allowed:
-                raise ConfigError(f"unknown key '{name}.{key}' in {source}; allowed: {', '.join(allowed)}")
+                raise ConfigError(
+                    f"unknown key '{name}.{key}' for a {kind} model in {source}; allowed: {', '.join(allowed)}"
+                )
         sections[name] = cls(**section_values)
-    return Config(seed=values.get("seed", 0), **sections)
+    return Config(kind=kind, seed=values.get("seed", 0), **sections)
 
 
 def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
     """Read a TOML config file (or the defaults) and apply `section.field` overrides on top.
 
     Args:
-        path: a TOML file with optional `seed` and `[data]`, `[model]`, `[training]` tables.
+        path: a TOML file with optional `kind`, `seed` and `[data]`, `[model]`, `[training]` tables.
         overrides: dotted keys such as `training.epochs`; values already typed or TOML literals.
 
     Raises:
@@ -216,6 +337,16 @@ def _require_float(
         bounds = f"{'>' if exclusive_minimum else '>='} {minimum}" + (f" and < {below}" if below is not None else "")
         raise ConfigError(f"{_qualified(section, name)} must be a number {bounds}, got {value!r}")
     object.__setattr__(obj, name, float(value))
+
+
+def _require_fractions(data: Any) -> None:
+    _require_float(data, "validation_fraction", "data", minimum=0.0, below=1.0)
+    _require_float(data, "test_fraction", "data", minimum=0.0, below=1.0, exclusive_minimum=True)
+    if data.validation_fraction + data.test_fraction >= 0.9:
+        raise ConfigError(
+            "data.validation_fraction + data.test_fraction must leave at least 10% for "
+            f"training, got {data.validation_fraction} + {data.test_fraction}"
+        )
 
 
 def _coerce_enum(obj: Any, name: str, enum: type[StrEnum], section: str) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import keras
 
-from siamese.config import TrainingConfig
+from siamese.config import Task, TrainingConfig
 from siamese.data.sequences import PairSet
 
 
@@ -18,13 +18,27 @@ class TrainingResult:
     pairs_per_second: float  # training pairs processed per second of that wall time
 
 
-def compile_for_training(model: keras.Model, training: TrainingConfig) -> None:
-    """RMSprop + binary cross-entropy, as the reference script; accuracy and AUC as metrics."""
+def compile_for_training(model: keras.Model, training: TrainingConfig, task: Task | str = Task.SIMILARITY) -> None:
+    """RMSprop, as the reference script, with the task's loss and metrics.
+
+    Similarity: binary cross-entropy, accuracy and AUC. Regression: mean squared error, MAE and RMSE.
+    """
     model.compile(
         optimizer=keras.optimizers.RMSprop(learning_rate=training.learning_rate),
-        loss="binary_crossentropy",
-        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+        loss=task_loss(task),
+        metrics=_METRICS[Task(task)](),
     )
+
+
+def task_loss(task: Task | str) -> str:
+    """The loss a model for `task` is trained with (also used by the sharing check's one step)."""
+    return "mean_squared_error" if Task(task) is Task.REGRESSION else "binary_crossentropy"
+
+
+_METRICS = {
+    Task.SIMILARITY: lambda: ["accuracy", keras.metrics.AUC(name="auc")],
+    Task.REGRESSION: lambda: [keras.metrics.MeanAbsoluteError(name="mae"), keras.metrics.RootMeanSquaredError(name="rmse")],
+}
 
 
 def fit(

@@ -9,7 +9,7 @@ import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from siamese.config import DataConfig
+from siamese.config import SequenceDataConfig
 from siamese.data.sequences import generate_sequence_pairs, split_pairs
 
 
@@ -20,7 +20,7 @@ class DataSplits:
 
 
 @task(name="generate-pairs", cache_policy=NO_CACHE)
-def generate_pairs(data: DataConfig, seed: int, work_dir: Path) -> DataSplits:
+def generate_pairs(data: SequenceDataConfig, seed: int, work_dir: Path) -> DataSplits:
     """Generate sequence pairs and write train/validation/test splits as `.npz` files."""
     rng = np.random.default_rng(seed)
     splits = split_pairs(generate_sequence_pairs(data, rng), data.validation_fraction, data.test_fraction, rng)

@@ -9,7 +9,7 @@ import keras
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from siamese.config import ModelConfig, TrainingConfig
+from siamese.config import TextModelConfig, TrainingConfig
 from siamese.data.sequences import PairSet
 from siamese.devices import DevicePlan, distribution_scope, plan_devices
 from siamese.evaluation import evaluate_scores, plot_roc_curve, plot_score_histogram
@@ -44,7 +44,7 @@ def choose_devices(training: TrainingConfig) -> DevicePlan:
 
 
 @task(name="build-model", cache_policy=NO_CACHE)
-def build_model(model: ModelConfig, features: int, plan: DevicePlan, seed: int, work_dir: Path) -> Path:
+def build_model(model: TextModelConfig, features: int, plan: DevicePlan, seed: int, work_dir: Path) -> Path:
     """Build the Siamese text model with seeded initial weights and save it as `.keras`."""
     keras.utils.set_random_seed(seed)
     built = build_text_model(features=features, units=model.units, head=model.head, dtype_policy=plan.dtype_policy)

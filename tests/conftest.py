@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-from siamese.config import Config, DataConfig, TrainingConfig
+from siamese.config import Config, SequenceDataConfig, TrainingConfig
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +36,6 @@ def mlflow_store(tmp_path, monkeypatch) -> str:
 def tiny_config() -> Config:
     """Seconds to train: a few hundred short pairs, one epoch."""
     return Config(
-        data=DataConfig(num_pairs=200, timesteps=6),
+        data=SequenceDataConfig(num_pairs=200, timesteps=6),
         training=TrainingConfig(epochs=2, batch_size=32),
     )

@@ -9,11 +9,11 @@ import pytest
 from siamese.config import (
     Config,
     ConfigError,
-    DataConfig,
+    SequenceDataConfig,
     DataMode,
     DevicePreference,
     Head,
-    ModelConfig,
+    TextModelConfig,
     Precision,
     TrainingConfig,
     load_config,
@@ -53,7 +53,7 @@ def test_load_config_reads_a_toml_file(tmp_path):
     assert config.training.epochs == 2
     assert config.training.learning_rate == 0.01
     # Untouched fields keep their defaults.
-    assert config.data.timesteps == DataConfig().timesteps
+    assert config.data.timesteps == SequenceDataConfig().timesteps
     assert config.training.batch_size == TrainingConfig().batch_size
 
 
@@ -77,20 +77,20 @@ def test_overrides_accept_typed_values_without_a_file():
 
 
 def test_to_params_flattens_every_field_to_strings():
-    params = Config(data=DataConfig(num_pairs=300), model=ModelConfig(head="concat")).to_params()
+    params = Config(data=SequenceDataConfig(num_pairs=300), model=TextModelConfig(head="concat")).to_params()
     assert params["data.num_pairs"] == "300"
     assert params["model.head"] == "concat"
-    assert params["seed"] == "0"
+    assert params["seed"] == "0" and params["kind"] == "text"
     assert params["training.precision"] == "auto"
     assert all(isinstance(value, str) for value in params.values())
-    expected_fields = 1 + sum(len(section.__dataclass_fields__) for section in (DataConfig, ModelConfig, TrainingConfig))
+    expected_fields = 2 + sum(len(section.__dataclass_fields__) for section in (SequenceDataConfig, TextModelConfig, TrainingConfig))
     assert len(params) == expected_fields
 
 
 def test_to_dict_round_trips_through_config_from_a_file(tmp_path):
     import tomllib
 
-    config = Config(seed=3, data=DataConfig(mode="random", noise=0.1), training=TrainingConfig(precision="float32"))
+    config = Config(seed=3, data=SequenceDataConfig(mode="random", noise=0.1), training=TrainingConfig(precision="float32"))
     as_dict = config.to_dict()
     assert as_dict["data"]["mode"] == "random"
     lines = [f"seed = {as_dict['seed']}"]
@@ -133,7 +133,7 @@ def test_unknown_top_level_section_lists_the_allowed_ones(tmp_path):
     path = write_toml(tmp_path, "[optimiser]\nname = 'adam'\n")
     with pytest.raises(ConfigError, match="unknown key 'optimiser'") as error:
         load_config(path)
-    assert "allowed: data, model, seed, training" in str(error.value)
+    assert "allowed: data, kind, model, seed, training" in str(error.value)
     assert str(path) in str(error.value)
 
 
@@ -149,7 +149,7 @@ def test_negative_seed_is_rejected():
 
 def test_dataclasses_validate_on_direct_construction_too():
     with pytest.raises(ConfigError, match="data.timesteps must be an integer >= 4, got 2"):
-        DataConfig(timesteps=2)
+        SequenceDataConfig(timesteps=2)
     with pytest.raises(ConfigError, match="training.precision must be one of auto, float32, mixed_float16"):
         TrainingConfig(precision="float16")
 

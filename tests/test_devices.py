@@ -109,7 +109,7 @@ MIRRORED_TRAINING = textwrap.dedent(
     import keras
     import numpy as np
 
-    from siamese.config import DataConfig, TrainingConfig
+    from siamese.config import SequenceDataConfig, TrainingConfig
     from siamese.data.sequences import generate_sequence_pairs, split_pairs
     from siamese.devices import DevicePlan, distribution_scope
     from siamese.models.text import build_text_model
@@ -117,7 +117,7 @@ MIRRORED_TRAINING = textwrap.dedent(
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    splits = split_pairs(generate_sequence_pairs(DataConfig(num_pairs=64, timesteps=6, features=8), rng), 0.2, 0.2, rng)
+    splits = split_pairs(generate_sequence_pairs(SequenceDataConfig(num_pairs=64, timesteps=6, features=8), rng), 0.2, 0.2, rng)
     training = TrainingConfig(epochs=1, batch_size=16)
     plan = DevicePlan(backend="tensorflow", devices=("/cpu:0", "/cpu:1"), dtype_policy="float32")
     with distribution_scope(plan):

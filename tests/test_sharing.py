@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from siamese.config import DataConfig
+from siamese.config import SequenceDataConfig
 from siamese.data.sequences import PairSet, generate_sequence_pairs
 from siamese.models.text import build_text_model, build_unshared_text_model
 from siamese.sharing import SharingReport, verify_weight_sharing
@@ -25,7 +25,7 @@ class Verified:
 @pytest.fixture(scope="module")
 def probe() -> PairSet:
     """A small probe batch: 8 variable-length pairs of 6 timesteps."""
-    return generate_sequence_pairs(DataConfig(num_pairs=10, timesteps=6), np.random.default_rng(0)).take(np.arange(8))
+    return generate_sequence_pairs(SequenceDataConfig(num_pairs=10, timesteps=6), np.random.default_rng(0)).take(np.arange(8))
 
 
 def verify(model: keras.Model, probe: PairSet) -> Verified:

@@ -6,20 +6,20 @@ import keras
 import numpy as np
 import pytest
 
-from siamese.config import DataConfig, TrainingConfig
+from siamese.config import SequenceDataConfig, TrainingConfig
 from siamese.data.sequences import PairSplits, generate_sequence_pairs, split_pairs
 from siamese.evaluation import evaluate_scores
 from siamese.models.text import build_text_model
 from siamese.training import TrainingResult, compile_for_training, fit
 
 
-def seeded_splits(data: DataConfig, seed: int = 0) -> PairSplits:
+def seeded_splits(data: SequenceDataConfig, seed: int = 0) -> PairSplits:
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     return split_pairs(generate_sequence_pairs(data, rng), 0.2, 0.2, rng)
 
 
-def train(data: DataConfig, training: TrainingConfig, head: str) -> tuple[keras.Model, PairSplits, TrainingResult]:
+def train(data: SequenceDataConfig, training: TrainingConfig, head: str) -> tuple[keras.Model, PairSplits, TrainingResult]:
     splits = seeded_splits(data)
     model = build_text_model(features=data.features, units=32, head=head)
     compile_for_training(model, training)
@@ -29,7 +29,7 @@ def train(data: DataConfig, training: TrainingConfig, head: str) -> tuple[keras.
 def test_loss_goes_down_on_a_tiny_set():
     """Overfit a small batch: if this fails, nothing bigger will train either."""
     training = TrainingConfig(epochs=6, batch_size=16, learning_rate=3e-3)
-    _, splits, result = train(DataConfig(num_pairs=64, timesteps=6, features=16), training, head="symmetric")
+    _, splits, result = train(SequenceDataConfig(num_pairs=64, timesteps=6, features=16), training, head="symmetric")
     loss = result.history["loss"]
     assert loss[-1] < 0.9 * loss[0], loss
     assert {"loss", "val_loss", "accuracy", "val_accuracy", "auc", "val_auc"} <= set(result.history)
@@ -40,7 +40,7 @@ def test_loss_goes_down_on_a_tiny_set():
 
 
 def test_fit_without_a_validation_split_reports_no_validation_metrics():
-    splits = seeded_splits(DataConfig(num_pairs=40, timesteps=5, features=8))
+    splits = seeded_splits(SequenceDataConfig(num_pairs=40, timesteps=5, features=8))
     empty = splits.validation.take(np.arange(0))
     model = build_text_model(features=8, units=4, head="symmetric")
     training = TrainingConfig(epochs=1, batch_size=16)
@@ -59,7 +59,7 @@ def test_compile_for_training_uses_rmsprop_at_the_configured_rate():
 
 def test_symmetric_model_learns_paraphrases():
     """The product claim: held-out ROC AUC above 0.9 (measured ~0.96) in seconds on a CPU."""
-    data = DataConfig(mode="paraphrase", num_pairs=1000, timesteps=12, noise=0.3)
+    data = SequenceDataConfig(mode="paraphrase", num_pairs=1000, timesteps=12, noise=0.3)
     training = TrainingConfig(epochs=8, learning_rate=3e-3, batch_size=64)
     model, splits, result = train(data, training, head="symmetric")
     scores = model.predict(splits.test.inputs(), verbose=0)
@@ -70,7 +70,7 @@ def test_symmetric_model_learns_paraphrases():
 
 def test_random_labels_stay_at_chance():
     """The original script's settings: nothing to learn, so test AUC stays near 0.5 (measured ~0.55)."""
-    data = DataConfig(mode="random", num_pairs=1000, timesteps=10)
+    data = SequenceDataConfig(mode="random", num_pairs=1000, timesteps=10)
     training = TrainingConfig(epochs=3, batch_size=64)
     model, splits, _ = train(data, training, head="concat")
     scores = model.predict(splits.test.inputs(), verbose=0)

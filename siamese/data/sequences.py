@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from siamese.config import DataConfig, DataMode
+from siamese.config import DataMode, SequenceDataConfig
 
 MAX_SHIFT = 2  # leading timesteps a positive's right side may drop
 STRETCH_RANGE = (0.8, 1.25)  # time-stretch factors of a positive's right side
@@ -25,10 +25,11 @@ HARD_NEGATIVE_SHARE = 0.5
 
 @dataclass(frozen=True)
 class PairSet:
-    """Left and right sequences with one 0/1 label per pair.
+    """Left and right inputs held in memory, with one label per pair.
 
-    Shapes: left and right `(n, timesteps, features)` float32, zero-padded at the end;
-    labels `(n,)` float32.
+    Sequences: left and right `(n, timesteps, features)` float32, zero-padded at the end.
+    Images: `(n, height, width, channels)` uint8 pixels. Labels `(n,)` float32: 0/1, or a
+    number for regression.
     """
 
     left: np.ndarray
@@ -64,7 +65,7 @@ class PairSplits:
     test: PairSet
 
 
-def generate_sequence_pairs(config: DataConfig, rng: np.random.Generator) -> PairSet:
+def generate_sequence_pairs(config: SequenceDataConfig, rng: np.random.Generator) -> PairSet:
     """Generate `config.num_pairs` pairs in `config.mode`, deterministic given `rng`'s seed."""
     if config.mode is DataMode.RANDOM:
         return _random_pairs(config, rng)
@@ -72,24 +73,29 @@ def generate_sequence_pairs(config: DataConfig, rng: np.random.Generator) -> Pai
 
 
 def split_pairs(
-    pairs: PairSet, validation_fraction: float, test_fraction: float, rng: np.random.Generator
+    pairs: PairSet, validation_fraction: float, test_fraction: float, rng: np.random.Generator, stratify: bool = True
 ) -> PairSplits:
-    """Split into disjoint train/validation/test sets, stratified by label.
+    """Split into disjoint train/validation/test sets, stratified by label unless told otherwise.
 
-    Each split with a non-zero fraction gets at least one pair of each label, so AUC is defined.
+    Works for any pair collection with `labels` and `take` (sequence pairs, image arrays, image
+    files). Stratified, each split with a non-zero fraction gets at least one pair of each label,
+    so AUC is defined; numeric targets (regression) are split without stratifying.
 
     Raises:
-        ValueError: a label has too few pairs to give every split one.
+        ValueError: a label (or, unstratified, the whole set) has too few pairs to give every
+            split one.
     """
     chosen: dict[str, list[np.ndarray]] = {"train": [], "validation": [], "test": []}
-    for label in np.unique(pairs.labels):
-        indices = rng.permutation(np.flatnonzero(pairs.labels == label))
+    groups = [np.flatnonzero(pairs.labels == label) for label in np.unique(pairs.labels)] if stratify else [np.arange(len(pairs))]
+    for group in groups:
+        indices = rng.permutation(group)
         num_test = max(1, round(len(indices) * test_fraction))
         num_validation = max(1, round(len(indices) * validation_fraction)) if validation_fraction else 0
         if num_test + num_validation >= len(indices):
+            which = f"have label {pairs.labels[group[0]]:g}" if stratify else "are given"
             raise ValueError(
-                f"only {len(indices)} pairs have label {label:g}: too few to split "
-                f"{validation_fraction=} and {test_fraction=}; generate more pairs"
+                f"only {len(indices)} pairs {which}: too few to split "
+                f"{validation_fraction=} and {test_fraction=}; use more pairs"
             )
         chosen["test"].append(indices[:num_test])
         chosen["validation"].append(indices[num_test : num_test + num_validation])
@@ -98,7 +104,7 @@ def split_pairs(
     return PairSplits(**splits)
 
 
-def _random_pairs(config: DataConfig, rng: np.random.Generator) -> PairSet:
+def _random_pairs(config: SequenceDataConfig, rng: np.random.Generator) -> PairSet:
     shape = (config.num_pairs, config.timesteps, config.features)
     left = rng.normal(size=shape).astype(np.float32)
     right = rng.normal(size=shape).astype(np.float32)
@@ -106,7 +112,7 @@ def _random_pairs(config: DataConfig, rng: np.random.Generator) -> PairSet:
     return PairSet(left, right, labels)
 
 
-def _paraphrase_pairs(config: DataConfig, rng: np.random.Generator) -> PairSet:
+def _paraphrase_pairs(config: SequenceDataConfig, rng: np.random.Generator) -> PairSet:
     n, timesteps, features = config.num_pairs, config.timesteps, config.features
     labels = rng.permutation(np.arange(n) < n // 2).astype(np.float32)
     left = np.zeros((n, timesteps, features), np.float32)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from siamese.config import DataConfig
+from siamese.config import SequenceDataConfig
 from siamese.data.sequences import MAX_SHIFT, PairSet, generate_sequence_pairs, split_pairs
 
 SMALL = {"num_pairs": 60, "timesteps": 8, "features": 5}
 
 
 def generate(mode: str = "paraphrase", seed: int = 0, **overrides) -> PairSet:
-    return generate_sequence_pairs(DataConfig(mode=mode, **(SMALL | overrides)), np.random.default_rng(seed))
+    return generate_sequence_pairs(SequenceDataConfig(mode=mode, **(SMALL | overrides)), np.random.default_rng(seed))
 
 
 def row_keys(pairs: PairSet) -> set[bytes]:
@@ -52,7 +52,7 @@ def test_same_seed_gives_identical_pairs_and_different_seed_different_ones(mode)
 
 
 def test_random_mode_reproduces_the_original_scripts_generator():
-    config = DataConfig(mode="random", num_pairs=40, timesteps=10, features=128)
+    config = SequenceDataConfig(mode="random", num_pairs=40, timesteps=10, features=128)
     pairs = generate_sequence_pairs(config, np.random.default_rng(42))
     rng = np.random.default_rng(42)
     shape = (40, 10, 128)

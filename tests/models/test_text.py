@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from siamese.config import DataConfig
+from siamese.config import SequenceDataConfig
 from siamese.data.sequences import generate_sequence_pairs
 from siamese.models.text import build_sequence_encoder, build_text_model, build_unshared_text_model
 
@@ -17,7 +17,7 @@ HEAD_LAYER_NAMES = {"concat": {"concat"}, "symmetric": {"abs_difference", "produ
 @pytest.fixture(scope="module")
 def pairs():
     """Variable-length, zero-padded probe pairs in the reference shape (features 128)."""
-    return generate_sequence_pairs(DataConfig(num_pairs=16, timesteps=6), np.random.default_rng(0))
+    return generate_sequence_pairs(SequenceDataConfig(num_pairs=16, timesteps=6), np.random.default_rng(0))
 
 
 def score(model: keras.Model, left: np.ndarray, right: np.ndarray) -> np.ndarray:
