@@ -64,7 +64,9 @@ class _Branches:
         return {id(variable): variable for layer in self.layers[side] for variable in layer.weights}
 
 
-def verify_weight_sharing(model: keras.Model, left: np.ndarray, right: np.ndarray, labels: np.ndarray) -> SharingReport:
+def verify_weight_sharing(
+    model: keras.Model, left: np.ndarray, right: np.ndarray, labels: np.ndarray, loss: str = "binary_crossentropy"
+) -> SharingReport:
     """Check that `model`'s two branches share one encoder, before and after a save/reload.
 
     Checks: the branches call the same layer objects and hold the same variable objects; the
@@ -75,6 +77,8 @@ def verify_weight_sharing(model: keras.Model, left: np.ndarray, right: np.ndarra
     Args:
         model: a functional model with two inputs (left, right) and one output.
         left, right, labels: a small probe batch used for the behavioural checks.
+        loss: the loss of the optimizer step, matching the labels (e.g. mean squared error for
+            numeric targets).
 
     Returns:
         A `SharingReport`; `report.passed` is False if any check failed.
@@ -88,13 +92,13 @@ def verify_weight_sharing(model: keras.Model, left: np.ndarray, right: np.ndarra
     if len(model.inputs) != 2:
         raise ValueError(f"expected a model with two inputs (left, right), got {len(model.inputs)}")
     branches = _trace_branches(model)
-    checks, difference = _check_model(model, branches, left, right, labels, prefix="")
+    checks, difference = _check_model(model, branches, left, right, labels, loss, prefix="")
     with tempfile.TemporaryDirectory(prefix="sharing-") as directory:
         path = Path(directory) / "model.keras"
         model.save(path)
         reloaded = keras.saving.load_model(path)
     reloaded_checks, reloaded_difference = _check_model(
-        reloaded, _trace_branches(reloaded), left, right, labels, prefix="after_reload/"
+        reloaded, _trace_branches(reloaded), left, right, labels, loss, prefix="after_reload/"
     )
     checks += reloaded_checks
     checks.append(_check_same_predictions(model, reloaded, left, right))
@@ -111,7 +115,13 @@ def verify_weight_sharing(model: keras.Model, left: np.ndarray, right: np.ndarra
 
 
 def _check_model(
-    model: keras.Model, branches: _Branches, left: np.ndarray, right: np.ndarray, labels: np.ndarray, prefix: str
+    model: keras.Model,
+    branches: _Branches,
+    left: np.ndarray,
+    right: np.ndarray,
+    labels: np.ndarray,
+    loss: str,
+    prefix: str,
 ) -> tuple[list[SharingCheck], float]:
     encoders = _branch_encoders(model, branches)
     checks = [
@@ -127,7 +137,7 @@ def _check_model(
             f"left and right encodings of the same input differ by at most {before_step:.3g}",
         )
     )
-    step_check, after_step = _check_one_step(model, branches, encoders, left, right, labels)
+    step_check, after_step = _check_one_step(model, branches, encoders, left, right, labels, loss)
     checks.append(step_check)
     checks = [SharingCheck(prefix + check.name, check.passed, check.detail) for check in checks]
     return checks, max(before_step, after_step)
@@ -181,11 +191,12 @@ def _check_one_step(
     left: np.ndarray,
     right: np.ndarray,
     labels: np.ndarray,
+    loss: str,
 ) -> tuple[SharingCheck, float]:
     shared = [v for key, v in branches.variables(0).items() if key in branches.variables(1)]
     snapshot = model.get_weights()
     before = [keras.ops.convert_to_numpy(variable) for variable in shared]
-    model.compile(optimizer=keras.optimizers.RMSprop(), loss="binary_crossentropy")
+    model.compile(optimizer=keras.optimizers.RMSprop(), loss=loss)
     model.train_on_batch({"left": left, "right": right}, labels)
     changed = sum(not np.array_equal(old, keras.ops.convert_to_numpy(v)) for old, v in zip(before, shared))
     difference = _encoding_difference(encoders, left)
