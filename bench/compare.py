@@ -58,7 +58,7 @@ TASK_CATEGORIES = {
     "verify-weight-sharing": "verification/evaluation",
     "evaluate-model": "verification/evaluation",
     "choose-devices": "other",
-    "generate-pairs": "other",
+    "prepare-pairs": "other",
     "build-model": "other",
     "publish-summary": "other",
 }

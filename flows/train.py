@@ -1,7 +1,8 @@
 """The training flow: data -> shared model -> training -> sharing verification -> evaluation.
 
-Every stage is a Prefect task, so the flow run's page shows them in order; everything is
-recorded in one MLflow run, and the model is registered only after sharing is verified.
+One flow for every model kind (`config.kind`: text or vision). Every stage is a Prefect task, so
+the flow run's page shows them in order; everything is recorded in one MLflow run, and the
+model is registered only after sharing is verified.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Iterator
 from prefect import flow
 
 from siamese.config import Config
-from tasks.data import generate_pairs
+from tasks.data import prepare_pairs
 from tasks.model import build_model, choose_devices, evaluate_model, train_model, verify_sharing
 from tasks.reporting import publish_summary
 from tasks.tracking import (
@@ -32,9 +33,9 @@ class WeightSharingError(RuntimeError):
     """The trained model's branches do not share one encoder; it must not be registered."""
 
 
-@flow(name="train-siamese-text")
+@flow(name="train-siamese")
 def train_flow(config: Config = Config(), work_dir: Path | None = None) -> dict[str, object]:
-    """Train, verify, evaluate and register the Siamese text model.
+    """Train, verify, evaluate and register a Siamese model (text or vision).
 
     Args:
         config: the whole run configuration (validated when built).
@@ -47,31 +48,40 @@ def train_flow(config: Config = Config(), work_dir: Path | None = None) -> dict[
     Raises:
         WeightSharingError: verification failed; the MLflow run is marked FAILED and nothing
             is registered.
+        ImageDataError: an image file, folder or pair table cannot be used (named in the
+            message); no MLflow run is started.
     """
-    run_id = start_run(config)
-    succeeded = False
-    try:
-        with _run_directory(work_dir) as directory:
-            plan = choose_devices(config.training)
-            data = generate_pairs(config.data, config.seed, directory)
-            initial = build_model(config.model, config.data.features, plan, config.seed, directory)
-            trained = train_model(initial, data.paths, config.training, plan, config.seed, run_id)
+    with _run_directory(work_dir) as directory:
+        plan = choose_devices(config.training)
+        data = prepare_pairs(config, directory)  # bad input stops here, before an MLflow run exists
+        with _mlflow_run(config) as run_id:
+            initial = build_model(config, plan, directory)
+            trained = train_model(initial, data.paths, config, plan, run_id)
             log_training(run_id, plan, trained.seconds, trained.pairs_per_second, data.sizes)
 
-            report = verify_sharing(trained.path, data.paths["test"])
+            report = verify_sharing(trained.path, data.paths["test"], config.task)
             log_sharing_report(run_id, report)
             if not report.passed:
                 publish_summary(run_id, report, None, None)
                 raise WeightSharingError("weight-sharing verification failed: " + "; ".join(report.failures()))
 
-            evaluation = evaluate_model(trained.path, data.paths["test"], directory)
+            evaluation = evaluate_model(trained.path, data.paths, config.task, directory)
             log_evaluation(run_id, evaluation.metrics, evaluation.confusion_matrix, evaluation.plots)
-            registered = log_and_register_model(run_id, trained.path, data.paths["test"])
+            registered = log_and_register_model(run_id, trained.path, data.paths["test"], config)
             publish_summary(run_id, report, evaluation.metrics, registered)
-        succeeded = True
-    finally:
-        end_run(run_id, succeeded)
     return {"run_id": run_id, "tracking_uri": tracking_uri(), "registered": registered, "test_metrics": evaluation.metrics}
+
+
+@contextmanager
+def _mlflow_run(config: Config) -> Iterator[str]:
+    """An MLflow run that ends FINISHED, or FAILED with the error that stopped it."""
+    run_id = start_run(config)
+    try:
+        yield run_id
+    except BaseException as error:
+        end_run(run_id, f"{type(error).__name__}: {error}")
+        raise
+    end_run(run_id, None)
 
 
 @contextmanager

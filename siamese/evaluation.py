@@ -1,6 +1,6 @@
-"""Held-out evaluation of similarity scores: metrics, confusion matrix and plots.
+"""Held-out evaluation: similarity scores (classification) or numeric predictions (regression).
 
-Pure numpy, so the numbers do not depend on which backend produced the scores.
+Pure numpy, so the numbers do not depend on which backend produced the predictions.
 """
 
 from __future__ import annotations
@@ -94,6 +94,66 @@ def plot_score_histogram(labels: np.ndarray, scores: np.ndarray) -> Figure:
     axes.hist(scores[labels == 1], bins=bins, alpha=0.6, label="same (label 1)")
     axes.set(xlabel="similarity score", ylabel="pairs", title="Scores by label (test split)")
     axes.legend()
+    return figure
+
+
+def evaluate_regression(targets: np.ndarray, predictions: np.ndarray, baseline: float) -> dict[str, float]:
+    """MAE, RMSE and R² of `predictions`, beside the trivial predictor that always says `baseline`.
+
+    `baseline` is the training targets' mean: a model that does not beat it has learned nothing
+    from the images, and reviewers see that next to the model's own numbers.
+
+    Raises:
+        ValueError: lengths differ or there are no targets.
+    """
+    targets = np.asarray(targets, dtype=np.float64).reshape(-1)
+    predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
+    if targets.shape != predictions.shape or not len(targets):
+        raise ValueError(f"need as many predictions as targets (> 0), got {len(predictions)} and {len(targets)}")
+    errors = predictions - targets
+    baseline_errors = baseline - targets
+    variance = float(np.var(targets))
+    return {
+        "mae": float(np.mean(np.abs(errors))),
+        "rmse": float(np.sqrt(np.mean(errors**2))),
+        "r2": 1 - float(np.mean(errors**2)) / variance if variance else 0.0,
+        "baseline_mae": float(np.mean(np.abs(baseline_errors))),
+        "baseline_rmse": float(np.sqrt(np.mean(baseline_errors**2))),
+    }
+
+
+def plot_predictions(targets: np.ndarray, predictions: np.ndarray) -> Figure:
+    """Predicted against true targets; points on the diagonal are exact."""
+    targets, predictions = np.ravel(targets), np.ravel(predictions)
+    figure = Figure(figsize=(5, 5))
+    axes = figure.subplots()
+    axes.scatter(targets, predictions, s=8, alpha=0.5)
+    low, high = float(min(targets.min(), predictions.min())), float(max(targets.max(), predictions.max()))
+    axes.plot([low, high], [low, high], linestyle="--", color="grey", label="exact")
+    axes.set(xlabel="target", ylabel="prediction", title="Predictions (test split)")
+    axes.legend(loc="upper left")
+    return figure
+
+
+def plot_example_pairs(left: np.ndarray, right: np.ndarray, labels: np.ndarray, predictions: np.ndarray) -> Figure:
+    """One row per pair: left image, right image, and the label against the prediction.
+
+    Images are `(n, height, width, channels)` pixels 0..255 (grayscale with one channel).
+    """
+    count = len(labels)
+    figure = Figure(figsize=(4.4, 2.2 * count))
+    axes = figure.subplots(count, 2, squeeze=False)
+    for row in range(count):
+        for column, (side, images) in enumerate((("left", left), ("right", right))):
+            image = np.asarray(images[row]).astype(np.uint8)
+            axes[row, column].imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+            axes[row, column].set_axis_off()
+            axes[row, column].set_title(side, fontsize=8)
+        axes[row, 0].text(
+            0, -0.12, f"label {labels[row]:.3g}   prediction {float(np.ravel(predictions)[row]):.3g}",
+            transform=axes[row, 0].transAxes, fontsize=8, va="top",
+        )
+    figure.tight_layout()
     return figure
 
 

@@ -1,14 +1,17 @@
-"""Compile and fit a pair model; the caller owns seeding, devices and tracking callbacks."""
+"""Compile, fit and score a pair model; the caller owns seeding, devices and tracking callbacks."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import keras
+import numpy as np
 
 from siamese.config import Task, TrainingConfig
-from siamese.data.sequences import PairSet
+from siamese.data.image_pairs import ImagePairFiles
+from siamese.data.sources import Pairs
 
 
 @dataclass(frozen=True)
@@ -43,20 +46,24 @@ _METRICS = {
 
 def fit(
     model: keras.Model,
-    train: PairSet,
-    validation: PairSet,
+    train: Pairs,
+    validation: Pairs,
     training: TrainingConfig,
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: str | int = "auto",
+    seed: int = 0,
 ) -> TrainingResult:
-    """Train a compiled model on `train`, validating on `validation` after every epoch."""
+    """Train a compiled model on `train`, validating on `validation` after every epoch.
+
+    Pairs in memory go to Keras as arrays; image files are streamed (`tf.data`), shuffled with
+    `seed` each epoch, so a folder larger than memory trains too.
+    """
+    batch_size = training.batch_size
     started = time.perf_counter()
     history = model.fit(
-        train.inputs(),
-        train.labels,
-        validation_data=(validation.inputs(), validation.labels) if len(validation) else None,
+        **_keras_data(model, train, batch_size, shuffle=True, seed=seed),
+        validation_data=_validation_data(model, validation, batch_size) if len(validation) else None,
         epochs=training.epochs,
-        batch_size=training.batch_size,
         callbacks=callbacks,
         verbose=verbose,
     )
@@ -66,3 +73,23 @@ def fit(
         seconds=seconds,
         pairs_per_second=len(train) * training.epochs / seconds,
     )
+
+
+def predict(model: keras.Model, pairs: Pairs, batch_size: int = 256) -> np.ndarray:
+    """The model's output for every pair, in order: shape `(len(pairs), 1)`."""
+    data = _keras_data(model, pairs, batch_size, shuffle=False)
+    return model.predict(data["x"], batch_size=data.get("batch_size"), verbose=0)
+
+
+def _keras_data(model: keras.Model, pairs: Pairs, batch_size: int, shuffle: bool, seed: int = 0) -> dict[str, Any]:
+    """`x`/`y`/`batch_size` arguments for `fit`: arrays, or a stream of decoded image batches."""
+    if isinstance(pairs, ImagePairFiles):
+        image_size, _, channels = model.inputs[0].shape[1:]
+        # The stream shuffles its file list itself; Keras cannot shuffle a dataset.
+        return {"x": pairs.dataset(image_size, channels, batch_size, shuffle=shuffle, seed=seed), "shuffle": False}
+    return {"x": pairs.inputs(), "y": pairs.labels, "batch_size": batch_size, "shuffle": shuffle}
+
+
+def _validation_data(model: keras.Model, pairs: Pairs, batch_size: int) -> Any:
+    data = _keras_data(model, pairs, batch_size, shuffle=False)
+    return (data["x"], data["y"]) if "y" in data else data["x"]

@@ -9,16 +9,24 @@ import keras
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from siamese.config import TextModelConfig, TrainingConfig
-from siamese.data.sequences import PairSet
+from siamese.config import Config, Task, TrainingConfig
+from siamese.data.sources import in_memory, load_split
 from siamese.devices import DevicePlan, distribution_scope, plan_devices
-from siamese.evaluation import evaluate_scores, plot_roc_curve, plot_score_histogram
-from siamese.models.text import build_text_model
+from siamese.evaluation import (
+    evaluate_regression,
+    evaluate_scores,
+    plot_example_pairs,
+    plot_predictions,
+    plot_roc_curve,
+    plot_score_histogram,
+)
+from siamese.models import build_siamese_model
 from siamese.sharing import SharingReport, verify_weight_sharing
-from siamese.training import compile_for_training, fit
+from siamese.training import compile_for_training, fit, predict, task_loss
 from tasks.tracking import epoch_metrics_logger
 
 SHARING_PROBE_PAIRS = 16  # pairs of the test split used for the behavioural sharing checks
+PLOTTED_PAIRS = 6  # test pairs drawn with their predictions for reviewers (image models)
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,7 @@ class TrainedModel:
 @dataclass(frozen=True)
 class EvaluationResult:
     metrics: dict[str, float]
-    confusion_matrix: list[list[int]]
+    confusion_matrix: list[list[int]] | None  # similarity only
     plots: list[Path]
 
 
@@ -44,51 +52,70 @@ def choose_devices(training: TrainingConfig) -> DevicePlan:
 
 
 @task(name="build-model", cache_policy=NO_CACHE)
-def build_model(model: TextModelConfig, features: int, plan: DevicePlan, seed: int, work_dir: Path) -> Path:
-    """Build the Siamese text model with seeded initial weights and save it as `.keras`."""
-    keras.utils.set_random_seed(seed)
-    built = build_text_model(features=features, units=model.units, head=model.head, dtype_policy=plan.dtype_policy)
+def build_model(config: Config, plan: DevicePlan, work_dir: Path) -> Path:
+    """Build the run's Siamese model with seeded initial weights and save it as `.keras`."""
+    keras.utils.set_random_seed(config.seed)
+    built = build_siamese_model(config, dtype_policy=plan.dtype_policy)
     get_run_logger().info("built %s: %s parameters", built.name, f"{built.count_params():,}")
     return _save(built, work_dir / "initial.keras")
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
 def train_model(
-    model_path: Path, splits: dict[str, Path], training: TrainingConfig, plan: DevicePlan, seed: int, run_id: str
+    model_path: Path, splits: dict[str, Path], config: Config, plan: DevicePlan, run_id: str
 ) -> TrainedModel:
     """Fit under the device plan's strategy, logging every epoch to the MLflow run."""
-    keras.utils.set_random_seed(seed)
-    train, validation = PairSet.load(splits["train"]), PairSet.load(splits["validation"])
+    keras.utils.set_random_seed(config.seed)
+    train, validation = load_split(splits["train"]), load_split(splits["validation"])
     with distribution_scope(plan):
         model = keras.saving.load_model(model_path)
-        compile_for_training(model, training)
-        result = fit(model, train, validation, training, callbacks=[epoch_metrics_logger(run_id)])
+        compile_for_training(model, config.training, config.task)
+        result = fit(
+            model, train, validation, config.training, callbacks=[epoch_metrics_logger(run_id)], seed=config.seed
+        )
     get_run_logger().info("trained in %.1f s (%.0f pairs/s)", result.seconds, result.pairs_per_second)
     return TrainedModel(_save(model, model_path.with_name("trained.keras")), result.seconds, result.pairs_per_second)
 
 
 @task(name="verify-weight-sharing", cache_policy=NO_CACHE)
-def verify_sharing(model_path: Path, probe_path: Path) -> SharingReport:
+def verify_sharing(model_path: Path, probe_path: Path, task: Task) -> SharingReport:
     """Check the trained model's branches share one encoder (see `siamese.sharing`)."""
-    probe = PairSet.load(probe_path).take(slice(0, SHARING_PROBE_PAIRS))
-    report = verify_weight_sharing(keras.saving.load_model(model_path), probe.left, probe.right, probe.labels)
+    model = keras.saving.load_model(model_path)
+    probe = in_memory(load_split(probe_path), SHARING_PROBE_PAIRS, model.inputs[0].shape)
+    report = verify_weight_sharing(model, probe.left, probe.right, probe.labels, loss=task_loss(task))
     get_run_logger().info("weight sharing %s", "verified" if report.passed else f"FAILED: {report.failures()}")
     return report
 
 
 @task(name="evaluate-model", cache_policy=NO_CACHE)
-def evaluate_model(model_path: Path, test_path: Path, work_dir: Path) -> EvaluationResult:
-    """Score the held-out test split; write the ROC curve and score histogram as PNGs."""
-    test = PairSet.load(test_path)
-    scores = keras.saving.load_model(model_path).predict(test.inputs(), verbose=0)
-    evaluation = evaluate_scores(test.labels, scores)
+def evaluate_model(model_path: Path, splits: dict[str, Path], task: Task, work_dir: Path) -> EvaluationResult:
+    """Score the held-out test split and draw the plots a reviewer looks at first.
+
+    Similarity: classification metrics, ROC curve and score histogram. Regression: MAE, RMSE
+    and R² beside the trivial predictor (the training targets' mean), predicted-vs-true plot.
+    Image models also get example test pairs drawn with their labels and predictions.
+    """
+    model = keras.saving.load_model(model_path)
+    test = load_split(splits["test"])
+    predictions = predict(model, test)
+    if task is Task.REGRESSION:
+        baseline = float(load_split(splits["train"]).labels.mean())
+        metrics, confusion = evaluate_regression(test.labels, predictions, baseline), None
+        figures = {"predictions": plot_predictions(test.labels, predictions)}
+    else:
+        evaluation = evaluate_scores(test.labels, predictions)
+        metrics, confusion = evaluation.metrics, evaluation.confusion_matrix.tolist()
+        figures = {"roc_curve": plot_roc_curve(test.labels, predictions), "score_histogram": plot_score_histogram(test.labels, predictions)}
+    if len(model.inputs[0].shape) == 4:  # images: show what the model saw
+        examples = in_memory(test, PLOTTED_PAIRS, model.inputs[0].shape)
+        figures["example_pairs"] = plot_example_pairs(examples.left, examples.right, examples.labels, predictions[: len(examples)])
     plots = []
-    for name, figure in (("roc_curve", plot_roc_curve), ("score_histogram", plot_score_histogram)):
+    for name, figure in figures.items():
         path = work_dir / f"{name}.png"
-        figure(test.labels, scores).savefig(path, dpi=100)
+        figure.savefig(path, dpi=100)
         plots.append(path)
-    get_run_logger().info("test metrics: %s", {key: round(value, 4) for key, value in evaluation.metrics.items()})
-    return EvaluationResult(evaluation.metrics, evaluation.confusion_matrix.tolist(), plots)
+    get_run_logger().info("test metrics: %s", {key: round(value, 4) for key, value in metrics.items()})
+    return EvaluationResult(metrics, confusion, plots)
 
 
 def _save(model: keras.Model, path: Path) -> Path:

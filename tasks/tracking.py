@@ -25,14 +25,19 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from siamese.config import Config
-from siamese.data.sequences import PairSet
+from siamese.config import Config, ModelKind, Task
+from siamese.data.sources import in_memory, load_split
 from siamese.devices import DevicePlan
 from siamese.sharing import SharingReport
 
 LOCAL_STORE = Path("mlruns")  # the default store, relative to where the command runs
-MODEL_KIND = "siamese-text"  # experiment and registered model name
 EXAMPLE_PAIRS = 2  # pairs saved with the model as its input example
+MAX_TAG_LENGTH = 5000  # MLflow's limit on a tag value
+
+
+def model_name(kind: ModelKind | str) -> str:
+    """The experiment and the registered model of a model kind: `siamese-text`, `siamese-vision`."""
+    return f"siamese-{ModelKind(kind)}"
 
 
 def tracking_uri() -> str:
@@ -52,13 +57,13 @@ def ui_command() -> str:
 
 
 @task(name="start-mlflow-run", cache_policy=NO_CACHE)
-def start_run(config: Config, experiment: str = MODEL_KIND) -> str:
-    """Create the MLflow run with the whole config as params and links to Prefect and git."""
+def start_run(config: Config) -> str:
+    """Create the MLflow run, in the kind's experiment, with the whole config as params and links to Prefect and git."""
     client = _client()
     run_name = flow_run.name or None
     tags = {"prefect.flow_run_id": flow_run.id, "prefect.flow_run_name": run_name, "mlflow.source.git.commit": _git_commit()}
     run = client.create_run(
-        _experiment_id(client, experiment),
+        _experiment_id(client, model_name(config.kind)),
         run_name=run_name,
         tags={key: value for key, value in tags.items() if value},
     )
@@ -95,21 +100,25 @@ def log_sharing_report(run_id: str, report: SharingReport) -> None:
 
 
 @task(name="log-evaluation", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def log_evaluation(run_id: str, metrics: dict[str, float], confusion_matrix: list[list[int]], plots: list[Path]) -> None:
-    """Test metrics as `test/...`, the confusion matrix as JSON, the plots as PNG artifacts."""
+def log_evaluation(
+    run_id: str, metrics: dict[str, float], confusion_matrix: list[list[int]] | None, plots: list[Path]
+) -> None:
+    """Test metrics as `test/...`, the confusion matrix (if any) as JSON, the plots as PNG artifacts."""
     client = _client()
     _log(run_id, metrics={f"test/{key}": value for key, value in metrics.items()})
-    labels = ["different (0)", "same (1)"]
-    client.log_dict(run_id, {"rows_true": labels, "columns_predicted": labels, "counts": confusion_matrix}, "evaluation/confusion_matrix.json")
+    if confusion_matrix is not None:
+        labels = ["different (0)", "same (1)"]
+        matrix = {"rows_true": labels, "columns_predicted": labels, "counts": confusion_matrix}
+        client.log_dict(run_id, matrix, "evaluation/confusion_matrix.json")
     for plot in plots:
         client.log_artifact(run_id, str(plot), "evaluation")
 
 
 @task(name="log-and-register-model", cache_policy=NO_CACHE)
-def log_and_register_model(run_id: str, model_path: Path, example_path: Path, registered_model: str = MODEL_KIND) -> dict[str, str]:
+def log_and_register_model(run_id: str, model_path: Path, example_path: Path, config: Config) -> dict[str, str]:
     """Log the `.keras` model with signature and input example; register it as a new version."""
     model = keras.saving.load_model(model_path)
-    example = PairSet.load(example_path).take(slice(0, EXAMPLE_PAIRS))
+    example = in_memory(load_split(example_path), EXAMPLE_PAIRS, model.inputs[0].shape)
     client = _client()
     client.log_text(run_id, _summary(model), "model_summary.txt")
     experiment_id = client.get_run(run_id).info.experiment_id  # else MLflow files it under "Default"
@@ -120,8 +129,8 @@ def log_and_register_model(run_id: str, model_path: Path, example_path: Path, re
         mlflow.keras.save_model(
             model,
             directory,
-            signature=_signature(example.left.shape[-1]),
-            input_example=example.inputs(),
+            signature=_signature(model, config.task),
+            input_example={side: array.astype(np.float32) for side, array in example.inputs().items()},
             # Explicit requirements: letting MLflow infer them costs seconds per run.
             pip_requirements=[f"tensorflow=={version('tensorflow')}", f"keras=={version('keras')}"],
         )
@@ -129,15 +138,20 @@ def log_and_register_model(run_id: str, model_path: Path, example_path: Path, re
     mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
     model_uri = f"models:/{logged.model_id}"
-    registered = mlflow.register_model(model_uri, registered_model, tags={"run_id": run_id})
+    registered = mlflow.register_model(model_uri, model_name(config.kind), tags={"run_id": run_id})
     return {"model_uri": model_uri, "name": registered.name, "version": str(registered.version)}
 
 
 @task(name="end-mlflow-run", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def end_run(run_id: str, succeeded: bool) -> None:
-    """Mark the run FINISHED, or FAILED so the UI never shows a half-done run as complete."""
-    status = RunStatus.FINISHED if succeeded else RunStatus.FAILED
-    _client().set_terminated(run_id, RunStatus.to_string(status))
+def end_run(run_id: str, failure: str | None) -> None:
+    """Mark the run FINISHED, or FAILED with the reason as its `failure` tag.
+
+    The UI then never shows a half-done run as complete, and says why it failed.
+    """
+    client = _client()
+    if failure is not None:
+        client.set_tag(run_id, "failure", failure[:MAX_TAG_LENGTH])
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failure else RunStatus.FINISHED))
 
 
 def epoch_metrics_logger(run_id: str) -> keras.callbacks.Callback:
@@ -203,13 +217,12 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
     return client.create_experiment(name, artifact_location=artifact_location)
 
 
-def _signature(features: int) -> ModelSignature:
-    """Variable-length float32 sequences in, one score per pair out."""
-    sequence = np.dtype("float32")
-    return ModelSignature(
-        inputs=Schema([TensorSpec(sequence, (-1, -1, features), "left"), TensorSpec(sequence, (-1, -1, features), "right")]),
-        outputs=Schema([TensorSpec(sequence, (-1, 1), "similarity")]),
-    )
+def _signature(model: keras.Model, task: Task) -> ModelSignature:
+    """float32 `left` and `right` in the model's input shapes (sequences or pixels), one number per pair out."""
+    float32 = np.dtype("float32")
+    inputs = [TensorSpec(float32, tuple(-1 if size is None else size for size in tensor.shape), tensor.name) for tensor in model.inputs]
+    output = "similarity" if task is Task.SIMILARITY else "prediction"
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([TensorSpec(float32, (-1, 1), output)]))
 
 
 def _summary(model: keras.Model) -> str:

@@ -10,6 +10,10 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="siamese-tests-pre
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
 import pytest
 
 from siamese.config import Config, SequenceDataConfig, TrainingConfig
@@ -39,3 +43,24 @@ def tiny_config() -> Config:
         data=SequenceDataConfig(num_pairs=200, timesteps=6),
         training=TrainingConfig(epochs=2, batch_size=32),
     )
+
+
+@pytest.fixture
+def write_class_folders() -> Callable[..., Path]:
+    """Writes `root/<class>/<image>.png`: each class a colour and stripe pattern, each image a noisy variant."""
+
+    def write(root: Path, classes: int = 8, images: int = 4) -> Path:
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        for index in range(classes):
+            folder = root / f"class_{index}"
+            folder.mkdir(parents=True)
+            base = np.zeros((20, 20, 3))
+            base[:, :: 2 + index % 3] = rng.uniform(0, 255, size=3)
+            for number in range(images):
+                pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{number}.png")
+        return root
+
+    return write

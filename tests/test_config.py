@@ -7,15 +7,21 @@ from pathlib import Path
 import pytest
 
 from siamese.config import (
+    Backbone,
     Config,
     ConfigError,
-    SequenceDataConfig,
     DataMode,
     DevicePreference,
     Head,
-    TextModelConfig,
+    ImageDataConfig,
+    ImageSource,
+    ModelKind,
     Precision,
+    SequenceDataConfig,
+    Task,
+    TextModelConfig,
     TrainingConfig,
+    VisionModelConfig,
     load_config,
 )
 
@@ -190,3 +196,54 @@ def test_override_into_a_scalar_is_a_config_error(tmp_path):
     path.write_text("seed = 3\n")
     with pytest.raises(ConfigError, match="'seed' is not a table"):
         load_config(path, overrides={"seed.x": "1"})
+
+
+def test_kind_vision_takes_the_vision_sections_and_their_defaults():
+    config = load_config(overrides={"kind": "vision", "data.image_size": "80", "model.backbone": "xception"})
+    assert config.kind is ModelKind.VISION
+    assert isinstance(config.data, ImageDataConfig) and isinstance(config.model, VisionModelConfig)
+    assert config.data.image_size == 80 and config.model.backbone is Backbone.XCEPTION
+    assert config.data.source is ImageSource.STEREO
+    assert config.task is Task.SIMILARITY and Config().task is Task.SIMILARITY
+    params = config.to_params()
+    assert params["kind"] == "vision" and params["model.backbone"] == "xception" and "data.timesteps" not in params
+
+
+def test_vision_config_file_round_trips_through_to_dict(tmp_path):
+    config = Config(kind="vision", data=ImageDataConfig(task="regression", channels=1), model=VisionModelConfig(head="concat"))
+    lines = [f'kind = "{config.kind}"', f"seed = {config.seed}"]
+    for section in ("data", "model", "training"):
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {value!r}".replace("'", '"') for key, value in config.to_dict()[section].items()]
+    assert load_config(write_toml(tmp_path, "\n".join(lines) + "\n")) == config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"kind": "audio"}, "kind must be one of text, vision; got 'audio'"),
+        ({"kind": "vision", "data.timesteps": 5}, "unknown key 'data.timesteps' for a vision model"),
+        ({"data.image_size": 32}, "unknown key 'data.image_size' for a text model"),
+        ({"kind": "vision", "model.backbone": "xception"}, "model.backbone 'xception' needs data.image_size >= 71, got 48"),
+        ({"kind": "vision", "data.image_size": 8}, "data.image_size must be an integer >= 16, got 8"),
+        ({"kind": "vision", "data.channels": 2}, "data.channels must be 1 (grayscale) or 3 (RGB), got 2"),
+        ({"kind": "vision", "data.source": "folder"}, "data.path is required when data.source is 'folder'"),
+        ({"kind": "vision", "data.source": "csv"}, "data.path is required when data.source is 'csv'"),
+        (
+            {"kind": "vision", "data.source": "folder", "data.path": "x", "data.task": "regression"},
+            "data.task must be 'similarity' when data.source is 'folder'",
+        ),
+        ({"kind": "vision", "model.head": "cosine"}, "model.head must be one of concat, fusion, symmetric; got 'cosine'"),
+        ({"kind": "vision", "data.split_by": "person"}, "data.split_by must be one of class, image; got 'person'"),
+        ({"kind": "vision", "model.pooling": "sum"}, "model.pooling must be one of avg, max; got 'sum'"),
+    ],
+)
+def test_invalid_vision_values_name_the_field(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=overrides)
+    assert message in str(error.value)
+
+
+def test_sections_of_the_wrong_kind_are_rejected():
+    with pytest.raises(ConfigError, match=r"\[data\] of a vision run must be a ImageDataConfig, got SequenceDataConfig"):
+        Config(kind="vision", data=SequenceDataConfig())

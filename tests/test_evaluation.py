@@ -9,7 +9,16 @@ import pytest
 from matplotlib.figure import Figure
 from sklearn import metrics as sklearn_metrics
 
-from siamese.evaluation import evaluate_scores, plot_roc_curve, plot_score_histogram, roc_auc, roc_curve
+from siamese.evaluation import (
+    evaluate_regression,
+    evaluate_scores,
+    plot_example_pairs,
+    plot_predictions,
+    plot_roc_curve,
+    plot_score_histogram,
+    roc_auc,
+    roc_curve,
+)
 
 # Hand-worked example. At threshold 0.5: TP = 0.9, 0.6, 0.8; FN = 0.4; FP = 0.7, 0.5; TN = 0.2, 0.1.
 LABELS = np.array([1, 1, 1, 0, 0, 0, 1, 0])
@@ -138,3 +147,41 @@ def test_plots_render_to_png(plot, tmp_path):
     figure.savefig(path)
     assert path.read_bytes().startswith(PNG_MAGIC)
     assert path.stat().st_size > 1000
+
+
+def test_regression_metrics_against_hand_computed_values_and_the_baseline():
+    targets = np.array([1.0, 2.0, 3.0, 4.0])
+    predictions = np.array([1.5, 2.0, 2.0, 4.0])  # errors 0.5, 0, -1, 0
+    metrics = evaluate_regression(targets, predictions, baseline=2.0)
+    assert metrics["mae"] == pytest.approx(0.375)
+    assert metrics["rmse"] == pytest.approx(math.sqrt(1.25 / 4))
+    assert metrics["r2"] == pytest.approx(1 - (1.25 / 4) / 1.25)  # variance of the targets: 1.25
+    assert metrics["baseline_mae"] == pytest.approx(1.0)  # |2-1|, 0, |2-3|, |2-4| -> 4 / 4
+    assert metrics["baseline_rmse"] == pytest.approx(math.sqrt(6 / 4))
+    assert metrics["mae"] == pytest.approx(sklearn_metrics.mean_absolute_error(targets, predictions))
+    assert metrics["r2"] == pytest.approx(sklearn_metrics.r2_score(targets, predictions))
+
+
+def test_regression_metrics_reject_mismatched_lengths():
+    with pytest.raises(ValueError, match="need as many predictions as targets"):
+        evaluate_regression(np.ones(3), np.ones(2), baseline=1.0)
+
+
+def test_prediction_and_example_pair_plots_render_to_png(tmp_path):
+    rng = np.random.default_rng(0)
+    targets = rng.uniform(0, 5, 30)
+    figures = {
+        "predictions": plot_predictions(targets, targets + rng.normal(0, 0.3, 30)),
+        "rgb_pairs": plot_example_pairs(
+            rng.integers(0, 256, (3, 8, 8, 3)), rng.integers(0, 256, (3, 8, 8, 3)), np.array([1.0, 0, 1]), np.array([0.9, 0.2, 0.4])
+        ),
+        "gray_pairs": plot_example_pairs(
+            rng.integers(0, 256, (2, 8, 8, 1)), rng.integers(0, 256, (2, 8, 8, 1)), np.array([2.5, 0.5]), np.array([[2.4], [0.9]])
+        ),
+    }
+    for name, figure in figures.items():
+        path = tmp_path / f"{name}.png"
+        figure.savefig(path)
+        assert path.read_bytes().startswith(PNG_MAGIC), name
+    assert len(figures["rgb_pairs"].axes) == 6  # left and right for each of 3 pairs
+    assert "label 1   prediction 0.9" in [text.get_text() for text in figures["rgb_pairs"].axes[0].texts]

@@ -66,3 +66,46 @@ def test_train_command_end_to_end(tmp_path):
     assert run.info.status == "FINISHED"
     assert run.data.params["seed"] == "3" and run.data.params["training.epochs"] == "1"
     assert list((tmp_path / "mlruns" / "artifacts").iterdir()), "artifacts live beside the database"
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_train_vision_on_a_folder_of_class_images(tmp_path, write_class_folders):
+    """As a new user: point `--images` at a folder of class folders; nothing else to set up."""
+    write_class_folders(tmp_path / "shapes")
+
+    result = run_cli(
+        "train", "--model", "vision", "--images", "shapes", "--image-size", "16", "--num-pairs", "60", "--epochs", "1",
+        "--set", "model.filters=4", cwd=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "registered model:  siamese-vision version 1" in result.stdout
+    assert "test AUC" in result.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("siamese-vision").experiment_id])
+    assert run.data.params["data.source"] == "folder"
+    assert run.data.params["data.path"] == str((tmp_path / "shapes").resolve())
+
+
+def test_images_path_that_does_not_exist_stops_before_any_work(tmp_path):
+    result = run_cli("train", "--model", "vision", "--images", "nowhere", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--images nowhere: no such folder or file" in result.stderr
+    assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_unusable_image_folder_fails_with_the_class_named_and_nothing_logged(tmp_path, write_class_folders):
+    root = write_class_folders(tmp_path / "shapes")
+    for extra in sorted((root / "class_2").iterdir())[1:]:
+        extra.unlink()
+
+    result = run_cli("train", "--images", "shapes", "--image-size", "16", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert "class_2" in result.stderr
+    assert "siamese: training failed" in result.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    assert client.search_model_versions() == []
+    experiment = client.get_experiment_by_name("siamese-vision")
+    assert experiment is None or client.search_runs([experiment.experiment_id]) == []

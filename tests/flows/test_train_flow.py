@@ -17,7 +17,9 @@ import tasks.model
 from flows.train import WeightSharingError, train_flow
 from siamese.data.sequences import PairSet
 from siamese.models.text import build_unshared_text_model
-from tasks.tracking import MODEL_KIND
+from tasks.tracking import model_name
+
+MODEL_KIND = model_name("text")
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -35,6 +37,7 @@ def test_flow_records_run_in_mlflow(trained, tiny_config):
     run = client.get_run(result["run_id"])
 
     assert run.info.status == "FINISHED"
+    assert "failure" not in run.data.tags
     assert tiny_config.to_params().items() <= run.data.params.items()
     assert run.data.params["devices.devices"] == "/cpu:0"
     assert run.data.tags["prefect.flow_run_id"]
@@ -98,7 +101,10 @@ def test_flow_publishes_markdown_summary(trained):
 
 
 def test_unshared_model_fails_verification_and_registers_nothing(tiny_config, mlflow_store, monkeypatch):
-    monkeypatch.setattr(tasks.model, "build_text_model", build_unshared_text_model)
+    def build_unshared(config, dtype_policy):
+        return build_unshared_text_model(features=config.data.features, units=config.model.units, head=config.model.head)
+
+    monkeypatch.setattr(tasks.model, "build_siamese_model", build_unshared)
 
     with pytest.raises(WeightSharingError, match="same_encoder_object"):
         train_flow(config=tiny_config)
@@ -106,5 +112,6 @@ def test_unshared_model_fails_verification_and_registers_nothing(tiny_config, ml
     client = MlflowClient(mlflow_store)
     (run,) = client.search_runs([client.get_experiment_by_name(MODEL_KIND).experiment_id])
     assert run.info.status == "FAILED"
+    assert run.data.tags["failure"].startswith("WeightSharingError: weight-sharing verification failed")
     assert run.data.metrics["sharing/passed"] == 0.0
     assert client.search_model_versions() == []

@@ -1,0 +1,638 @@
+"""Real image pairs from files: a CSV of pairs, or a folder of classes, read with PIL.
+
+Two sources. A CSV lists `left_path,right_path,label` rows: a 0/1 similarity label or a number
+to regress. A class folder `root/<class>/<image>` is the verification setting (signatures,
+faces, handwritten characters): same-class and different-class pairs are drawn with the seed
+after the classes (split_by class) or the images (split_by image) have been split, so nothing
+the test set is about is seen in training.
+
+Pairs stay file paths (`ImagePairFiles`) until they are read: `to_pair_set` loads a small set
+into memory, `dataset` streams a large one through `tf.data`. Both decode through `read_image`,
+so the pixels a model trains on are the pixels a probe or an example shows. Problems are found
+up front where that is cheap (paths, labels, image headers) and reported with the file and the
+line to fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from siamese.config import SplitBy, Task
+from siamese.data.sequences import PairSet, PairSplits
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pbm", ".bmp"})
+CSV_COLUMNS = ("left_path", "right_path", "label")
+SPLITS = ("train", "validation", "test")
+MAX_LISTED = 5  # problems named in one message; the count says how many there are in all
+MIN_EVAL_PAIRS = 4  # fewer validation or test pairs than this measure nothing
+MIN_TRAIN_PAIRS = 2  # one of each label
+HEADER_THREADS = 8  # opening headers waits on the disk (or a network share), not the CPU
+
+_MODES = {1: "L", 3: "RGB"}
+_BAD_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+_EnumT = TypeVar("_EnumT", bound=StrEnum)
+
+
+class ImageDataError(ValueError):
+    """An image file, folder or pair table that cannot be used; the message names it."""
+
+
+def read_image(path: str | Path, image_size: int, channels: int) -> np.ndarray:
+    """Read one image file as the model sees it: converted, square, 8-bit.
+
+    Args:
+        path: a PNG, JPEG, PGM/PPM/PBM or BMP file, grayscale or colour (with or without alpha).
+        image_size: side of the square the image is resized to (bilinear).
+        channels: 1 for grayscale ('L'), 3 for RGB.
+
+    Returns:
+        uint8 pixels `(image_size, image_size, channels)`.
+
+    Raises:
+        ImageDataError: the file is missing, not an image, or cannot be decoded; names the file.
+    """
+    _check_image_shape(image_size, channels)
+    try:
+        with Image.open(path) as image:
+            # JPEG only: decode at 1/2, 1/4 or 1/8 scale when that still covers the target size,
+            # so multi-megapixel photos do not dominate input time.
+            image.draft(_MODES[channels], (image_size, image_size))
+            square = _normalized(image, channels).resize((image_size, image_size), Image.Resampling.BILINEAR)
+    except FileNotFoundError:
+        raise ImageDataError(f"image file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ImageDataError(f"{path} is a folder, not an image file") from None
+    except UnidentifiedImageError:
+        raise ImageDataError(
+            f"{path} is not an image PIL can read (corrupt, or not one of {_suffix_list()}); replace or remove it"
+        ) from None
+    except _BAD_IMAGE_ERRORS as error:
+        raise ImageDataError(f"image file {path} cannot be read ({error}); replace or remove it") from None
+    return np.asarray(square, dtype=np.uint8).reshape(image_size, image_size, channels)
+
+
+def validate_images(paths: Iterable[str | Path]) -> None:
+    """Open every file's header with PIL: a cheap check (no decoding) before a long run starts.
+
+    Truncated pixel data is only found when an image is decoded; `read_image` names that file.
+
+    Raises:
+        ImageDataError: listing the first few unreadable files, why, and how many there are.
+    """
+    unique = list(dict.fromkeys(os.fspath(path) for path in paths))
+    with ThreadPoolExecutor(max_workers=HEADER_THREADS) as pool:
+        problems = [
+            f"{path} ({problem})" for path, problem in zip(unique, pool.map(_header_problem, unique)) if problem
+        ]
+    if problems:
+        raise ImageDataError(
+            f"{len(problems)} image file(s) cannot be read: {_listing(problems)}; replace or remove them"
+        )
+
+
+@dataclass(frozen=True)
+class ImagePairFiles:
+    """Pairs of image files with one label each; pixels stay on disk until read or streamed.
+
+    `left` and `right` are absolute paths (str arrays), `labels` float32: 0/1, or a number for
+    regression. Lists are accepted and converted.
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "left", np.asarray(self.left, dtype=np.str_).reshape(-1))
+        object.__setattr__(self, "right", np.asarray(self.right, dtype=np.str_).reshape(-1))
+        object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.float32).reshape(-1))
+        if not len(self.left) == len(self.right) == len(self.labels):
+            raise ValueError(
+                f"left, right and labels must have one entry per pair, got {len(self.left)}, "
+                f"{len(self.right)} and {len(self.labels)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, indices: np.ndarray | slice) -> ImagePairFiles:
+        return ImagePairFiles(self.left[indices], self.right[indices], self.labels[indices])
+
+    def save(self, path: Path) -> Path:
+        """Write a pair CSV (`left_path,right_path,label`) that `load` and `read_pair_csv` read back."""
+        with open(path, "w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(CSV_COLUMNS)
+            # str() of a float32 is its shortest exact spelling: labels survive the round trip.
+            writer.writerows(zip(self.left, self.right, map(str, self.labels)))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> ImagePairFiles:
+        """Read a file written by `save` without opening the images: steps hand each other this file.
+
+        An empty table loads as an empty set (an unused validation split).
+        """
+        return _parse_pairs(Path(path), _read_rows(Path(path)))
+
+    def to_pair_set(self, image_size: int, channels: int) -> PairSet:
+        """Read every image into memory: for small sets (probes, examples), uint8 pixels."""
+        return PairSet(
+            _read_images(self.left, image_size, channels), _read_images(self.right, image_size, channels), self.labels
+        )
+
+    def dataset(
+        self, image_size: int, channels: int, batch_size: int, shuffle: bool = False, seed: int = 0
+    ) -> tf.data.Dataset:
+        """Stream batches, decoding in parallel, so a large folder never has to fit in memory.
+
+        Yields `({"left": (b, s, s, c), "right": (b, s, s, c)}, labels (b,))`, all float32, pixels
+        0..255 (models rescale inside). Shuffling reorders the file list (cheap strings, not
+        decoded images) with `seed` and again each epoch; decoding keeps that order.
+
+        Raises (while iterating):
+            tf.errors.InvalidArgumentError: an image cannot be read; the message names the file.
+        """
+        import tensorflow as tf  # here, so importing this module does not load TensorFlow
+
+        _check_image_shape(image_size, channels)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        shape = (image_size, image_size, channels)
+
+        def read_pair(left: bytes, right: bytes) -> tuple[np.ndarray, np.ndarray]:
+            return (
+                read_image(os.fsdecode(left), image_size, channels),
+                read_image(os.fsdecode(right), image_size, channels),
+            )
+
+        def decode(left: tf.Tensor, right: tf.Tensor, label: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+            # TensorFlow cannot decode PGM, and one reader keeps streamed and in-memory pixels equal.
+            left_pixels, right_pixels = tf.numpy_function(
+                read_pair, [left, right], [tf.uint8, tf.uint8], stateful=False
+            )
+            left_pixels.set_shape(shape)  # numpy_function forgets shapes; the model needs them
+            right_pixels.set_shape(shape)
+            return {"left": tf.cast(left_pixels, tf.float32), "right": tf.cast(right_pixels, tf.float32)}, label
+
+        files = tf.data.Dataset.from_tensor_slices((self.left, self.right, self.labels))
+        if shuffle:
+            files = files.shuffle(max(1, len(self)), seed=seed, reshuffle_each_iteration=True)
+        pairs = files.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return pairs.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def read_pair_csv(path: str | Path, task: Task | str) -> ImagePairFiles:
+    """Read and check a pair table: `left_path,right_path,label` columns, other columns ignored.
+
+    Relative image paths are read from the CSV's folder. Every problem is reported with the line
+    a user sees in an editor (the header is line 1), the first few of each kind and their count.
+
+    Args:
+        path: the CSV file.
+        task: 'similarity' (labels 0 or 1) or 'regression' (any finite number).
+
+    Raises:
+        ImageDataError: the CSV is missing, unparseable, lacks a column or rows, has bad labels
+            or empty paths, or names image files that are missing or unreadable.
+    """
+    task = _as_enum(Task, task, "task")
+    path = Path(path)
+    rows = _read_rows(path)
+    if not rows:
+        raise ImageDataError(
+            f"pair CSV {path} has a header but no rows: add one left_path,right_path,label row per pair"
+        )
+    pairs = _parse_pairs(path, rows)
+    lines = [line for line, _ in rows]
+    if task is Task.SIMILARITY:
+        _check_binary_labels(path, pairs.labels, lines)
+    _check_files_exist(path, pairs, rows)
+    try:
+        validate_images(np.concatenate([pairs.left, pairs.right]))
+    except ImageDataError as error:
+        raise ImageDataError(f"pair CSV {path}: {error}") from None
+    return pairs
+
+
+def pairs_from_class_folders(
+    root: str | Path,
+    *,
+    num_pairs: int,
+    split_by: SplitBy | str,
+    validation_fraction: float,
+    test_fraction: float,
+    rng: np.random.Generator,
+) -> PairSplits:
+    """Draw balanced same-class (1) and different-class (0) pairs from `root/<class>/<image>`.
+
+    The classes (split_by class: test identities are new) or each class's images (split_by image)
+    are split first and pairs are drawn within each split, so no image is in two splits. Pairs
+    per split follow the fractions, with at least a few of each label in every used split.
+    Deterministic given `rng`'s seed. Hidden files, other suffixes and folders without images
+    are ignored.
+
+    Returns:
+        PairSplits of `ImagePairFiles`; validation is empty when `validation_fraction` is 0.
+
+    Raises:
+        ImageDataError: the folder is unusable (missing, no classes, no images, a class with one
+            image, too few classes or images to split, unreadable images); names what to fix.
+        ValueError: the fractions or `num_pairs` are out of range.
+    """
+    split_by = _as_enum(SplitBy, split_by, "split_by")
+    fractions = _split_fractions(validation_fraction, test_fraction)
+    pair_counts = _pair_counts(num_pairs, fractions)
+    root = Path(root).absolute()
+    classes = _list_classes(root)
+    if split_by is SplitBy.CLASS:
+        groups = _split_classes(root, classes, fractions, rng)
+    else:
+        groups = _split_images(root, classes, fractions, rng)
+    validate_images(path for images in classes.values() for path in images)
+    return PairSplits(**{name: _draw_pairs(groups[name], pair_counts[name], rng) for name in SPLITS})
+
+
+# Reading images
+
+
+def _check_image_shape(image_size: int, channels: int) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be an integer >= 1, got {image_size!r}")
+    if channels not in _MODES or isinstance(channels, bool):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
+
+
+def _normalized(image: Image.Image, channels: int) -> Image.Image:
+    """Upright, 8-bit, on white, in the configured mode."""
+    image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with a rotation tag
+    if image.mode.startswith("I"):
+        # 16-bit PNG/PGM: keep the top 8 bits; convert("L") would clip nearly everything to white.
+        image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        # Transparent pixels often hold black: a scanned signature would vanish on a black ground.
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return image.convert(_MODES[channels])
+
+
+def _read_images(paths: np.ndarray, image_size: int, channels: int) -> np.ndarray:
+    pixels = np.empty((len(paths), image_size, image_size, channels), np.uint8)
+    for index, path in enumerate(paths):
+        pixels[index] = read_image(path, image_size, channels)
+    return pixels
+
+
+def _header_problem(path: str) -> str | None:
+    """Why PIL cannot open this file's header, or None when it can."""
+    try:
+        with Image.open(path):
+            return None
+    except FileNotFoundError:
+        return "does not exist"
+    except IsADirectoryError:
+        return "is a folder"
+    except UnidentifiedImageError:
+        return "not an image PIL can read"
+    except _BAD_IMAGE_ERRORS as error:
+        return str(error)
+
+
+# Pair tables
+
+
+def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """The CSV's non-blank data rows as (line number, the three columns), after checking the header."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:  # -sig: spreadsheets write a BOM
+            reader = csv.reader(file)
+            header = [name.strip() for name in next(reader, [])]
+            _check_columns(path, header)
+            positions = [header.index(column) for column in CSV_COLUMNS]
+            rows, lines_read = [], reader.line_num
+            for fields in reader:
+                if any(field.strip() for field in fields):
+                    values = [fields[i].strip() if i < len(fields) else "" for i in positions]
+                    rows.append((lines_read + 1, dict(zip(CSV_COLUMNS, values))))
+                lines_read = reader.line_num
+    except FileNotFoundError:
+        raise ImageDataError(f"pair CSV {path} does not exist") from None
+    except IsADirectoryError:
+        raise ImageDataError(f"pair CSV {path} is a folder; give the CSV file itself") from None
+    except UnicodeDecodeError as error:
+        raise ImageDataError(f"pair CSV {path} cannot be parsed: it is not UTF-8 text ({error})") from None
+    except csv.Error as error:
+        raise ImageDataError(f"pair CSV {path} cannot be parsed: {error}") from None
+    return rows
+
+
+def _check_columns(path: Path, header: list[str]) -> None:
+    missing = [column for column in CSV_COLUMNS if column not in header]
+    if not missing:
+        return
+    present = ", ".join(repr(name) for name in header) or "none"
+    looks_like_data = any(Path(name).suffix.lower() in IMAGE_SUFFIXES for name in header)
+    hint = "; its first line looks like data: add a header line" if looks_like_data else ""
+    raise ImageDataError(
+        f"pair CSV {path} has no column {', '.join(missing)} in its header (line 1); columns present: "
+        f"{present}; the header must name left_path, right_path and label{hint}"
+    )
+
+
+def _parse_pairs(path: Path, rows: list[tuple[int, dict[str, str]]]) -> ImagePairFiles:
+    """Labels as numbers and paths made absolute; empty or non-numeric cells are reported by line."""
+    bad_labels = [f"line {line} ({row['label']!r})" for line, row in rows if not _is_finite_number(row["label"])]
+    if bad_labels:
+        raise ImageDataError(
+            f"pair CSV {path}: {len(bad_labels)} row(s) have an empty or non-numeric label: "
+            f"{_listing(bad_labels)}; every row needs a finite number in column 'label'"
+        )
+    empty_paths = [
+        f"line {line} ({column})" for line, row in rows for column in CSV_COLUMNS[:2] if not row[column]
+    ]
+    if empty_paths:
+        raise ImageDataError(
+            f"pair CSV {path}: {len(empty_paths)} empty image path(s): {_listing(empty_paths)}; "
+            "every row needs a left_path and a right_path"
+        )
+    folder = path.parent.absolute()
+    return ImagePairFiles(
+        left=[_resolve(row["left_path"], folder) for _, row in rows],
+        right=[_resolve(row["right_path"], folder) for _, row in rows],
+        labels=[float(row["label"]) for _, row in rows],
+    )
+
+
+def _is_finite_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _resolve(text: str, folder: Path) -> str:
+    """An absolute path; a relative one is read from the CSV's folder, not the working directory."""
+    return os.path.normpath(folder / text)
+
+
+def _check_binary_labels(path: Path, labels: np.ndarray, lines: list[int]) -> None:
+    bad = [f"line {line} ({label:g})" for line, label in zip(lines, labels) if label not in (0.0, 1.0)]
+    if bad:
+        raise ImageDataError(
+            f"pair CSV {path}: task 'similarity' needs labels 0 or 1, but {len(bad)} row(s) have others: "
+            f"{_listing(bad)}; fix the labels or use task 'regression'"
+        )
+
+
+def _check_files_exist(path: Path, pairs: ImagePairFiles, rows: list[tuple[int, dict[str, str]]]) -> None:
+    exists: dict[str, bool] = {}
+    missing = []
+    for (line, row), left, right in zip(rows, pairs.left, pairs.right):
+        for column, absolute in (("left_path", left), ("right_path", right)):
+            if absolute not in exists:
+                exists[absolute] = os.path.isfile(absolute)
+            if not exists[absolute]:
+                missing.append(f"line {line} {column} {row[column]!r}")
+    if missing:
+        raise ImageDataError(
+            f"pair CSV {path}: {len(missing)} image file(s) do not exist: {_listing(missing)}; "
+            f"relative paths are read from the CSV's folder {path.parent.absolute()}"
+        )
+
+
+# Class folders
+
+
+def _split_fractions(validation_fraction: float, test_fraction: float) -> dict[str, float]:
+    in_range = 0.0 <= validation_fraction < 1.0 and 0.0 < test_fraction < 1.0
+    if not (in_range and validation_fraction + test_fraction < 1.0):
+        raise ValueError(
+            "validation_fraction must be in [0, 1), test_fraction in (0, 1) and their sum below 1; "
+            f"got {validation_fraction} and {test_fraction}"
+        )
+    train_fraction = 1.0 - validation_fraction - test_fraction
+    return {"train": train_fraction, "validation": validation_fraction, "test": test_fraction}
+
+
+def _pair_counts(num_pairs: int, fractions: dict[str, float]) -> dict[str, int]:
+    """Pairs per split, proportional to the fractions, with a floor so every used split measures something."""
+    if isinstance(num_pairs, bool) or not isinstance(num_pairs, int):
+        raise ValueError(f"num_pairs must be an integer, got {num_pairs!r}")
+    counts = {
+        name: max(MIN_EVAL_PAIRS, round(num_pairs * fractions[name])) if fractions[name] else 0
+        for name in ("validation", "test")
+    }
+    train = num_pairs - sum(counts.values())
+    if train < MIN_TRAIN_PAIRS:
+        raise ValueError(
+            f"num_pairs={num_pairs} is too few: validation and test take {counts['validation']} and "
+            f"{counts['test']} (at least {MIN_EVAL_PAIRS} each when used), leaving {train} for training; "
+            f"use at least {sum(counts.values()) + MIN_TRAIN_PAIRS}"
+        )
+    return {"train": train} | counts
+
+
+def _list_classes(root: Path) -> dict[str, list[str]]:
+    """Class name -> its image paths, both sorted so that a seed gives the same pairs on any disk."""
+    if not root.exists():
+        raise ImageDataError(f"image folder {root} does not exist")
+    if not root.is_dir():
+        raise ImageDataError(
+            f"{root} is not a folder: source 'folder' needs {root}/<class>/<image> (a CSV is source 'csv')"
+        )
+    folders = sorted(entry for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    if not folders:
+        loose = _images_in(root)
+        hint = f"; move its {len(loose)} images into one folder per class" if loose else ""
+        raise ImageDataError(f"image folder {root} has no class subfolders: expected {root}/<class>/<image>{hint}")
+    classes = {folder.name: images for folder in folders if (images := _images_in(folder))}
+    if not classes:
+        raise ImageDataError(
+            f"image folder {root} has {len(folders)} class folder(s) but no images in them: images need one of "
+            f"the suffixes {_suffix_list()} (hidden files and other suffixes are ignored)"
+        )
+    single = [str(root / name) for name, images in classes.items() if len(images) == 1]
+    if single:
+        raise ImageDataError(
+            f"{len(single)} class folder(s) have only one image: {_listing(single)}; same-class pairs need at "
+            "least 2 images per class: add images or remove these folders"
+        )
+    return classes
+
+
+def _images_in(folder: Path) -> list[str]:
+    return sorted(
+        str(entry)
+        for entry in folder.iterdir()
+        if entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith(".") and entry.is_file()
+    )
+
+
+def _split_classes(
+    root: Path, classes: dict[str, list[str]], fractions: dict[str, float], rng: np.random.Generator
+) -> dict[str, list[list[str]]]:
+    """Whole classes per split: each split needs 2 classes for different-class pairs."""
+    num_classes = len(classes)
+    sizes = {
+        name: max(2, round(num_classes * fractions[name])) if fractions[name] else 0 for name in ("validation", "test")
+    }
+    sizes = {"train": num_classes - sum(sizes.values())} | sizes
+    if sizes["train"] < 2:
+        used = [name for name in SPLITS if fractions[name]]
+        raise ImageDataError(
+            f"image folder {root} has {num_classes} classes, too few to split by class: {', '.join(used)} each "
+            f"need at least 2 classes to draw different-class pairs ({2 * len(used)} or more with these "
+            "fractions); add classes or use split_by 'image'"
+        )
+    image_lists = list(classes.values())
+    parts = _partition(num_classes, sizes, rng)
+    return {name: [image_lists[i] for i in sorted(indices)] for name, indices in parts.items()}
+
+
+def _split_images(
+    root: Path, classes: dict[str, list[str]], fractions: dict[str, float], rng: np.random.Generator
+) -> dict[str, list[list[str]]]:
+    """Each class's images split between train, validation and test; each image in one split."""
+    image_lists = list(classes.values())
+    counts = _images_per_split(np.array([len(images) for images in image_lists]), fractions, rng)
+    groups: dict[str, list[list[str]]] = {name: [] for name in SPLITS}
+    for index, images in enumerate(image_lists):
+        sizes = {name: int(counts[name][index]) for name in SPLITS}
+        for name, indices in _partition(len(images), sizes, rng).items():
+            if len(indices):
+                groups[name].append([images[i] for i in sorted(indices)])
+    for name in SPLITS:
+        _check_image_group(root, name, groups[name], fractions[name], image_lists)
+    return groups
+
+
+def _images_per_split(
+    sizes: np.ndarray, fractions: dict[str, float], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Images of each class per split: its share of the class, rounded, but never exactly 1.
+
+    A class enters validation or test with at least 2 images: a single one gives no same-class
+    pair. A class whose share is below 1.5 images either brings 2 or none: such classes take
+    turns in a seeded order, so the split still gets about its share of the images. Classes of
+    8 or more images (at fraction 0.2) are in every split.
+    """
+    remaining = sizes.copy()
+    counts = {}
+    for name in ("test", "validation"):
+        shares = sizes * fractions[name]
+        count = np.minimum(np.where(shares >= 1.5, np.floor(shares + 0.5), 0).astype(int), remaining)
+        count[count == 1] = 0
+        owed = 0.0
+        for index in rng.permutation(len(sizes)):
+            if count[index] == 0:
+                owed += shares[index]
+                if owed >= 1.0 and remaining[index] >= 2:
+                    count[index], owed = 2, owed - 2.0
+        remaining -= count
+        counts[name] = count
+    return {"train": remaining} | counts
+
+
+def _check_image_group(
+    root: Path, name: str, groups: list[list[str]], fraction: float, image_lists: list[list[str]]
+) -> None:
+    """A used split needs a class with 2 images (same-class pairs) and 2 classes (different-class pairs)."""
+    if fraction == 0:
+        return
+    remedy = f"add images per class, {_fraction_hint(name)}, or use split_by 'class'"
+    if not any(len(images) >= 2 for images in groups):
+        sizes = sorted(len(images) for images in image_lists)
+        raise ImageDataError(
+            f"split_by 'image' leaves no class with 2 images in the {name} split of {root}, so it has no "
+            f"same-class pairs ({len(sizes)} classes of {sizes[0]} to {sizes[-1]} images); {remedy}"
+        )
+    if len(groups) < 2:
+        raise ImageDataError(
+            f"split_by 'image' leaves only one class in the {name} split of {root}, so it has no "
+            f"different-class pairs; {remedy}"
+        )
+
+
+def _fraction_hint(split: str) -> str:
+    return "lower the validation and test fractions" if split == "train" else f"raise {split}_fraction"
+
+
+def _partition(count: int, sizes: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Shuffle `range(count)` and cut it into consecutive parts of the given sizes, one per split."""
+    order = rng.permutation(count)
+    bounds = np.cumsum([sizes[name] for name in SPLITS])[:-1]
+    return dict(zip(SPLITS, np.split(order, bounds)))
+
+
+def _draw_pairs(groups: list[list[str]], count: int, rng: np.random.Generator) -> ImagePairFiles:
+    """`count // 2` same-class and the rest different-class pairs from one split's classes, shuffled."""
+    if count == 0:
+        return ImagePairFiles(np.array([], np.str_), np.array([], np.str_), np.array([], np.float32))
+    paths = np.array([path for images in groups for path in images])
+    sizes = np.array([len(images) for images in groups])
+    starts = np.cumsum(sizes) - sizes
+    num_same = count // 2
+    same_left, same_right = _same_class_indices(starts, sizes, num_same, rng)
+    different_left, different_right = _different_class_indices(starts, sizes, count - num_same, rng)
+    labels = np.concatenate([np.ones(num_same), np.zeros(count - num_same)])
+    order = rng.permutation(count)
+    left = np.concatenate([same_left, different_left])[order]
+    right = np.concatenate([same_right, different_right])[order]
+    return ImagePairFiles(paths[left], paths[right], labels[order])
+
+
+def _same_class_indices(
+    starts: np.ndarray, sizes: np.ndarray, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A class (uniformly, among those with 2 images) and two different images of it, per pair."""
+    classes = rng.choice(np.flatnonzero(sizes >= 2), size=count)
+    first = rng.integers(0, sizes[classes])
+    second = rng.integers(0, sizes[classes] - 1)
+    second += second >= first  # skip `first`: an image is never paired with itself
+    return starts[classes] + first, starts[classes] + second
+
+
+def _different_class_indices(
+    starts: np.ndarray, sizes: np.ndarray, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two different classes (uniformly) and one image of each, per pair."""
+    first = rng.integers(0, len(sizes), size=count)
+    second = rng.integers(0, len(sizes) - 1, size=count)
+    second += second >= first
+    return starts[first] + rng.integers(0, sizes[first]), starts[second] + rng.integers(0, sizes[second])
+
+
+# Messages and arguments
+
+
+def _listing(items: Sequence[str]) -> str:
+    """The first few problems and how many more: enough to see the pattern without a wall of text."""
+    shown = ", ".join(items[:MAX_LISTED])
+    more = len(items) - MAX_LISTED
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _suffix_list() -> str:
+    return ", ".join(sorted(IMAGE_SUFFIXES))
+
+
+def _as_enum(enum: type[_EnumT], value: _EnumT | str, name: str) -> _EnumT:
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}") from None
