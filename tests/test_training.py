@@ -76,3 +76,38 @@ def test_random_labels_stay_at_chance():
     scores = model.predict(splits.test.inputs(), verbose=0)
     auc = evaluate_scores(splits.test.labels, scores).metrics["roc_auc"]
     assert abs(auc - 0.5) <= 0.15, f"test AUC {auc:.3f} on random labels"
+
+
+def test_streamed_image_files_train_and_predict_in_order(tmp_path, write_class_folders):
+    """Image files go through tf.data: training runs, and predictions match the in-memory pixels."""
+    from siamese.config import ImageDataConfig
+    from siamese.data.sources import prepare_splits
+    from siamese.models.vision import build_vision_model
+    from siamese.training import predict
+
+    root = write_class_folders(tmp_path / "classes")
+    data = ImageDataConfig(source="folder", path=str(root), num_pairs=40, image_size=16)
+    splits = prepare_splits(data, np.random.default_rng(0))
+    keras.utils.set_random_seed(0)
+    model = build_vision_model(
+        backbone="compact", image_size=16, channels=3, head="symmetric", pooling="avg", task="similarity", filters=4
+    )
+    training = TrainingConfig(epochs=2, batch_size=8)
+    compile_for_training(model, training)
+
+    result = fit(model, splits.train, splits.validation, training, verbose=0, seed=1)
+
+    assert len(result.history["loss"]) == 2 and np.isfinite(result.history["val_loss"]).all()
+    streamed = predict(model, splits.test, batch_size=4)
+    in_memory = splits.test.to_pair_set(16, 3)
+    expected = model.predict({"left": in_memory.left.astype("float32"), "right": in_memory.right.astype("float32")}, verbose=0)
+    np.testing.assert_allclose(streamed, expected, atol=1e-5)
+
+
+def test_regression_is_compiled_with_squared_error_and_error_metrics():
+    model = build_text_model(features=8, units=4)
+    compile_for_training(model, TrainingConfig(), task="regression")
+    assert model.loss == "mean_squared_error"
+    splits = seeded_splits(SequenceDataConfig(num_pairs=40, timesteps=5, features=8))
+    result = fit(model, splits.train, splits.validation, TrainingConfig(epochs=1, batch_size=16), verbose=0)
+    assert {"loss", "mae", "rmse", "val_mae", "val_rmse"} <= set(result.history)

@@ -237,7 +237,7 @@ def pairs_from_class_folders(
     validation_fraction: float,
     test_fraction: float,
     rng: np.random.Generator,
-) -> PairSplits:
+) -> PairSplits[ImagePairFiles]:
     """Draw balanced same-class (1) and different-class (0) pairs from `root/<class>/<image>`.
 
     The classes (split_by class: test identities are new) or each class's images (split_by image)

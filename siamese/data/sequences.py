@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -58,11 +59,16 @@ class PairSet:
             return cls(arrays["left"], arrays["right"], arrays["labels"])
 
 
+Pairs = TypeVar("Pairs")  # PairSet, or ImagePairFiles for image files
+
+
 @dataclass(frozen=True)
-class PairSplits:
-    train: PairSet
-    validation: PairSet
-    test: PairSet
+class PairSplits(Generic[Pairs]):
+    """Disjoint train, validation and test pairs of one kind."""
+
+    train: Pairs
+    validation: Pairs
+    test: Pairs
 
 
 def generate_sequence_pairs(config: SequenceDataConfig, rng: np.random.Generator) -> PairSet:
@@ -73,8 +79,8 @@ def generate_sequence_pairs(config: SequenceDataConfig, rng: np.random.Generator
 
 
 def split_pairs(
-    pairs: PairSet, validation_fraction: float, test_fraction: float, rng: np.random.Generator, stratify: bool = True
-) -> PairSplits:
+    pairs: Pairs, validation_fraction: float, test_fraction: float, rng: np.random.Generator, stratify: bool = True
+) -> PairSplits[Pairs]:
     """Split into disjoint train/validation/test sets, stratified by label unless told otherwise.
 
     Works for any pair collection with `labels` and `take` (sequence pairs, image arrays, image

@@ -19,7 +19,7 @@ from siamese.data.stereo import generate_stereo_pairs
 Pairs = PairSet | ImagePairFiles  # in memory, or image files read as they are needed
 
 
-def prepare_splits(data: SequenceDataConfig | ImageDataConfig, rng: np.random.Generator) -> PairSplits:
+def prepare_splits(data: SequenceDataConfig | ImageDataConfig, rng: np.random.Generator) -> PairSplits[Pairs]:
     """Generate or load the pairs `data` describes and split them without leakage.
 
     Raises:
