@@ -14,7 +14,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Mapping
 
-
 MIN_IMAGE_SIZE = 16  # the compact backbone halves the image three times
 XCEPTION_MIN_IMAGE_SIZE = 71  # keras.applications.Xception refuses smaller inputs
 

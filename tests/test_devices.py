@@ -11,7 +11,7 @@ import keras
 import pytest
 
 from siamese.config import DevicePreference, Precision
-from siamese.devices import DeviceError, DevicePlan, distribution_scope, plan_devices, visible_gpus
+from siamese.devices import DeviceError, distribution_scope, plan_devices, visible_gpus
 
 TWO_GPUS = ["/gpu:0", "/gpu:1"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from model_helpers import all_layers, score
 
 from siamese.config import SequenceDataConfig
 from siamese.data.sequences import generate_sequence_pairs
@@ -18,20 +19,6 @@ HEAD_LAYER_NAMES = {"concat": {"concat"}, "symmetric": {"abs_difference", "produ
 def pairs():
     """Variable-length, zero-padded probe pairs in the reference shape (features 128)."""
     return generate_sequence_pairs(SequenceDataConfig(num_pairs=16, timesteps=6), np.random.default_rng(0))
-
-
-def score(model: keras.Model, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    return keras.ops.convert_to_numpy(model({"left": left, "right": right}, training=False))
-
-
-def all_layers(model: keras.Model) -> list[keras.Layer]:
-    """Every layer, descending into sub-models."""
-    layers = []
-    for layer in model.layers:
-        layers.append(layer)
-        if isinstance(layer, keras.Model):
-            layers += all_layers(layer)
-    return layers
 
 
 @pytest.mark.parametrize("head", HEADS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from model_helpers import all_layers, score
 
 from siamese.models.vision import (
     COMPACT_BATCH_NORM_MOMENTUM,
@@ -55,20 +56,6 @@ def images(count: int, image_size: int, channels: int, seed: int = 0) -> np.ndar
     """Raw pixels 0..255 as float32, what the model takes."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(count, image_size, image_size, channels)).astype(np.float32)
-
-
-def score(model: keras.Model, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    return keras.ops.convert_to_numpy(model({"left": left, "right": right}, training=False))
-
-
-def all_layers(model: keras.Model) -> list[keras.Layer]:
-    """Every layer, descending into sub-models."""
-    layers = []
-    for layer in model.layers:
-        layers.append(layer)
-        if isinstance(layer, keras.Model):
-            layers += all_layers(layer)
-    return layers
 
 
 def branch_encodings(model: keras.Model, left: np.ndarray, right: np.ndarray, training: bool) -> list[np.ndarray]:
@@ -321,9 +308,8 @@ def test_xception_under_mixed_precision_leaves_the_global_policy_alone():
     assert keras.config.dtype_policy().name == before
 
 
-@pytest.mark.slow
 def test_reference_model_at_250x250x3():
-    """The original script's model: Xception on two 250x250 RGB cameras, concatenated maps."""
+    """The original script's model: Xception on two 250x250 RGB cameras, concatenated maps (builds in seconds)."""
     model = build_vision_model(
         backbone="xception", image_size=250, channels=3, head="concat", pooling="avg", task="similarity"
     )
