@@ -10,6 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
+from siamese.config import Task
+from siamese.data.sequences import PairSet
+
 LOG_LOSS_EPSILON = 1e-7  # clip scores so a confident mistake costs a large, finite loss
 
 
@@ -20,6 +23,43 @@ class Evaluation:
     metrics: dict[str, float]
     confusion_matrix: np.ndarray  # [[true negatives, false positives], [false negatives, true positives]]
     threshold: float
+
+
+@dataclass(frozen=True)
+class TestReport:
+    """What a reviewer sees of the held-out split: metrics, confusion matrix, figures by name."""
+
+    metrics: dict[str, float]
+    confusion_matrix: np.ndarray | None  # similarity only
+    figures: dict[str, Figure]
+
+
+def report_test_split(
+    task: Task, labels: np.ndarray, predictions: np.ndarray, training_mean: float | None, examples: PairSet | None
+) -> TestReport:
+    """Metrics and figures of a model's predictions on the test split, as suits its task.
+
+    Similarity: classification metrics (`evaluate_scores`), ROC curve and score histogram.
+    Regression: MAE, RMSE and R² beside the predictor that always says `training_mean`, and
+    predicted against true targets. `examples` (the first test pairs, for image models) are
+    drawn with their labels and predictions.
+
+    Raises:
+        ValueError: `training_mean` is missing for regression, or the labels do not suit the task.
+    """
+    if task is Task.REGRESSION:
+        if training_mean is None:
+            raise ValueError("regression is reported against the training targets' mean: pass training_mean")
+        metrics, confusion = evaluate_regression(labels, predictions, training_mean), None
+        figures = {"predictions": plot_predictions(labels, predictions)}
+    else:
+        evaluation = evaluate_scores(labels, predictions)
+        metrics, confusion = evaluation.metrics, evaluation.confusion_matrix
+        figures = {"roc_curve": plot_roc_curve(labels, predictions), "score_histogram": plot_score_histogram(labels, predictions)}
+    if examples is not None:
+        shown = predictions[: len(examples)]
+        figures["example_pairs"] = plot_example_pairs(examples.left, examples.right, examples.labels, shown)
+    return TestReport(metrics, confusion, figures)
 
 
 def evaluate_scores(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> Evaluation:

@@ -6,20 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+from matplotlib.figure import Figure
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from siamese.config import Config, Task, TrainingConfig
 from siamese.data.sources import in_memory, load_split
 from siamese.devices import DevicePlan, distribution_scope, plan_devices
-from siamese.evaluation import (
-    evaluate_regression,
-    evaluate_scores,
-    plot_example_pairs,
-    plot_predictions,
-    plot_roc_curve,
-    plot_score_histogram,
-)
+from siamese.evaluation import report_test_split
 from siamese.models import build_siamese_model
 from siamese.sharing import SharingReport, verify_weight_sharing
 from siamese.training import compile_for_training, fit, predict, task_loss
@@ -89,35 +83,25 @@ def verify_sharing(model_path: Path, probe_path: Path, task: Task) -> SharingRep
 
 @task(name="evaluate-model", cache_policy=NO_CACHE)
 def evaluate_model(model_path: Path, splits: dict[str, Path], task: Task, work_dir: Path) -> EvaluationResult:
-    """Score the held-out test split and draw the plots a reviewer looks at first.
-
-    Similarity: classification metrics, ROC curve and score histogram. Regression: MAE, RMSE
-    and R² beside the trivial predictor (the training targets' mean), predicted-vs-true plot.
-    Image models also get example test pairs drawn with their labels and predictions.
-    """
+    """Score the held-out test split; write the task's plots (and example pairs for images) as PNGs."""
     model = keras.saving.load_model(model_path)
     test = load_split(splits["test"])
     predictions = predict(model, test)
-    if task is Task.REGRESSION:
-        baseline = float(load_split(splits["train"]).labels.mean())
-        metrics, confusion = evaluate_regression(test.labels, predictions, baseline), None
-        figures = {"predictions": plot_predictions(test.labels, predictions)}
-    else:
-        evaluation = evaluate_scores(test.labels, predictions)
-        metrics, confusion = evaluation.metrics, evaluation.confusion_matrix.tolist()
-        figures = {"roc_curve": plot_roc_curve(test.labels, predictions), "score_histogram": plot_score_histogram(test.labels, predictions)}
-    if len(model.inputs[0].shape) == 4:  # images: show what the model saw
-        examples = in_memory(test, PLOTTED_PAIRS, model.inputs[0].shape)
-        figures["example_pairs"] = plot_example_pairs(examples.left, examples.right, examples.labels, predictions[: len(examples)])
-    plots = []
-    for name, figure in figures.items():
-        path = work_dir / f"{name}.png"
-        figure.savefig(path, dpi=100)
-        plots.append(path)
-    get_run_logger().info("test metrics: %s", {key: round(value, 4) for key, value in metrics.items()})
-    return EvaluationResult(metrics, confusion, plots)
+    training_mean = float(load_split(splits["train"]).labels.mean()) if task is Task.REGRESSION else None
+    takes_images = len(model.inputs[0].shape) == 4
+    examples = in_memory(test, PLOTTED_PAIRS, model.inputs[0].shape) if takes_images else None
+    report = report_test_split(task, test.labels, predictions, training_mean, examples)
+    plots = [_save_figure(figure, work_dir / f"{name}.png") for name, figure in report.figures.items()]
+    get_run_logger().info("test metrics: %s", {key: round(value, 4) for key, value in report.metrics.items()})
+    confusion = None if report.confusion_matrix is None else report.confusion_matrix.tolist()
+    return EvaluationResult(report.metrics, confusion, plots)
 
 
 def _save(model: keras.Model, path: Path) -> Path:
     model.save(path)
+    return path
+
+
+def _save_figure(figure: Figure, path: Path) -> Path:
+    figure.savefig(path, dpi=100)
     return path

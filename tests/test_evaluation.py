@@ -9,6 +9,8 @@ import pytest
 from matplotlib.figure import Figure
 from sklearn import metrics as sklearn_metrics
 
+from siamese.config import Task
+from siamese.data.sequences import PairSet
 from siamese.evaluation import (
     evaluate_regression,
     evaluate_scores,
@@ -16,6 +18,7 @@ from siamese.evaluation import (
     plot_predictions,
     plot_roc_curve,
     plot_score_histogram,
+    report_test_split,
     roc_auc,
     roc_curve,
 )
@@ -185,3 +188,23 @@ def test_prediction_and_example_pair_plots_render_to_png(tmp_path):
         assert path.read_bytes().startswith(PNG_MAGIC), name
     assert len(figures["rgb_pairs"].axes) == 6  # left and right for each of 3 pairs
     assert "label 1   prediction 0.9" in [text.get_text() for text in figures["rgb_pairs"].axes[0].texts]
+
+
+def test_test_split_report_suits_the_task():
+    similarity = report_test_split(Task.SIMILARITY, LABELS, SCORES, training_mean=None, examples=None)
+    assert similarity.metrics == evaluate_scores(LABELS, SCORES).metrics
+    np.testing.assert_array_equal(similarity.confusion_matrix, [[2, 2], [1, 3]])
+    assert set(similarity.figures) == {"roc_curve", "score_histogram"}
+
+    targets = np.array([1.0, 2.0, 3.0])
+    regression = report_test_split(Task.REGRESSION, targets, targets + 0.5, training_mean=2.0, examples=None)
+    assert regression.metrics["mae"] == pytest.approx(0.5) and regression.confusion_matrix is None
+    assert set(regression.figures) == {"predictions"}
+    with pytest.raises(ValueError, match="pass training_mean"):
+        report_test_split(Task.REGRESSION, targets, targets, training_mean=None, examples=None)
+
+
+def test_test_split_report_draws_example_pairs_when_given():
+    images = np.zeros((2, 8, 8, 1), np.uint8)
+    report = report_test_split(Task.SIMILARITY, LABELS, SCORES, None, PairSet(images, images, LABELS[:2].astype(float)))
+    assert "example_pairs" in report.figures
