@@ -82,7 +82,7 @@ def predict(model: keras.Model, pairs: Pairs, batch_size: int = 256) -> np.ndarr
 
 
 def _keras_data(model: keras.Model, pairs: Pairs, batch_size: int, shuffle: bool, seed: int = 0) -> dict[str, Any]:
-    """`x`/`y`/`batch_size` arguments for `fit`: arrays, or a stream of decoded image batches."""
+    """Keras data arguments (`x`, `y`, `batch_size`, `shuffle`): arrays, or a stream of decoded image batches."""
     if isinstance(pairs, ImagePairFiles):
         image_size, _, channels = model.inputs[0].shape[1:]
         # The stream shuffles its file list itself; Keras cannot shuffle a dataset.
