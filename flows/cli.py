@@ -44,6 +44,8 @@ FLAG_TO_KEY = {
     "image_size": "data.image_size",
 }
 
+PREFECT_STARTUP_TIMEOUT_SECONDS = 120
+
 ORIGINAL_RUN = "siamese train --data random --head concat --num-pairs 1000 --timesteps 10 --epochs 3 --batch-size 64"
 
 
@@ -63,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(config, work_dir: Path | None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+    # Prefect's temporary API server gives up after 20 s, which a first start (database
+    # migrations) on a busy 2-core machine can exceed; a user's own setting still wins.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(PREFECT_STARTUP_TIMEOUT_SECONDS))
     from flows.train import train_flow
     from tasks.tracking import ui_command
 
