@@ -34,7 +34,6 @@ FLAG_TO_KEY = {
     "precision": "training.precision",
     "num_pairs": "data.num_pairs",
     "timesteps": "data.timesteps",
-    "data": "data.mode",
     "units": "model.units",
     "head": "model.head",
     "seed": "seed",
@@ -42,16 +41,24 @@ FLAG_TO_KEY = {
     "task": "data.task",
     "backbone": "model.backbone",
     "image_size": "data.image_size",
+    "left_column": "data.left_column",
+    "right_column": "data.right_column",
+    "label_column": "data.label_column",
+    "threshold": "data.threshold",
 }
 
 PREFECT_STARTUP_TIMEOUT_SECONDS = 120
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".tsv")
 
 ORIGINAL_RUN = "siamese train --data random --head concat --num-pairs 1000 --timesteps 10 --epochs 3 --batch-size 64"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a `siamese` command. Exit codes: 0 done, 1 the flow failed, 2 invalid configuration or input."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "score":
+        return _score(args, parser)
     if args.command is None:
         parser.print_help()
         return 2
@@ -64,27 +71,80 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(config, work_dir: Path | None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
-    # Prefect's temporary API server gives up after 20 s, which a first start (database
-    # migrations) on a busy 2-core machine can exceed; a user's own setting still wins.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(PREFECT_STARTUP_TIMEOUT_SECONDS))
+    _quiet_start()
     from flows.train import train_flow
-    from tasks.tracking import ui_command
+    from siamese.data.image_pairs import ImageDataError
+    from siamese.data.tables import PairFileError
+    from tasks.tracking import model_name, ui_command
 
     try:
         result = train_flow(config=config, work_dir=work_dir)
+    except (PairFileError, ImageDataError) as error:  # stopped before an MLflow run existed
+        print(f"\nsiamese: invalid data: {error}", file=sys.stderr)
+        return 2
     except Exception as error:  # the flow run already recorded the failure; say what it was
         print(f"\nsiamese: training failed: {error}", file=sys.stderr)
         return 1
     registered = result["registered"]
-    print(
-        "\nTraining finished.\n"
-        f"  {_headline(result['test_metrics'])}\n"
-        f"  MLflow run id:     {result['run_id']}\n"
-        f"  registered model:  {registered['name']} version {registered['version']}\n"
-        f"  open the MLflow UI: {ui_command()}"
-    )
+    lines = [
+        "\nTraining finished.",
+        f"  {_headline(result['test_metrics'])}",
+        f"  MLflow run id:     {result['run_id']}",
+        f"  registered model:  {registered['name']} version {registered['version']} (alias {', '.join(registered['aliases'])})",
+        f"  open the MLflow UI: {ui_command()}",
+    ]
+    if registered["name"] == model_name(ModelKind.TEXT):  # raw text in: the batch scoring flow takes it
+        lines.append(
+            f"  score a file:      siamese score --model models:/{registered['name']}/{registered['version']} "
+            "--input pairs.csv --output scores.parquet"
+        )
+    print("\n".join(lines))
     return 0
+
+
+def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if not args.input.is_file():
+        parser.error(f"--input {args.input}: no such file")
+    if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
+        parser.error(f"--output {args.output}: use a {', '.join(OUTPUT_SUFFIXES)} file")
+    if args.chunk_rows < 1:
+        parser.error(f"--chunk-rows must be >= 1, got {args.chunk_rows}")
+    _quiet_start()
+    from flows.score import score_flow
+    from siamese.data.tables import PairFileError
+    from tasks.tracking import ScoringModelError
+
+    try:
+        summary = score_flow(
+            model_uri=args.model,
+            input_path=args.input.resolve(),
+            output_path=args.output.resolve(),
+            left_column=args.left_column,
+            right_column=args.right_column,
+            chunk_rows=args.chunk_rows,
+        )
+    except (PairFileError, ScoringModelError) as error:
+        print(f"\nsiamese: cannot score: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        print(f"\nsiamese: scoring failed: {error}", file=sys.stderr)
+        return 1
+    print(f"\nScored {summary.scored:,} of {summary.rows:,} rows into {args.output} in {summary.seconds:.1f} s.")
+    if summary.unscorable_count:
+        reasons = "; ".join(f"{reason}: {count:,}" for reason, count in summary.unscorable.items())
+        count = summary.unscorable_count
+        print(
+            f"  {count:,} {'row' if count == 1 else 'rows'} could not be scored ({summary.unscorable_rows}; {reasons}): "
+            "their `similarity` is empty and `error` says why."
+        )
+    return 0
+
+
+def _quiet_start() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+    # Prefect's temporary API server gives up after 20 s, which a first start (database
+    # migrations) on a busy 2-core machine can exceed; a user's own setting still wins.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(PREFECT_STARTUP_TIMEOUT_SECONDS))
 
 
 def _headline(metrics: dict[str, float]) -> str:
@@ -96,6 +156,10 @@ def _headline(metrics: dict[str, float]) -> str:
 
 def _overrides(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, object]:
     overrides: dict[str, object] = {key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag) is not None}
+    if args.data is not None:
+        overrides |= _data_overrides(args, parser)
+    if args.drop_invalid_rows:
+        overrides["data.drop_invalid_rows"] = True
     if args.images is not None:
         if not args.images.exists():
             parser.error(f"--images {args.images}: no such folder or file")
@@ -110,8 +174,24 @@ def _overrides(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
     return overrides
 
 
+def _data_overrides(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, object]:
+    """`--data paraphrase|random` picks generated sequences; any other value is a text pair file."""
+    path = Path(args.data)
+    if args.data in {mode.value for mode in DataMode} and not path.exists():
+        return {"data.mode": args.data}
+    if args.model == ModelKind.VISION:
+        parser.error("--data is for text pairs; give image pairs with --images")
+    if not path.is_file():
+        parser.error(f"--data {args.data}: no such file (a CSV, TSV or Parquet file of text pairs, or paraphrase/random)")
+    return {"kind": ModelKind.TEXT, "data.path": str(path.resolve())}
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="siamese", description="Train and ship Siamese (shared-weight) Keras models.")
+    parser = argparse.ArgumentParser(
+        prog="siamese",
+        description="Train and ship Siamese (shared-weight) Keras models. Exit codes: 0 done, 1 the flow failed, "
+        "2 invalid configuration or input (nothing logged or written).",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = commands.add_parser(
         "train",
@@ -130,7 +210,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float)
     train.add_argument("--num-pairs", type=int)
     train.add_argument("--timesteps", type=int, help="text: longest sequence; shorter ones are padded")
-    train.add_argument("--data", choices=[mode.value for mode in DataMode], help="text: generated data (default paraphrase)")
+    train.add_argument(
+        "--data",
+        metavar="PATH",
+        help="text: a CSV, TSV or Parquet file of labelled text pairs, or generated sequences: paraphrase (default) or random",
+    )
+    train.add_argument("--left-column", help="text file: the left text column (default: detected, e.g. question1)")
+    train.add_argument("--right-column", help="text file: the right text column (default: detected, e.g. question2)")
+    train.add_argument("--label-column", help="text file: the 0/1 label or score column (default: detected, e.g. is_duplicate)")
+    train.add_argument("--threshold", type=float, help="text file: the label is a graded score; pairs scoring >= THRESHOLD are similar")
+    train.add_argument(
+        "--drop-invalid-rows", action="store_true", help="text file: drop (and count) invalid rows instead of stopping"
+    )
     train.add_argument("--units", type=int, help="text: LSTM units of the shared encoder")
     train.add_argument(
         "--head",
@@ -154,7 +245,26 @@ def _parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="any other config value, e.g. data.noise=0.3"
     )
     train.add_argument("--work-dir", type=Path, help="keep the run's data and model files here (default: a temporary directory)")
+    _add_score_command(commands)
     return parser
+
+
+def _add_score_command(commands: argparse._SubParsersAction) -> None:
+    score = commands.add_parser(
+        "score",
+        help="score a file of raw text pairs with a registered model",
+        description=(
+            "Run the scoring flow: read a CSV, TSV or Parquet file of text pairs in chunks, score each "
+            "row with a registered text pair model, and write the rows with a `similarity` column (and "
+            "an `error` column for rows that cannot be scored). The output appears only when complete."
+        ),
+    )
+    score.add_argument("--model", required=True, metavar="URI", help="e.g. models:/siamese-text@champion or models:/siamese-text/3")
+    score.add_argument("--input", required=True, type=Path, metavar="PATH", help="the pairs to score (.csv, .tsv, .parquet)")
+    score.add_argument("--output", required=True, type=Path, metavar="PATH", help="where the scores go (.parquet, .csv, .tsv)")
+    score.add_argument("--left-column", help="the left text column (default: detected, e.g. question1 or left)")
+    score.add_argument("--right-column", help="the right text column (default: detected, e.g. question2 or right)")
+    score.add_argument("--chunk-rows", type=int, default=50_000, help="rows scored at a time; bounds memory (default 50000)")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from tasks.reporting import publish_summary
 from tasks.tracking import (
     end_run,
     log_and_register_model,
+    log_dataset,
     log_evaluation,
     log_sharing_report,
     log_training,
@@ -48,14 +49,16 @@ def train_flow(config: Config = Config(), work_dir: Path | None = None) -> dict[
     Raises:
         WeightSharingError: verification failed; the MLflow run is marked FAILED and nothing
             is registered.
-        ImageDataError: an image file, folder or pair table cannot be used (named in the
-            message); no MLflow run is started.
+        ImageDataError, PairFileError: an image or text pair file, folder or table cannot be
+            used (named in the message); no MLflow run is started.
     """
     with _run_directory(work_dir) as directory:
         plan = choose_devices(config.training)
         data = prepare_pairs(config, directory)  # bad input stops here, before an MLflow run exists
         with _mlflow_run(config) as run_id:
-            initial = build_model(config, plan, directory)
+            if data.source_file is not None:
+                log_dataset(run_id, data.source_file, data.sizes)
+            initial = build_model(config, plan, data.paths["train"], directory)
             trained = train_model(initial, data.paths, config, plan, run_id)
             log_training(run_id, plan, trained.seconds, trained.pairs_per_second, data.sizes)
 
@@ -66,9 +69,9 @@ def train_flow(config: Config = Config(), work_dir: Path | None = None) -> dict[
                 raise WeightSharingError("weight-sharing verification failed: " + "; ".join(report.failures()))
 
             evaluation = evaluate_model(trained.path, data.paths, config.task, directory)
-            log_evaluation(run_id, evaluation.metrics, evaluation.confusion_matrix, evaluation.plots)
+            log_evaluation(run_id, evaluation.metrics, evaluation.confusion_matrix, evaluation.plots, evaluation.baselines)
             registered = log_and_register_model(run_id, trained.path, data.paths["test"], config)
-            publish_summary(run_id, report, evaluation.metrics, registered)
+            publish_summary(run_id, report, evaluation.metrics, registered, evaluation.baselines)
     return {"run_id": run_id, "tracking_uri": tracking_uri(), "registered": registered, "test_metrics": evaluation.metrics}
 
 

@@ -8,6 +8,7 @@ any data is generated or anything is logged.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -101,13 +102,48 @@ class SequenceDataConfig:
 
 
 @dataclass(frozen=True)
+class TextFileDataConfig:
+    """Labelled text pairs from a CSV, TSV or Parquet file (a `path` in `[data]` selects this)."""
+
+    path: str
+    left_column: str = ""  # "" detects common layouts: question1/question2, left/right, sentence1/sentence2, ...
+    right_column: str = ""
+    label_column: str = ""  # is_duplicate, label, score, ...
+    threshold: float | None = None  # graded scores: label = 1 when score >= threshold
+    drop_invalid_rows: bool = False  # drop (and count) rows that fail validation instead of stopping
+    validation_fraction: float = 0.2
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("path", "left_column", "right_column", "label_column"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"data.{name} must be a string, got {getattr(self, name)!r}")
+        if not self.path:
+            raise ConfigError("data.path must name a CSV, TSV or Parquet file of text pairs")
+        if self.threshold is not None:
+            if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
+                raise ConfigError(f"data.threshold must be a number (the score at which a pair counts as similar), got {self.threshold!r}")
+            object.__setattr__(self, "threshold", float(self.threshold))
+        if not isinstance(self.drop_invalid_rows, bool):
+            raise ConfigError(f"data.drop_invalid_rows must be true or false, got {self.drop_invalid_rows!r}")
+        _require_fractions(self)
+
+
+@dataclass(frozen=True)
 class TextModelConfig:
     units: int = 32  # LSTM units of the shared encoder
     head: Head = Head.SYMMETRIC  # the concat head cannot express similarity (see README)
+    # Text from a file is tokenised inside the model; generated sequences ignore these three.
+    vocabulary_size: int = 20_000  # most frequent training-split tokens kept, padding and unknown included
+    sequence_length: int = 40  # tokens per text; longer texts are cut, shorter ones padded at the end
+    embedding_dim: int = 128  # the reference LSTM's input width
 
     def __post_init__(self) -> None:
         _require_int(self, "units", "model", minimum=1)
         _coerce_enum(self, "head", Head, "model")
+        _require_int(self, "vocabulary_size", "model", minimum=3)
+        _require_int(self, "sequence_length", "model", minimum=1)
+        _require_int(self, "embedding_dim", "model", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -180,19 +216,20 @@ class Config:
 
     kind: ModelKind = ModelKind.TEXT
     seed: int = 0  # seeds data generation, weight initialisation and shuffling
-    data: SequenceDataConfig | ImageDataConfig = None  # type: ignore[assignment]
+    data: SequenceDataConfig | TextFileDataConfig | ImageDataConfig = None  # type: ignore[assignment]
     model: TextModelConfig | VisionModelConfig = None  # type: ignore[assignment]
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "kind", ModelKind, "")
         _require_int(self, "seed", "", minimum=0)
-        for section, cls in _KIND_SECTIONS[self.kind].items():
+        for section, classes in _KIND_SECTIONS[self.kind].items():
             value = getattr(self, section)
             if value is None:
-                object.__setattr__(self, section, cls())
-            elif not isinstance(value, cls):
-                raise ConfigError(f"[{section}] of a {self.kind} run must be a {cls.__name__}, got {type(value).__name__}")
+                object.__setattr__(self, section, classes[0]())
+            elif not isinstance(value, classes):
+                names = " or ".join(cls.__name__ for cls in classes)
+                raise ConfigError(f"[{section}] of a {self.kind} run must be a {names}, got {type(value).__name__}")
         if (
             self.kind is ModelKind.VISION
             and self.model.backbone is Backbone.XCEPTION
@@ -224,9 +261,10 @@ class Config:
         }
 
 
-_KIND_SECTIONS: dict[ModelKind, dict[str, type]] = {
-    ModelKind.TEXT: {"data": SequenceDataConfig, "model": TextModelConfig},
-    ModelKind.VISION: {"data": ImageDataConfig, "model": VisionModelConfig},
+# The section classes a kind accepts; the first is the default. Text `[data]` with a `path` is a pair file.
+_KIND_SECTIONS: dict[ModelKind, dict[str, tuple[type, ...]]] = {
+    ModelKind.TEXT: {"data": (SequenceDataConfig, TextFileDataConfig), "model": (TextModelConfig,)},
+    ModelKind.VISION: {"data": (ImageDataConfig,), "model": (VisionModelConfig,)},
 }
 _SECTION_NAMES = ("data", "model", "training")
 
@@ -250,18 +288,30 @@ def config_from_dict(values: Mapping[str, Any], source: str = "config") -> Confi
         allowed = ", ".join(member.value for member in ModelKind)
         raise ConfigError(f"kind must be one of {allowed}; got {kind!r}") from None
     sections = {}
-    for name, cls in (_KIND_SECTIONS[kind] | {"training": TrainingConfig}).items():
+    for name, classes in (_KIND_SECTIONS[kind] | {"training": (TrainingConfig,)}).items():
         section_values = values.get(name, {})
         if not isinstance(section_values, Mapping):
             raise ConfigError(f"[{name}] in {source} must be a table, got {section_values!r}")
+        cls = _section_class(classes, section_values)
         allowed = [f.name for f in dataclasses.fields(cls)]
         for key in section_values:
             if key not in allowed:
                 raise ConfigError(
-                    f"unknown key '{name}.{key}' for a {kind} model in {source}; allowed: {', '.join(allowed)}"
+                    f"unknown key '{name}.{key}' for {_SECTION_ROLES.get(cls, f'a {kind} model')} in {source}; "
+                    f"allowed: {', '.join(allowed)}"
                 )
         sections[name] = cls(**section_values)
     return Config(kind=kind, seed=values.get("seed", 0), **sections)
+
+
+_SECTION_ROLES = {SequenceDataConfig: "generated text sequences", TextFileDataConfig: "text pairs from a file"}
+
+
+def _section_class(classes: tuple[type, ...], values: Mapping[str, Any]) -> type:
+    """The section class `values` describe: text `[data]` with a `path` is a pair file, else generated."""
+    if TextFileDataConfig in classes and "path" in values:
+        return TextFileDataConfig
+    return classes[0]
 
 
 def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> Config:

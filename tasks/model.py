@@ -6,15 +6,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 from matplotlib.figure import Figure
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from siamese.config import Config, Task, TrainingConfig
+from siamese.baselines import text_baselines
+from siamese.config import Config, Task, TextFileDataConfig, TrainingConfig
 from siamese.data.sources import in_memory, load_split
+from siamese.data.text_pairs import TextPairs
 from siamese.devices import DevicePlan, distribution_scope, plan_devices
 from siamese.evaluation import report_test_split
 from siamese.models import build_siamese_model
+from siamese.models.text import build_tokenizer
 from siamese.sharing import SharingReport, verify_weight_sharing
 from siamese.training import compile_for_training, fit, predict, task_loss
 from tasks.tracking import epoch_metrics_logger
@@ -35,6 +39,7 @@ class EvaluationResult:
     metrics: dict[str, float]
     confusion_matrix: list[list[int]] | None  # similarity only
     plots: list[Path]
+    baselines: dict[str, float]  # text pairs: majority class and TF-IDF cosine on the same test split
 
 
 @task(name="choose-devices", cache_policy=NO_CACHE)
@@ -46,10 +51,22 @@ def choose_devices(training: TrainingConfig) -> DevicePlan:
 
 
 @task(name="build-model", cache_policy=NO_CACHE)
-def build_model(config: Config, plan: DevicePlan, work_dir: Path) -> Path:
-    """Build the run's Siamese model with seeded initial weights and save it as `.keras`."""
+def build_model(config: Config, plan: DevicePlan, train_path: Path, work_dir: Path) -> Path:
+    """Build the run's Siamese model with seeded initial weights and save it as `.keras`.
+
+    A text pair model's tokenizer is adapted here, on the training split only.
+    """
     keras.utils.set_random_seed(config.seed)
-    built = build_siamese_model(config, dtype_policy=plan.dtype_policy)
+    tokenizer = None
+    if isinstance(config.data, TextFileDataConfig):
+        train = load_split(train_path)
+        tokenizer = build_tokenizer(
+            np.concatenate([train.left, train.right]),
+            vocabulary_size=config.model.vocabulary_size,
+            sequence_length=config.model.sequence_length,
+        )
+        get_run_logger().info("tokenizer: %d tokens from the training split", tokenizer.vocabulary_size())
+    built = build_siamese_model(config, dtype_policy=plan.dtype_policy, tokenizer=tokenizer)
     get_run_logger().info("built %s: %s parameters", built.name, f"{built.count_params():,}")
     return _save(built, work_dir / "initial.keras")
 
@@ -92,9 +109,19 @@ def evaluate_model(model_path: Path, splits: dict[str, Path], task: Task, work_d
     examples = in_memory(test, PLOTTED_PAIRS, model.inputs[0].shape) if takes_images else None
     report = report_test_split(task, test.labels, predictions, training_mean, examples)
     plots = [_save_figure(figure, work_dir / f"{name}.png") for name, figure in report.figures.items()]
-    get_run_logger().info("test metrics: %s", {key: round(value, 4) for key, value in report.metrics.items()})
+    logger = get_run_logger()
+    logger.info("test metrics: %s", _rounded(report.metrics))
+    baselines = {}
+    if isinstance(test, TextPairs):
+        train = load_split(splits["train"])
+        baselines = text_baselines(train.left, train.right, train.labels, test.left, test.right, test.labels)
+        logger.info("baselines on the test split: %s", _rounded(baselines))
     confusion = None if report.confusion_matrix is None else report.confusion_matrix.tolist()
-    return EvaluationResult(report.metrics, confusion, plots)
+    return EvaluationResult(report.metrics, confusion, plots, baselines)
+
+
+def _rounded(metrics: dict[str, float]) -> dict[str, float]:
+    return {key: round(value, 4) for key, value in metrics.items()}
 
 
 def _save(model: keras.Model, path: Path) -> Path:

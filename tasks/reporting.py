@@ -7,13 +7,18 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from siamese.sharing import SharingReport
+from tasks.scoring import ScoringSummary
 
 
 @task(name="publish-summary", cache_policy=NO_CACHE)
 def publish_summary(
-    run_id: str, report: SharingReport, metrics: dict[str, float] | None, registered: dict[str, str] | None
+    run_id: str,
+    report: SharingReport,
+    metrics: dict[str, float] | None,
+    registered: dict[str, object] | None,
+    baselines: dict[str, float] | None = None,
 ) -> str:
-    """Publish a markdown artifact: the sharing verdict, test metrics and the MLflow run id."""
+    """Publish a markdown artifact: the sharing verdict, test metrics beside any baselines, the MLflow run id."""
     verdict = "passed" if report.passed else "**FAILED**: " + "; ".join(report.failures())
     lines = [
         "# Siamese training run",
@@ -23,8 +28,27 @@ def publish_summary(
         f"an unshared twin would have {report.unshared_params:,})",
     ]
     if registered:
-        lines.append(f"- Registered: `{registered['name']}` version {registered['version']} (`{registered['model_uri']}`)")
+        aliases = ", ".join(f"`{alias}`" for alias in registered["aliases"])
+        lines.append(
+            f"- Registered: `{registered['name']}` version {registered['version']} ({aliases}; `{registered['model_uri']}`)"
+        )
     if metrics:
         lines += ["", "| test metric | value |", "| --- | --- |"]
         lines += [f"| {key} | {value:.4f} |" for key, value in metrics.items()]
+        lines += [f"| baseline: {key} | {value:.4f} |" for key, value in (baselines or {}).items()]
     return str(create_markdown_artifact("\n".join(lines), key="training-summary", description="Siamese training run"))
+
+
+@task(name="publish-scoring-summary", cache_policy=NO_CACHE)
+def publish_scoring_summary(model_uri: str, summary: ScoringSummary) -> str:
+    """Publish a markdown artifact: what was scored with which model, and the rows that could not be."""
+    lines = [
+        "# Batch scoring",
+        f"- Model: `{model_uri}`",
+        f"- Input: `{summary.input_path}` ({summary.rows:,} rows)",
+        f"- Output: `{summary.output_path}` ({summary.scored:,} rows scored in {summary.seconds:.1f} s)",
+    ]
+    if summary.unscorable_count:
+        lines.append(f"- **{summary.unscorable_count:,} rows could not be scored** (first: {summary.unscorable_rows}):")
+        lines += [f"  - {reason}: {count:,}" for reason, count in summary.unscorable.items()]
+    return str(create_markdown_artifact("\n".join(lines), key="scoring-summary", description="Siamese batch scoring"))

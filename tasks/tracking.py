@@ -6,6 +6,7 @@ thread-local, and a Prefect task may run in another thread than the one that sta
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,31 +14,61 @@ import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
+from typing import Callable
 
 import keras
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric, Param, RunStatus
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    LoggedModelOutput,
+    LoggedModelStatus,
+    Metric,
+    Param,
+    RunStatus,
+)
 from mlflow.models import ModelSignature
-from mlflow.types import Schema, TensorSpec
+from mlflow.types import ColSpec, Schema, TensorSpec
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from siamese.config import Config, ModelKind, Task
+import siamese
+from siamese.config import Config, ModelKind, Task, TextFileDataConfig
 from siamese.data.sources import in_memory, load_split
+from siamese.data.text_pairs import TextPairs
 from siamese.devices import DevicePlan
 from siamese.sharing import SharingReport
+from tasks.data import SourceFile
 
 LOCAL_STORE = Path("mlruns")  # the default store, relative to where the command runs
 EXAMPLE_PAIRS = 2  # pairs saved with the model as its input example
 MAX_TAG_LENGTH = 5000  # MLflow's limit on a tag value
+DATASET_DIGEST_LENGTH = 36  # MLflow stores at most 36 characters of a dataset digest
+CHAMPION, CHALLENGER = "champion", "challenger"  # registry aliases
+TEXT_PAIR_SCORER = Path(__file__).with_name("text_pair_scorer.py")  # the pyfunc of text pair models, logged as code
 
 
 def model_name(kind: ModelKind | str) -> str:
-    """The experiment and the registered model of a model kind: `siamese-text`, `siamese-vision`."""
+    """The experiment of a model kind: `siamese-text`, `siamese-vision`."""
     return f"siamese-{ModelKind(kind)}"
+
+
+def registered_model_name(config: Config) -> str:
+    """The registered model a run's version joins: one name per input contract.
+
+    Every version of a name takes the same inputs, so `models:/siamese-text@champion` always
+    scores raw text pairs: `siamese-text` (text pair files), `siamese-text-sequences`
+    (generated float sequences, the reference input), `siamese-vision` (image pairs).
+    """
+    if config.kind is ModelKind.TEXT and not isinstance(config.data, TextFileDataConfig):
+        return f"{model_name(config.kind)}-sequences"
+    return model_name(config.kind)
 
 
 def tracking_uri() -> str:
@@ -82,6 +113,37 @@ def log_training(run_id: str, plan: DevicePlan, seconds: float, pairs_per_second
     _log(run_id, params=params, metrics=metrics)
 
 
+@task(name="log-dataset", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def log_dataset(run_id: str, source: SourceFile, split_sizes: dict[str, int]) -> None:
+    """Log the pair file as the run's MLflow dataset input: path, content hash, rows per split.
+
+    The run page's Datasets panel then traces the model to the exact file it learned from.
+    """
+    profile = {"file_rows": source.total_rows, "dropped_rows": source.dropped_rows} | {
+        f"{name}_rows": size for name, size in split_sizes.items()
+    }
+    columns = source.columns
+    dataset = Dataset(
+        name=Path(source.path).name,
+        digest=source.content_hash[:DATASET_DIGEST_LENGTH],
+        # What mlflow.data records for a local file: the UI shows the path as the source.
+        source_type="local",
+        source=json.dumps({"uri": source.path}),
+        profile=json.dumps(profile),
+    )
+    client = _client()
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
+    params = {
+        "data.sha256": source.content_hash,
+        "data.columns": f"{columns.left}, {columns.right}, {columns.label}",
+        "data.file_rows": source.total_rows,
+        "data.dropped_rows": source.dropped_rows,
+    }
+    _log(run_id, params=params, metrics={"data/dropped_rows": source.dropped_rows}, client=client)
+    if source.dropped:
+        client.log_dict(run_id, source.dropped, "data/dropped_rows.json")
+
+
 @task(name="log-sharing-report", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def log_sharing_report(run_id: str, report: SharingReport) -> None:
     """The full report as JSON, its headline numbers as `sharing/...` metrics."""
@@ -101,11 +163,17 @@ def log_sharing_report(run_id: str, report: SharingReport) -> None:
 
 @task(name="log-evaluation", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def log_evaluation(
-    run_id: str, metrics: dict[str, float], confusion_matrix: list[list[int]] | None, plots: list[Path]
+    run_id: str,
+    metrics: dict[str, float],
+    confusion_matrix: list[list[int]] | None,
+    plots: list[Path],
+    baselines: dict[str, float],
 ) -> None:
-    """Test metrics as `test/...`, the confusion matrix (if any) as JSON, the plots as PNG artifacts."""
+    """Test metrics as `test/...`, baselines on the same split as `baseline/...`, the
+    confusion matrix (if any) as JSON, the plots as PNG artifacts."""
     client = _client()
-    _log(run_id, metrics={f"test/{key}": value for key, value in metrics.items()})
+    logged = {f"test/{key}": value for key, value in metrics.items()}
+    _log(run_id, metrics=logged | {f"baseline/{key}": value for key, value in baselines.items()})
     if confusion_matrix is not None:
         labels = ["different (0)", "same (1)"]
         matrix = {"rows_true": labels, "columns_predicted": labels, "counts": confusion_matrix}
@@ -115,8 +183,13 @@ def log_evaluation(
 
 
 @task(name="log-and-register-model", cache_policy=NO_CACHE)
-def log_and_register_model(run_id: str, model_path: Path, example_path: Path, config: Config) -> dict[str, str]:
-    """Log the `.keras` model with signature and input example; register it as a new version."""
+def log_and_register_model(run_id: str, model_path: Path, example_path: Path, config: Config) -> dict[str, object]:
+    """Log the model with signature and input example; register it as a new version.
+
+    Image and sequence models are logged in MLflow's Keras flavour. A text pair model is
+    logged as a pyfunc that takes a DataFrame of raw `left` and `right` strings. The version
+    gets the alias `challenger`, and also `champion` when its registered model has none yet.
+    """
     model = keras.saving.load_model(model_path)
     example = in_memory(load_split(example_path), EXAMPLE_PAIRS, model.inputs[0].shape)
     client = _client()
@@ -126,20 +199,83 @@ def log_and_register_model(run_id: str, model_path: Path, example_path: Path, co
     with tempfile.TemporaryDirectory(prefix="mlflow-model-") as directory:
         # Saved into an existing directory, then uploaded: mlflow.keras.log_model (3.17) writes the
         # input example before it creates its directory and fails (FileNotFoundError).
-        mlflow.keras.save_model(
-            model,
-            directory,
-            signature=_signature(model, config.task),
-            input_example={side: array.astype(np.float32) for side, array in example.inputs().items()},
-            # Explicit requirements: letting MLflow infer them costs seconds per run.
-            pip_requirements=[f"tensorflow=={version('tensorflow')}", f"keras=={version('keras')}"],
-        )
+        if isinstance(example, TextPairs):
+            _save_text_pair_model(model_path, directory, example)
+        else:
+            _save_keras_model(model, directory, example.inputs(), config.task)
         client.log_model_artifacts(logged.model_id, directory)
     mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
     model_uri = f"models:/{logged.model_id}"
-    registered = mlflow.register_model(model_uri, model_name(config.kind), tags={"run_id": run_id})
-    return {"model_uri": model_uri, "name": registered.name, "version": str(registered.version)}
+    registered = mlflow.register_model(model_uri, registered_model_name(config), tags={"run_id": run_id})
+    aliases = _set_aliases(client, registered.name, registered.version)
+    return {"model_uri": model_uri, "name": registered.name, "version": str(registered.version), "aliases": aliases}
+
+
+def _save_keras_model(model: keras.Model, directory: str, example: dict[str, np.ndarray], task: Task) -> None:
+    mlflow.keras.save_model(
+        model,
+        directory,
+        signature=_tensor_signature(model, task),
+        input_example={side: array.astype(np.float32) for side, array in example.items()},
+        pip_requirements=_requirements(),
+    )
+
+
+def _save_text_pair_model(model_path: Path, directory: str, example: TextPairs) -> None:
+    """A pyfunc over the `.keras` file, logged as code with the `siamese` package it imports."""
+    mlflow.pyfunc.save_model(
+        directory,
+        python_model=str(TEXT_PAIR_SCORER),
+        artifacts={"keras_model": str(model_path)},
+        code_paths=[str(Path(siamese.__file__).parent)],
+        signature=ModelSignature(
+            inputs=Schema([ColSpec("string", "left"), ColSpec("string", "right")]),
+            outputs=Schema([ColSpec("double", "similarity")]),
+        ),
+        input_example=pd.DataFrame({"left": example.left, "right": example.right}),
+        pip_requirements=_requirements() + [f"pandas=={version('pandas')}"],
+    )
+
+
+def _requirements() -> list[str]:
+    # Explicit requirements: letting MLflow infer them costs seconds per run.
+    return [f"tensorflow=={version('tensorflow')}", f"keras=={version('keras')}"]
+
+
+def _set_aliases(client: MlflowClient, name: str, version: str | int) -> list[str]:
+    """`challenger` for every new version; `champion` too while the registered model has none."""
+    aliases = [CHALLENGER]
+    if CHAMPION not in client.get_registered_model(name).aliases:
+        aliases.append(CHAMPION)
+    for alias in aliases:
+        client.set_registered_model_alias(name, alias, str(version))
+    return aliases
+
+
+class ScoringModelError(ValueError):
+    """A model that cannot score raw text pairs; the message says which model to use instead."""
+
+
+@task(name="load-text-pair-model", cache_policy=NO_CACHE)  # MLflow's HTTP client retries network errors itself
+def load_text_pair_scorer(model_uri: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Load a registered text pair model; its `predict` takes a DataFrame of `left`, `right` strings.
+
+    Raises:
+        ScoringModelError: the model's signature takes something else (sequence tensors or
+            images): the error names what it takes and which model scores raw text.
+    """
+    _client()  # points MLflow at the project's store, so `models:/...` resolves there
+    model = mlflow.pyfunc.load_model(model_uri)
+    inputs = model.metadata.get_input_schema()
+    takes = {(spec.name, spec.type.name) for spec in inputs.inputs} if inputs is not None else set()
+    if takes != {("left", "string"), ("right", "string")}:
+        described = ", ".join(str(spec) for spec in inputs.inputs) if inputs is not None else "no signature"
+        raise ScoringModelError(
+            f"{model_uri} does not take raw text pairs (it takes {described}): score with a model "
+            f"trained on a text pair file (`siamese train --data pairs.csv`), e.g. models:/{model_name('text')}@{CHAMPION}"
+        )
+    return model.predict
 
 
 @task(name="end-mlflow-run", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -217,7 +353,7 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
     return client.create_experiment(name, artifact_location=artifact_location)
 
 
-def _signature(model: keras.Model, task: Task) -> ModelSignature:
+def _tensor_signature(model: keras.Model, task: Task) -> ModelSignature:
     """float32 `left` and `right` in the model's input shapes (sequences or pixels), one number per pair out."""
     float32 = np.dtype("float32")
     inputs = [TensorSpec(float32, tuple(-1 if size is None else size for size in tensor.shape), tensor.name) for tensor in model.inputs]

@@ -14,6 +14,9 @@ LIBRARY_MODULES = [
     "siamese.data.sequences",
     "siamese.data.stereo",
     "siamese.data.image_pairs",
+    "siamese.data.tables",
+    "siamese.data.text_pairs",
+    "siamese.data.sample_questions",
     "siamese.data.sources",
     "siamese.models",
     "siamese.models.layers",
@@ -21,6 +24,7 @@ LIBRARY_MODULES = [
     "siamese.models.vision",
     "siamese.sharing",
     "siamese.evaluation",
+    "siamese.baselines",
     "siamese.devices",
     "siamese.training",
 ]

@@ -2,7 +2,7 @@
 
 Generated data (sequence pairs, stereo pairs) is held in memory and written as `.npz`; image
 files stay on disk and their splits are pair tables (`.csv`) streamed with `tf.data` during
-training. `load_split` reads either back.
+training; text pairs from a file are written as `.parquet`. `load_split` reads any of them back.
 """
 
 from __future__ import annotations
@@ -11,12 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from siamese.config import ImageDataConfig, ImageSource, SequenceDataConfig, Task
+from siamese.config import ImageDataConfig, ImageSource, SequenceDataConfig, Task, TextFileDataConfig
 from siamese.data.image_pairs import ImagePairFiles, pairs_from_class_folders, read_pair_csv
 from siamese.data.sequences import PairSet, PairSplits, generate_sequence_pairs, split_pairs
 from siamese.data.stereo import generate_stereo_pairs
+from siamese.data.tables import PairFileError
+from siamese.data.text_pairs import LoadedPairs, TextPairs, load_text_pairs, split_text_pairs
 
-Pairs = PairSet | ImagePairFiles  # in memory, or image files read as they are needed
+Pairs = PairSet | ImagePairFiles | TextPairs  # arrays, image files read as needed, or raw text
+
+_SPLIT_SUFFIXES = {PairSet: ".npz", ImagePairFiles: ".csv", TextPairs: ".parquet"}
 
 
 def prepare_splits(data: SequenceDataConfig | ImageDataConfig, rng: np.random.Generator) -> PairSplits[Pairs]:
@@ -52,21 +56,45 @@ def prepare_splits(data: SequenceDataConfig | ImageDataConfig, rng: np.random.Ge
     return split_pairs(pairs, data.validation_fraction, data.test_fraction, rng, stratify=stratify)
 
 
+def split_text_file(data: TextFileDataConfig, seed: int) -> tuple[PairSplits[TextPairs], LoadedPairs]:
+    """Load and validate a text pair file, then split it so swapped twins share a split.
+
+    Returns the splits and the loaded file's lineage (source, content hash, rows dropped).
+
+    Raises:
+        PairFileError: the file cannot be read, or fails validation (the message names the
+            column, the rows and the count).
+    """
+    loaded = load_text_pairs(
+        data.path,
+        left_column=data.left_column or None,
+        right_column=data.right_column or None,
+        label_column=data.label_column or None,
+        threshold=data.threshold,
+        drop_invalid_rows=data.drop_invalid_rows,
+    )
+    try:
+        splits = split_text_pairs(loaded.pairs, data.validation_fraction, data.test_fraction, seed)
+    except ValueError as error:  # too few pairs for a split to hold both labels
+        raise PairFileError(f"{Path(data.path).name}: {error}") from None
+    return splits, loaded
+
+
 def save_split(pairs: Pairs, directory: Path, name: str) -> Path:
-    """Write one split: arrays as `name.npz`, image files as the pair table `name.csv`."""
-    suffix = ".csv" if isinstance(pairs, ImagePairFiles) else ".npz"
-    return pairs.save(directory / f"{name}{suffix}")
+    """Write one split: arrays as `name.npz`, image files as the pair table `name.csv`, text as `name.parquet`."""
+    return pairs.save(directory / f"{name}{_SPLIT_SUFFIXES[type(pairs)]}")
 
 
 def load_split(path: Path) -> Pairs:
     """Read a split written by `save_split`."""
-    return ImagePairFiles.load(path) if Path(path).suffix == ".csv" else PairSet.load(path)
+    readers = {suffix: cls for cls, suffix in _SPLIT_SUFFIXES.items()}
+    return readers[Path(path).suffix].load(path)
 
 
-def in_memory(pairs: Pairs, count: int, input_shape: tuple[int | None, ...]) -> PairSet:
+def in_memory(pairs: Pairs, count: int, input_shape: tuple[int | None, ...]) -> PairSet | TextPairs:
     """The first `count` pairs as arrays: probes and examples, read at the model's input shape."""
     head = pairs.take(slice(0, count))
-    if isinstance(head, PairSet):
+    if not isinstance(head, ImagePairFiles):
         return head
     image_size, _, channels = input_shape[-3:]
     return head.to_pair_set(image_size, channels)

@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
+
+from siamese.data.sample_questions import sample_question_pairs
 
 SIAMESE = str(Path(sys.executable).with_name("siamese"))
 
@@ -59,7 +62,7 @@ def test_train_command_end_to_end(tmp_path):
     result = run_cli("train", "--config", "tiny.toml", "--epochs", "1", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "registered model:  siamese-text version 1" in result.stdout
+    assert "registered model:  siamese-text-sequences version 1 (alias challenger, champion)" in result.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db" in result.stdout
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("siamese-text").experiment_id])
@@ -102,10 +105,70 @@ def test_unusable_image_folder_fails_with_the_class_named_and_nothing_logged(tmp
 
     result = run_cli("train", "--images", "shapes", "--image-size", "16", cwd=tmp_path)
 
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "class_2" in result.stderr
-    assert "siamese: training failed" in result.stderr
+    assert "siamese: invalid data" in result.stderr
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     assert client.search_model_versions() == []
     experiment = client.get_experiment_by_name("siamese-vision")
     assert experiment is None or client.search_runs([experiment.experiment_id]) == []
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_train_on_a_question_file_then_score_new_pairs_with_the_champion(tmp_path):
+    """The README's path for a new user: a CSV of labelled question pairs in, a file of scores out."""
+    sample_question_pairs(150, seed=3).to_csv(tmp_path / "questions.csv", index=False)
+    new_pairs = sample_question_pairs(40, seed=4).drop(columns="is_duplicate")
+    new_pairs.loc[5, "question2"] = ""
+    new_pairs.to_csv(tmp_path / "new_pairs.csv", index=False)
+
+    trained = run_cli(
+        "train", "--data", "questions.csv", "--epochs", "1", "--set", "model.units=8", "--set", "model.embedding_dim=16",
+        cwd=tmp_path,
+    )  # fmt: skip
+    scored = run_cli(
+        "score", "--model", "models:/siamese-text@champion", "--input", "new_pairs.csv", "--output", "scores.parquet",
+        "--chunk-rows", "16", cwd=tmp_path,
+    )  # fmt: skip
+
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "registered model:  siamese-text version 1 (alias challenger, champion)" in trained.stdout
+    assert "siamese score --model models:/siamese-text/1" in trained.stdout
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert "Scored 39 of 40 rows into scores.parquet" in scored.stdout
+    assert "1 row could not be scored (line 7; empty or missing right text: 1)" in scored.stdout
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    assert len(scores) == 40 and scores.similarity.notna().sum() == 39
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--data", "missing.csv"], "--data missing.csv: no such file"),
+        (["train", "--model", "vision", "--data", "pairs.csv"], "--data is for text pairs; give image pairs with --images"),
+        (["score", "--model", "models:/m/1", "--input", "missing.csv", "--output", "s.parquet"], "--input missing.csv: no such file"),
+        (["score", "--model", "models:/m/1", "--input", "pairs.csv", "--output", "s.xlsx"], "--output s.xlsx: use a .parquet"),
+    ],
+)
+def test_bad_paths_stop_before_any_work(tmp_path, args, message):
+    (tmp_path / "pairs.csv").write_text("question1,question2\na,b\n")
+
+    result = run_cli(*args, cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_invalid_pair_file_exits_2_naming_the_column(tmp_path):
+    pairs = sample_question_pairs(40, seed=6)
+    pairs.loc[[2, 3], "is_duplicate"] = 7
+    pairs.to_csv(tmp_path / "questions.csv", index=False)
+
+    result = run_cli("train", "--data", "questions.csv", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "siamese: invalid data" in result.stderr
+    assert "column 'is_duplicate': 2 rows with labels that are not 0 or 1 (lines 4, 5" in result.stderr
+    assert not (tmp_path / "mlruns" / "artifacts").exists()

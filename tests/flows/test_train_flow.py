@@ -17,9 +17,10 @@ import tasks.model
 from flows.train import WeightSharingError, train_flow
 from siamese.data.sequences import PairSet
 from siamese.models.text import build_unshared_text_model
-from tasks.tracking import model_name
+from tasks.tracking import ScoringModelError, load_text_pair_scorer, model_name
 
-MODEL_KIND = model_name("text")
+EXPERIMENT = model_name("text")
+SEQUENCE_MODEL = "siamese-text-sequences"  # generated sequences: not the raw-text siamese-text
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -69,12 +70,13 @@ def test_flow_records_run_in_mlflow(trained, tiny_config):
 def test_registered_model_predicts_like_trained_model(trained, mlflow_store):
     result, work_dir, client = trained
     registered = result["registered"]
-    version = client.get_model_version(MODEL_KIND, registered["version"])
+    assert registered["name"] == SEQUENCE_MODEL and registered["aliases"] == ["challenger", "champion"]
+    version = client.get_model_version(SEQUENCE_MODEL, registered["version"])
     assert version.run_id == result["run_id"]
 
     test = PairSet.load(work_dir / "test.npz")
     expected = keras.saving.load_model(work_dir / "trained.keras").predict(test.inputs(), verbose=0)
-    loaded = mlflow.pyfunc.load_model(f"models:/{MODEL_KIND}/{registered['version']}")
+    loaded = mlflow.pyfunc.load_model(f"models:/{SEQUENCE_MODEL}/{registered['version']}")
     np.testing.assert_allclose(loaded.predict(test.inputs()), expected, atol=1e-6)
     assert [spec.name for spec in loaded.metadata.signature.inputs.inputs] == ["left", "right"]
     assert loaded.metadata.saved_input_example_info is not None
@@ -85,6 +87,13 @@ def test_registered_model_predicts_like_trained_model(trained, mlflow_store):
     assert registered["model_uri"] == f"models:/{logged.model_id}"
     store = Path(mlflow_store.removeprefix("sqlite:///")).parent
     assert logged.artifact_location.startswith(store.as_uri()), "model files belong in the run's store"
+
+
+def test_batch_scoring_refuses_a_model_that_takes_sequences(trained):
+    result, _, _ = trained
+    uri = f"models:/{SEQUENCE_MODEL}/{result['registered']['version']}"
+    with pytest.raises(ScoringModelError, match=r"does not take raw text pairs \(it takes 'left': Tensor\('float32'"):
+        load_text_pair_scorer.fn(uri)
 
 
 def test_flow_publishes_markdown_summary(trained):
@@ -101,7 +110,7 @@ def test_flow_publishes_markdown_summary(trained):
 
 
 def test_unshared_model_fails_verification_and_registers_nothing(tiny_config, mlflow_store, monkeypatch):
-    def build_unshared(config, dtype_policy):
+    def build_unshared(config, dtype_policy, tokenizer):
         return build_unshared_text_model(features=config.data.features, units=config.model.units, head=config.model.head)
 
     monkeypatch.setattr(tasks.model, "build_siamese_model", build_unshared)
@@ -110,7 +119,7 @@ def test_unshared_model_fails_verification_and_registers_nothing(tiny_config, ml
         train_flow(config=tiny_config)
 
     client = MlflowClient(mlflow_store)
-    (run,) = client.search_runs([client.get_experiment_by_name(MODEL_KIND).experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
     assert run.info.status == "FAILED"
     assert run.data.tags["failure"].startswith("WeightSharingError: weight-sharing verification failed")
     assert run.data.metrics["sharing/passed"] == 0.0

@@ -1,0 +1,587 @@
+"""Labelled text pairs from a table file: which columns, which rows are usable, how to split.
+
+A pair file is a CSV, TSV or Parquet table (read by `siamese.data.tables`) with two text columns
+and a label: the Quora layout `question1, question2, is_duplicate` and other common layouts are
+recognised without options; anything else is named explicitly. Every row is checked with a
+pandera schema before training, and every problem is reported at once with the column, the
+count and the lines to fix, because a long run should not stop at the first bad row, and a
+model should not silently learn from rows it misread.
+
+Splits group a pair with its swapped twin and its exact duplicates (after normalising case and
+whitespace), so the test set never contains a pair the model was trained on in other clothes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from siamese.data.sequences import PairSplits
+from siamese.data.tables import AtomicTableWriter, PairFileError, describe_rows, read_columns, read_table
+
+MIN_ROWS = 20  # each of three splits needs both labels, with some room to spare
+KNOWN_TEXT_COLUMNS = (
+    ("question1", "question2"),  # Quora Question Pairs
+    ("left", "right"),
+    ("sentence1", "sentence2"),  # GLUE MRPC/RTE, SNLI
+    ("text1", "text2"),
+    ("text_a", "text_b"),
+    ("s1", "s2"),
+    ("q1", "q2"),
+)
+KNOWN_LABEL_COLUMNS = (
+    "is_duplicate",
+    "label",
+    "is_paraphrase",
+    "duplicate",
+    "is_similar",
+    "similarity",
+    "score",
+    "target",
+)
+SAVED_COLUMNS = ("left", "right", "label", "row")
+
+_OPTIONS = {
+    "left": ("--left-column", "data.left_column"),
+    "right": ("--right-column", "data.right_column"),
+    "label": ("--label-column", "data.label_column"),
+}
+_BOOLEAN_WORDS = {"true": 1.0, "false": 0.0}
+_DROP_HINT = "fix these rows, or drop invalid rows with --drop-invalid-rows (data.drop_invalid_rows = true)"
+_SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class PairColumns:
+    """The file's own names of the two text columns and the label column (None: no label)."""
+
+    left: str
+    right: str
+    label: str | None
+
+
+@dataclass(frozen=True)
+class TextPairs:
+    """Text pairs held in memory, with a 0/1 label and the source row of each.
+
+    `left` and `right` are object arrays of Python `str` (what Keras text layers take),
+    `labels` float32 0/1, `rows` int64: each pair's 0-based data row in the file it came from,
+    so a score or a mistake can be traced back to a line. Lists are accepted and converted.
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    labels: np.ndarray
+    rows: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "left", np.asarray(self.left, dtype=object).reshape(-1))
+        object.__setattr__(self, "right", np.asarray(self.right, dtype=object).reshape(-1))
+        object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.float32).reshape(-1))
+        object.__setattr__(self, "rows", np.asarray(self.rows, dtype=np.int64).reshape(-1))
+        if not len(self.left) == len(self.right) == len(self.labels) == len(self.rows):
+            raise ValueError(
+                f"left, right, labels and rows must have one entry per pair, got {len(self.left)}, "
+                f"{len(self.right)}, {len(self.labels)} and {len(self.rows)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def inputs(self) -> dict[str, np.ndarray]:
+        """The model's inputs, keyed by input name."""
+        return {"left": self.left, "right": self.right}
+
+    def take(self, indices: np.ndarray | slice) -> TextPairs:
+        return TextPairs(self.left[indices], self.right[indices], self.labels[indices], self.rows[indices])
+
+    def save(self, path: str | Path) -> Path:
+        """Write a Parquet table (`left, right, label, row`) that `load` reads back exactly; atomic.
+
+        Steps hand each other this file. An empty set (an unused validation split) is written
+        with its columns, so it loads back empty.
+        """
+        frame = pd.DataFrame(
+            {
+                "left": pd.Series(self.left, dtype=str),
+                "right": pd.Series(self.right, dtype=str),
+                "label": self.labels,
+                "row": self.rows,
+            }
+        )
+        with AtomicTableWriter(path) as writer:
+            writer.write(frame)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TextPairs:
+        """Read a file written by `save`.
+
+        Raises:
+            PairFileError: the file is missing, unreadable or lacks one of the saved columns.
+        """
+        frame = read_table(path, columns=SAVED_COLUMNS)
+        return cls(
+            left=frame["left"].to_numpy(dtype=object),
+            right=frame["right"].to_numpy(dtype=object),
+            labels=frame["label"].to_numpy(dtype=np.float32),
+            rows=frame["row"].to_numpy(dtype=np.int64),
+        )
+
+
+@dataclass(frozen=True)
+class LoadedPairs:
+    """Pairs read from a file, and what a run records about where they came from."""
+
+    pairs: TextPairs
+    columns: PairColumns
+    source: str  # absolute path of the file
+    total_rows: int  # data rows in the file, usable or not
+    dropped: dict[str, int]  # reason -> rows dropped for it (each row under its first reason); empty if none
+    content_hash: str  # sha256 of the file's bytes: the exact data a run trained on
+
+    @property
+    def dropped_rows(self) -> int:
+        return sum(self.dropped.values())
+
+
+def detect_columns(
+    available: Sequence[str],
+    *,
+    left: str | None = None,
+    right: str | None = None,
+    label: str | None = None,
+    require_label: bool = True,
+    source: str,
+) -> PairColumns:
+    """Decide which columns hold the two texts and the label, returning the file's own spelling.
+
+    Names given explicitly win; otherwise the known layouts (`KNOWN_TEXT_COLUMNS`,
+    `KNOWN_LABEL_COLUMNS`) are tried in order, case-insensitively.
+
+    Args:
+        available: the file's column names (`read_columns`).
+        left, right, label: explicit names (`--left-column` / `data.left_column` and so on).
+        require_label: False for files to score, which need no label (then None if absent).
+        source: the file, as messages name it.
+
+    Raises:
+        PairFileError: an explicit column is missing, only one text column is named, one column
+            is named for two roles, or no known layout matches; lists the file's columns and
+            how to name them.
+    """
+    available = [str(name) for name in available]
+    if (left is None) != (right is None):
+        given = "--left-column" if left is not None else "--right-column"
+        raise PairFileError(
+            f"{source}: name both text columns (--left-column and --right-column, or data.left_column "
+            f"and data.right_column); only {given} was given"
+        )
+    if left is not None and right is not None:
+        left, right = _explicit(available, left, "left", source), _explicit(available, right, "right", source)
+    else:
+        left, right = _known_text_columns(available, source)
+    if label is not None:
+        label = _explicit(available, label, "label", source)
+    else:
+        label = next(
+            (found for name in KNOWN_LABEL_COLUMNS if (found := _find(available, name)) not in (None, left, right)),
+            None,
+        )
+        if label is None and require_label:
+            raise PairFileError(
+                f"{source}: cannot tell which column holds the 0/1 label; its columns are: "
+                f"{', '.join(available)}; known label columns are {', '.join(KNOWN_LABEL_COLUMNS)}. "
+                "Name it with --label-column, or data.label_column in the config"
+            )
+    named = [name for name in (left, right, label) if name is not None]
+    if len(set(named)) < len(named):
+        raise PairFileError(
+            f"{source}: column {_repeated(named)!r} is named for two roles (left {left!r}, right {right!r}, "
+            f"label {label!r}); each needs its own column"
+        )
+    return PairColumns(left, right, label)
+
+
+def load_text_pairs(
+    path: str | Path,
+    *,
+    left_column: str | None = None,
+    right_column: str | None = None,
+    label_column: str | None = None,
+    threshold: float | None = None,
+    drop_invalid_rows: bool = False,
+    min_rows: int = MIN_ROWS,
+) -> LoadedPairs:
+    """Read, check and convert a labelled pair file for training.
+
+    Args:
+        path: a `.csv`, `.tsv`/`.tab` or `.parquet`/`.pq` file with a header.
+        left_column, right_column, label_column: explicit column names; detected when None.
+        threshold: None: the label is 0/1 (also `true`/`false`). A number: the label column is a
+            graded score and a pair is a duplicate (1) when its score is at least this.
+        drop_invalid_rows: drop rows that fail a check (counted in `dropped`) instead of failing.
+        min_rows: fewer usable rows than this is an error.
+
+    Returns:
+        LoadedPairs; text is kept as written (not stripped), `rows` are the file's data rows.
+
+    Raises:
+        PairFileError: the file is missing or unparseable; its columns cannot be found; rows are
+            invalid (one line per problem: column, count, first lines); too few usable rows; or
+            only one label. Each message names the file.
+        ValueError: `threshold` or `min_rows` is not a usable number.
+    """
+    _check_arguments(threshold, min_rows)
+    path = Path(path)
+    source = str(path)
+    columns = detect_columns(
+        read_columns(path), left=left_column, right=right_column, label=label_column, source=source
+    )
+    frame = read_table(path, columns=[columns.left, columns.right, columns.label])
+    failures = _failures(frame, _rules(columns, threshold))
+    if failures and not drop_invalid_rows:
+        raise PairFileError("\n".join([*(_problem_line(path, frame, *failure) for failure in failures), _DROP_HINT]))
+    invalid, dropped = _attribute(len(frame), failures)
+    usable = frame[~invalid]
+    labels = _labels(usable[columns.label], threshold)
+    _check_usable(source, labels, len(frame), dropped, min_rows, threshold)
+    pairs = TextPairs(
+        left=usable[columns.left].astype(str).to_numpy(dtype=object),
+        right=usable[columns.right].astype(str).to_numpy(dtype=object),
+        labels=labels,
+        rows=np.flatnonzero(~invalid),
+    )
+    return LoadedPairs(pairs, columns, str(path.absolute()), len(frame), dropped, _sha256(path))
+
+
+def split_text_pairs(
+    pairs: TextPairs, validation_fraction: float, test_fraction: float, seed: int
+) -> PairSplits[TextPairs]:
+    """Split into train, validation and test, keeping each pair's twins together; stratified.
+
+    Rows whose two texts are the same unordered pair after normalising (casefold, strip,
+    collapse whitespace) form a group: a pair, its swapped twin and exact duplicates always
+    land in one split. A group's label is its highest. Within each label, groups are ordered by
+    a hash of the seed and the group's texts, so the split depends on the seed and the data, not
+    on the row order or the Python process. `round(fraction * groups)` go to test and
+    validation, the rest to train. Each split keeps the original row order.
+
+    Raises:
+        ValueError: the fractions are out of range, or a split (validation only when
+            `validation_fraction` > 0) would lack a label; says which and that more rows are needed.
+    """
+    _check_fractions(validation_fraction, test_fraction)
+    group_ids: dict[str, int] = {}
+    group_of_row = np.fromiter(
+        (group_ids.setdefault(_pair_key(left, right), len(group_ids)) for left, right in zip(pairs.left, pairs.right)),
+        dtype=np.int64,
+        count=len(pairs),
+    )
+    keys = list(group_ids)  # keys[group id]
+    group_labels = np.full(len(keys), -np.inf, dtype=np.float32)
+    np.maximum.at(group_labels, group_of_row, pairs.labels)
+    split_of_group = np.zeros(len(keys), dtype=np.int8)  # a position in _SPLITS: 0 is train
+    for label in np.unique(group_labels):
+        members = sorted(np.flatnonzero(group_labels == label).tolist(), key=lambda group: _rank(seed, keys[group]))
+        num_test = round(test_fraction * len(members))
+        num_validation = round(validation_fraction * len(members))
+        split_of_group[members[:num_test]] = _SPLITS.index("test")
+        split_of_group[members[num_test : num_test + num_validation]] = _SPLITS.index("validation")
+    split_of_row = split_of_group[group_of_row]
+    indices = {name: np.flatnonzero(split_of_row == code) for code, name in enumerate(_SPLITS)}
+    labels, counts = np.unique(group_labels, return_counts=True)
+    _check_split_labels(pairs, indices, dict(zip(labels.tolist(), counts.tolist())), validation_fraction, test_fraction)
+    return PairSplits(**{name: pairs.take(indices[name]) for name in _SPLITS})
+
+
+def unscorable_rows(left: pd.Series, right: pd.Series) -> pd.Series:
+    """Why each row of a file to score cannot be scored, or None when it can (index of `left`).
+
+    Blank means what it means for training (`load_text_pairs`): missing, or only whitespace.
+    """
+    blank_left, blank_right = _blank(left).to_numpy(), _blank(right).to_numpy()
+    reasons = np.where(
+        blank_left, "empty or missing left text", np.where(blank_right, "empty or missing right text", None)
+    )
+    return pd.Series(reasons, index=left.index, dtype=object)
+
+
+# Columns
+
+
+def _find(available: Sequence[str], name: str) -> str | None:
+    """The file's spelling of `name`: an exact match first, then one that differs only in case."""
+    if name in available:
+        return name
+    return next((column for column in available if column.casefold() == name.casefold()), None)
+
+
+def _explicit(available: Sequence[str], name: str, role: str, source: str) -> str:
+    found = _find(available, name)
+    if found is None:
+        raise PairFileError(
+            f"{source} has no column {name!r} ({_OPTIONS[role][1]}); its columns are: {', '.join(available)}"
+        )
+    return found
+
+
+def _known_text_columns(available: Sequence[str], source: str) -> tuple[str, str]:
+    for left, right in KNOWN_TEXT_COLUMNS:
+        found_left, found_right = _find(available, left), _find(available, right)
+        if found_left is not None and found_right is not None:
+            return found_left, found_right
+    layouts = ", ".join(f"{left}/{right}" for left, right in KNOWN_TEXT_COLUMNS)
+    raise PairFileError(
+        f"{source}: cannot tell which columns hold the two texts; its columns are: {', '.join(available)}; "
+        f"known layouts are {layouts}. Name them with --left-column/--right-column/--label-column, "
+        "or data.left_column, data.right_column and data.label_column in the config"
+    )
+
+
+def _repeated(names: list[str]) -> str:
+    return next(name for name in names if names.count(name) > 1)
+
+
+# Row checks
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One pandera check on one column, and how its failures are reported and counted."""
+
+    column: str
+    name: str  # the pandera check's name: failure cases are matched back to the rule by it
+    problem: str  # "3 rows <problem>"
+    reason: str  # key in LoadedPairs.dropped
+    check: Callable[[pd.Series], pd.Series]  # True where the row passes
+    show_values: bool = False
+    hint: str = ""
+
+
+def _rules(columns: PairColumns, threshold: float | None) -> list[_Rule]:
+    """The checks in the order a dropped row is attributed: left text, right text, label."""
+    rules = [
+        _Rule(column, f"{side}_text", "with empty or missing text", f"empty or missing text in {column!r}", _has_text)
+        for side, column in (("left", columns.left), ("right", columns.right))
+    ]
+    label = columns.label
+    if threshold is None:
+        return rules + [
+            _Rule(label, "label_present", "with no label", f"missing label in {label!r}", _has_text),
+            _Rule(
+                label,
+                "label_binary",
+                "with labels that are not 0 or 1",
+                f"label not 0 or 1 in {label!r}",
+                _is_binary_or_blank,
+                show_values=True,
+                hint="for graded scores set a threshold (--threshold / data.threshold)",
+            ),
+        ]
+    return rules + [
+        _Rule(label, "score_present", "with no score", f"missing score in {label!r}", _has_text),
+        _Rule(
+            label,
+            "score_number",
+            "with scores that are not numbers",
+            f"score not a number in {label!r}",
+            _is_number_or_blank,
+            show_values=True,
+            hint=f"with a threshold ({threshold:g}) the label column must hold numbers",
+        ),
+    ]
+
+
+def _failures(frame: pd.DataFrame, rules: list[_Rule]) -> list[tuple[_Rule, np.ndarray]]:
+    """Each rule that some rows fail, with those rows (sorted data-row indices), in rule order."""
+    schema = pa.DataFrameSchema(
+        {
+            column: pa.Column(
+                checks=[
+                    pa.Check(rule.check, name=rule.name, ignore_na=False) for rule in rules if rule.column == column
+                ],
+                nullable=True,  # missing cells are the checks' business: reported with the blank ones
+            )
+            for column in dict.fromkeys(rule.column for rule in rules)
+        }
+    )
+    try:
+        schema.validate(frame, lazy=True)  # lazy: every failure at once, not the first
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+    else:
+        return []
+    failures = []
+    for rule in rules:
+        matched = cases[(cases["column"] == rule.column) & (cases["check"] == rule.name)]
+        indices = np.unique(matched["index"].to_numpy(dtype=np.int64))
+        if len(indices):
+            failures.append((rule, indices))
+    return failures
+
+
+def _problem_line(path: Path, frame: pd.DataFrame, rule: _Rule, indices: np.ndarray) -> str:
+    count = f"{len(indices)} row{'s' if len(indices) > 1 else ''}"
+    where = describe_rows(path, indices)
+    if rule.show_values:
+        where += ": " + ", ".join(repr(value) for value in frame[rule.column].iloc[indices[:5]].tolist())
+    hint = f"; {rule.hint}" if rule.hint else ""
+    return f"{path}: column {rule.column!r}: {count} {rule.problem} ({where}){hint}"
+
+
+def _attribute(num_rows: int, failures: list[tuple[_Rule, np.ndarray]]) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows failing any rule, and the count per reason with each row under its first failure.
+
+    Counting a row once keeps `dropped_rows` equal to the number of rows removed.
+    """
+    invalid = np.zeros(num_rows, dtype=bool)
+    dropped: dict[str, int] = {}
+    for rule, indices in failures:
+        new = int(np.count_nonzero(~invalid[indices]))
+        if new:
+            dropped[rule.reason] = new
+        invalid[indices] = True
+    return invalid, dropped
+
+
+def _check_usable(
+    source: str, labels: np.ndarray, total: int, dropped: dict[str, int], min_rows: int, threshold: float | None
+) -> None:
+    if len(labels) < min_rows:
+        of = f" (of {total}; {sum(dropped.values())} invalid rows dropped)" if dropped else ""
+        raise PairFileError(
+            f"{source} has {len(labels)} usable rows{of}; at least {min_rows} are needed so that the train, "
+            "validation and test splits each get both labels"
+        )
+    values = np.unique(labels)
+    if len(values) == 1:
+        which = "at or above" if values[0] == 1 else "below"
+        cause = (
+            f"; every score is {which} the threshold {threshold:g} (data.threshold)" if threshold is not None else ""
+        )
+        raise PairFileError(
+            f"{source}: all {len(labels)} labels are {values[0]:g}: training needs both duplicate (1) and "
+            f"non-duplicate (0) pairs{cause}"
+        )
+
+
+def _labels(values: pd.Series, threshold: float | None) -> np.ndarray:
+    """0/1 float32 labels from checked cells: the 0/1 value itself, or score >= threshold."""
+    scores = values.map(_number).to_numpy(dtype=np.float64)
+    if threshold is not None:
+        scores = (scores >= threshold).astype(np.float64)
+    return scores.astype(np.float32)
+
+
+def _blank(values: pd.Series) -> pd.Series:
+    """Missing, or only whitespace: one definition for training and scoring files."""
+    return values.isna() | values.astype(str).str.strip().eq("").fillna(False).astype(bool)
+
+
+def _has_text(values: pd.Series) -> pd.Series:
+    return ~_blank(values)
+
+
+def _is_binary_or_blank(values: pd.Series) -> pd.Series:
+    """Blank cells pass: they fail the presence check, and are reported once, there."""
+    return _blank(values) | values.map(lambda value: _number(value) in (0.0, 1.0))
+
+
+def _is_number_or_blank(values: pd.Series) -> pd.Series:
+    return _blank(values) | values.map(lambda value: _number(value) is not None)
+
+
+def _number(value: object) -> float | None:
+    """A cell as a finite number: numbers, booleans, and text such as "1", "0.0", "True"; else None."""
+    if isinstance(value, str):
+        text = value.strip().casefold()
+        if text in _BOOLEAN_WORDS:
+            return _BOOLEAN_WORDS[text]
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+    elif isinstance(value, (numbers.Real, np.bool_)):
+        number = float(value)
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+# Splitting
+
+
+def _pair_key(left: str, right: str) -> str:
+    """The same key for a pair, its swapped twin and copies differing only in case or spacing."""
+    left, right = " ".join(left.casefold().split()), " ".join(right.casefold().split())
+    return f"{left}\0{right}" if left <= right else f"{right}\0{left}"
+
+
+def _rank(seed: int, key: str) -> tuple[bytes, str]:
+    """A group's place in the seeded order; the key itself breaks (practically impossible) ties.
+
+    Not hash(): Python salts it per process, and the split must be the same on every run.
+    """
+    return hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=8).digest(), key
+
+
+def _check_split_labels(
+    pairs: TextPairs,
+    indices: dict[str, np.ndarray],
+    groups_per_label: dict[float, int],
+    validation_fraction: float,
+    test_fraction: float,
+) -> None:
+    problems = []
+    for name in _SPLITS:
+        if name == "validation" and validation_fraction == 0:
+            continue
+        present = set(pairs.labels[indices[name]].tolist())
+        for label in (0.0, 1.0):
+            if label not in present:
+                problems.append(
+                    f"the {name} split has no pair labelled {label:g} "
+                    f"({groups_per_label.get(label, 0)} distinct pairs have that label)"
+                )
+    if problems:
+        raise ValueError(
+            f"{'; '.join(problems)}: with {validation_fraction=} and {test_fraction=} every split needs both "
+            "labels; more rows are needed"
+        )
+
+
+# Arguments and files
+
+
+def _check_arguments(threshold: float | None, min_rows: int) -> None:
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold)
+    ):
+        raise ValueError(f"threshold must be a finite number or None, got {threshold!r}")
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+        raise ValueError(f"min_rows must be an integer >= 1, got {min_rows!r}")
+
+
+def _check_fractions(validation_fraction: float, test_fraction: float) -> None:
+    for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+            raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    if validation_fraction + test_fraction >= 1:
+        raise ValueError(
+            "validation_fraction + test_fraction must leave rows to train on, "
+            f"got {validation_fraction} + {test_fraction}"
+        )
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
