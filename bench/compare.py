@@ -50,6 +50,7 @@ ORIGINAL_CONFIGURATION = [
 TASK_CATEGORIES = {
     "train-model": "training",
     "start-mlflow-run": "MLflow logging/registration",
+    "log-dataset": "MLflow logging/registration",
     "log-training": "MLflow logging/registration",
     "log-sharing-report": "MLflow logging/registration",
     "log-evaluation": "MLflow logging/registration",

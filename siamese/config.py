@@ -297,14 +297,14 @@ def config_from_dict(values: Mapping[str, Any], source: str = "config") -> Confi
         for key in section_values:
             if key not in allowed:
                 raise ConfigError(
-                    f"unknown key '{name}.{key}' for {_SECTION_ROLES.get(cls, f'a {kind} model')} in {source}; "
+                    f"unknown key '{name}.{key}' for a {kind} model{_SECTION_ROLES.get(cls, '')} in {source}; "
                     f"allowed: {', '.join(allowed)}"
                 )
         sections[name] = cls(**section_values)
     return Config(kind=kind, seed=values.get("seed", 0), **sections)
 
 
-_SECTION_ROLES = {SequenceDataConfig: "generated text sequences", TextFileDataConfig: "text pairs from a file"}
+_SECTION_ROLES = {SequenceDataConfig: " on generated sequences", TextFileDataConfig: " on text pairs from a file"}
 
 
 def _section_class(classes: tuple[type, ...], values: Mapping[str, Any]) -> type:
@@ -391,7 +391,7 @@ def _require_float(
 def _require_fractions(data: Any) -> None:
     _require_float(data, "validation_fraction", "data", minimum=0.0, below=1.0)
     _require_float(data, "test_fraction", "data", minimum=0.0, below=1.0, exclusive_minimum=True)
-    if data.validation_fraction + data.test_fraction >= 0.9:
+    if data.validation_fraction + data.test_fraction > 0.9 + 1e-9:  # 0.6 + 0.3 is 0.8999..., 0.5 + 0.4 is 0.9
         raise ConfigError(
             "data.validation_fraction + data.test_fraction must leave at least 10% for "
             f"training, got {data.validation_fraction} + {data.test_fraction}"

@@ -14,7 +14,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from siamese.data.tables import AtomicTableWriter, PairFileError, describe_rows, iter_table_chunks, read_columns
+from siamese.data.tables import AtomicTableWriter, describe_rows, iter_table_chunks, read_columns
 from siamese.data.text_pairs import PairColumns, detect_columns, unscorable_rows
 
 CHUNK_ROWS = 50_000  # rows read, scored and written at a time: bounds memory for files of any length

@@ -19,6 +19,7 @@ from siamese.config import (
     Precision,
     SequenceDataConfig,
     Task,
+    TextFileDataConfig,
     TextModelConfig,
     TrainingConfig,
     VisionModelConfig,
@@ -247,3 +248,106 @@ def test_invalid_vision_values_name_the_field(overrides, message):
 def test_sections_of_the_wrong_kind_are_rejected():
     with pytest.raises(ConfigError, match=r"\[data\] of a vision run must be a ImageDataConfig, got SequenceDataConfig"):
         Config(kind="vision", data=SequenceDataConfig())
+
+
+# Text pairs from a file
+
+
+def test_a_data_path_selects_text_pairs_from_a_file_and_keeps_the_text_model():
+    config = load_config(overrides={"data.path": "pairs.csv", "data.threshold": "4", "model.vocabulary_size": 50})
+    assert isinstance(config.data, TextFileDataConfig) and isinstance(config.model, TextModelConfig)
+    assert config.kind is ModelKind.TEXT and config.task is Task.SIMILARITY
+    assert config.data.path == "pairs.csv" and config.data.left_column == ""
+    assert config.data.threshold == 4.0 and type(config.data.threshold) is float  # an integer score becomes a float
+    assert config.data.drop_invalid_rows is False
+    assert config.model.vocabulary_size == 50
+    assert isinstance(load_config(overrides={"data.num_pairs": 50}).data, SequenceDataConfig)
+
+
+def test_a_data_path_in_a_toml_file_selects_text_pairs_from_a_file(tmp_path):
+    path = write_toml(
+        tmp_path,
+        '[data]\npath = "q.parquet"\nleft_column = "a"\nright_column = "b"\nlabel_column = "y"\n'
+        "drop_invalid_rows = true\nvalidation_fraction = 0.0\n",
+    )
+    assert load_config(path).data == TextFileDataConfig(
+        path="q.parquet", left_column="a", right_column="b", label_column="y", drop_invalid_rows=True, validation_fraction=0.0
+    )
+
+
+def test_text_model_defaults_give_the_reference_lstm_input_width():
+    model = TextModelConfig()
+    assert (model.vocabulary_size, model.sequence_length, model.embedding_dim) == (20_000, 40, 128)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"data.path": ""}, "data.path must name a CSV, TSV or Parquet file of text pairs"),
+        ({"data.path": 3}, "data.path must be a string, got 3"),
+        ({"data.path": "q.csv", "data.left_column": 1}, "data.left_column must be a string, got 1"),
+        ({"data.path": "q.csv", "data.label_column": ["y"]}, "data.label_column must be a string, got ['y']"),
+        ({"data.path": "q.csv", "data.threshold": True}, "data.threshold must be a number (the score at which a pair counts as similar), got True"),
+        ({"data.path": "q.csv", "data.threshold": "high"}, "data.threshold must be a number (the score at which a pair counts as similar), got 'high'"),
+        ({"data.path": "q.csv", "data.threshold": float("nan")}, "data.threshold must be a number (the score at which a pair counts as similar), got nan"),
+        ({"data.path": "q.csv", "data.threshold": "inf"}, "data.threshold must be a number (the score at which a pair counts as similar), got inf"),
+        ({"data.path": "q.csv", "data.drop_invalid_rows": 1}, "data.drop_invalid_rows must be true or false, got 1"),
+        ({"data.path": "q.csv", "data.drop_invalid_rows": "yes"}, "data.drop_invalid_rows must be true or false, got 'yes'"),
+        ({"data.path": "q.csv", "data.test_fraction": 0}, "data.test_fraction must be a number > 0.0 and < 1.0, got 0"),
+        ({"data.path": "q.csv", "data.validation_fraction": -0.1}, "data.validation_fraction must be a number >= 0.0 and < 1.0, got -0.1"),
+        ({"data.path": "q.csv", "data.validation_fraction": 0.7, "data.test_fraction": 0.25}, "must leave at least 10% for training"),
+        ({"model.vocabulary_size": 2}, "model.vocabulary_size must be an integer >= 3, got 2"),
+        ({"model.vocabulary_size": 100.0}, "model.vocabulary_size must be an integer >= 3, got 100.0"),
+        ({"model.sequence_length": 0}, "model.sequence_length must be an integer >= 1, got 0"),
+        ({"model.embedding_dim": 0}, "model.embedding_dim must be an integer >= 1, got 0"),
+        ({"model.embedding_dim": True}, "model.embedding_dim must be an integer >= 1, got True"),
+    ],
+)
+def test_invalid_text_file_and_text_model_values_name_the_field(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=overrides)
+    assert message in str(error.value)
+
+
+def test_unknown_keys_name_which_kind_of_text_data_they_were_read_for():
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides={"data.path": "q.csv", "data.num_pairs": 100})
+    message = str(error.value)
+    assert "unknown key 'data.num_pairs'" in message and "text pairs from a file" in message
+    assert "allowed: path, left_column, right_column, label_column, threshold, drop_invalid_rows" in message
+
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides={"data.threshold": 0.5})  # no path: generated sequences, which have no threshold
+    message = str(error.value)
+    assert "unknown key 'data.threshold'" in message and "generated" in message
+    assert "text pairs from a file" not in message
+    assert "allowed: mode, num_pairs, timesteps, features, noise" in message
+
+
+def test_a_text_file_section_is_accepted_for_text_and_rejected_for_vision():
+    data = TextFileDataConfig(path="q.csv")
+    assert Config(data=data).data is data
+    with pytest.raises(ConfigError, match=r"\[data\] of a vision run must be a ImageDataConfig, got TextFileDataConfig"):
+        Config(kind="vision", data=data)
+    with pytest.raises(ConfigError, match=r"\[data\] of a text run must be a SequenceDataConfig or TextFileDataConfig, got ImageDataConfig"):
+        Config(data=ImageDataConfig())
+
+
+def test_to_params_of_a_text_file_config_records_the_file_options():
+    unthresholded = Config(data=TextFileDataConfig(path="q.csv")).to_params()
+    assert unthresholded["data.path"] == "q.csv"
+    assert unthresholded["data.threshold"] == "None"
+    assert unthresholded["data.drop_invalid_rows"] == "False"
+    assert unthresholded["model.vocabulary_size"] == "20000" and unthresholded["model.embedding_dim"] == "128"
+    assert "data.num_pairs" not in unthresholded and "data.features" not in unthresholded
+    expected_fields = 2 + sum(len(section.__dataclass_fields__) for section in (TextFileDataConfig, TextModelConfig, TrainingConfig))
+    assert len(unthresholded) == expected_fields
+
+    thresholded = Config(data=TextFileDataConfig(path="q.csv", threshold=0.5, drop_invalid_rows=True)).to_params()
+    assert thresholded["data.threshold"] == "0.5" and thresholded["data.drop_invalid_rows"] == "True"
+
+
+@pytest.mark.parametrize(("validation", "test"), [(0.6, 0.3), (0.5, 0.4), (0.0, 0.9)])
+def test_fractions_leaving_exactly_ten_percent_for_training_are_accepted(validation, test):
+    config = load_config(None, {"data.validation_fraction": validation, "data.test_fraction": test})
+    assert config.data.validation_fraction + config.data.test_fraction == pytest.approx(0.9)

@@ -74,6 +74,11 @@ def build_tokenizer(
     word. Token ids are padded with 0 at the end (or cut) to `sequence_length`; words outside
     the vocabulary map to the unknown token 1.
     """
+    if vocabulary_size < 3 or sequence_length < 1:
+        raise ValueError(
+            "vocabulary_size must be >= 3 (padding, unknown and a word) and sequence_length >= 1, "
+            f"got {vocabulary_size=} and {sequence_length=}"
+        )
     tokenizer = keras.layers.TextVectorization(
         max_tokens=vocabulary_size, output_sequence_length=sequence_length, name="tokenizer"
     )

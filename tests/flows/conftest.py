@@ -5,9 +5,9 @@ from __future__ import annotations
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from text_helpers import BLANK_ROWS, TextRun, text_pairs_config
 
 from siamese.data.sample_questions import sample_question_pairs
-from text_helpers import BLANK_ROWS, TextRun, text_pairs_config
 
 
 @pytest.fixture(scope="session")

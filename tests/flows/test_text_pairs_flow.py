@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from text_helpers import text_pairs_config
 
 from flows.train import train_flow
 from siamese.data.sample_questions import sample_question_pairs
 from siamese.data.tables import PairFileError
 from tasks.tracking import model_name
-from text_helpers import text_pairs_config
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
