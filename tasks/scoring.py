@@ -42,7 +42,9 @@ class ScoringSummary:
 @task(name="find-text-columns", cache_policy=NO_CACHE)
 def find_text_columns(input_path: Path, left_column: str | None, right_column: str | None) -> PairColumns:
     """The input's two text columns (named, or detected as for training); fails before the model loads."""
-    columns = detect_columns(read_columns(input_path), left=left_column, right=right_column, require_label=False, source=str(input_path))
+    columns = detect_columns(
+        read_columns(input_path), left=left_column, right=right_column, require_label=False, source=str(input_path)
+    )
     get_run_logger().info("scoring columns %r (left) and %r (right)", columns.left, columns.right)
     return columns
 
@@ -61,8 +63,7 @@ def score_file(
     rows = scored = 0
     reasons: Counter[str] = Counter()
     first_unscorable: list[int] = []
-    empty = _output_frame(pd.DataFrame(columns=read_columns(input_path), dtype="string"), np.array([]), pd.Series([], dtype="string"))
-    with AtomicTableWriter(output_path, empty_frame=empty) as writer, _progress_bar(input_path) as progress:
+    with AtomicTableWriter(output_path, empty_frame=_empty_output(input_path)) as writer, _progress_bar(input_path) as progress:
         bar = progress.add_task("scoring", total=None, rows=0)
         for chunk in iter_table_chunks(input_path, chunk_rows):
             problems = unscorable_rows(chunk.frame[columns.left], chunk.frame[columns.right])
@@ -104,6 +105,12 @@ def _output_frame(frame: pd.DataFrame, scores: np.ndarray, problems: pd.Series) 
     """The input rows with their score and error; input columns of those names become `input_<name>`."""
     renamed = frame.rename(columns={name: f"input_{name}" for name in (SCORE_COLUMN, ERROR_COLUMN) if name in frame})
     return renamed.assign(**{SCORE_COLUMN: scores, ERROR_COLUMN: problems.astype("string").to_numpy()})
+
+
+def _empty_output(input_path: Path) -> pd.DataFrame:
+    """The output's columns for an input with a header and no rows."""
+    header = pd.DataFrame(columns=read_columns(input_path), dtype="string")
+    return _output_frame(header, np.array([]), pd.Series([], dtype="string"))
 
 
 def _progress_bar(input_path: Path) -> Progress:

@@ -86,3 +86,13 @@ def test_input_without_text_columns_fails_before_the_model_loads(tmp_path, text_
     with pytest.raises(PairFileError, match=r"its columns are: a, b"):
         score_flow(model_uri="models:/no-such-model@champion", input_path=source, output_path=tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_a_file_with_only_a_header_gives_an_empty_output_with_its_columns(tmp_path, text_store):
+    source, output = tmp_path / "pairs.csv", tmp_path / "scores.parquet"
+    source.write_text("id,left,right\n")
+
+    summary = score_flow(model_uri=CHAMPION, input_path=source, output_path=output)
+
+    assert (summary.rows, summary.scored) == (0, 0)
+    assert list(pd.read_parquet(output).columns) == ["id", "left", "right", "similarity", "error"]
