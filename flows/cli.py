@@ -48,58 +48,73 @@ FLAG_TO_KEY = {
 }
 
 PREFECT_STARTUP_TIMEOUT_SECONDS = 120
+# Exit codes. retrain: 0 also when the gate rightly kept the champion.
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_REGRESSION = 0, 1, 2, 3
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".tsv")
 
 ORIGINAL_RUN = "siamese train --data random --head concat --num-pairs 1000 --timesteps 10 --epochs 3 --batch-size 64"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a `siamese` command. Exit codes: 0 done, 1 the flow failed, 2 invalid configuration or input."""
+    """Run a `siamese` command; returns its exit code (EXIT_*)."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "score":
         return _score(args, parser)
     if args.command is None:
         parser.print_help()
-        return 2
+        return EXIT_INVALID
     try:
         config = load_config(args.config, _overrides(args, parser))
     except ConfigError as error:
         print(f"siamese: invalid configuration: {error}", file=sys.stderr)
-        return 2
-    return _train(config, args.work_dir)
+        return EXIT_INVALID
+    return _train(config, args.work_dir, retrain=args.command == "retrain", fail_on_regression=getattr(args, "fail_on_regression", False))
 
 
-def _train(config, work_dir: Path | None) -> int:
+def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: bool) -> int:
     _quiet_start()
+    from flows.retrain import Outcome, retrain_flow
     from flows.train import train_flow
     from siamese.data.image_pairs import ImageDataError
     from siamese.data.tables import PairFileError
     from tasks.tracking import model_name, ui_command
 
     try:
-        result = train_flow(config=config, work_dir=work_dir)
+        result = retrain_flow(config=config, work_dir=work_dir) if retrain else train_flow(config=config, work_dir=work_dir)
     except (PairFileError, ImageDataError) as error:  # stopped before an MLflow run existed
         print(f"\nsiamese: invalid data: {error}", file=sys.stderr)
-        return 2
+        return EXIT_INVALID
     except Exception as error:  # the flow run already recorded the failure; say what it was
         print(f"\nsiamese: training failed: {error}", file=sys.stderr)
-        return 1
-    registered = result["registered"]
+        return EXIT_FAILED
+    _print_result(result, model_name, ui_command)
+    if retrain and fail_on_regression and result["outcome"] is Outcome.REGRESSION:
+        print(f"siamese: regression (--fail-on-regression): {result['gate'].reason}", file=sys.stderr)
+        return EXIT_REGRESSION
+    return EXIT_OK
+
+
+def _print_result(result: dict, model_name, ui_command) -> None:
+    registered, gate = result["registered"], result["gate"]
+    aliases = ", ".join(registered["aliases"])
     lines = [
         "\nTraining finished.",
         f"  {_headline(result['test_metrics'])}",
         f"  MLflow run id:     {result['run_id']}",
-        f"  registered model:  {registered['name']} version {registered['version']} (alias {', '.join(registered['aliases'])})",
-        f"  open the MLflow UI: {ui_command()}",
+        f"  registered model:  {registered['name']} version {registered['version']} (alias {aliases})",
     ]
+    if gate is not None:
+        lines.append(f"  gate:              {gate.decision}: {gate.reason}")
+    if "outcome" in result:
+        lines.append(f"  outcome:           {result['outcome']}")
+    lines.append(f"  open the MLflow UI: {ui_command()}")
     if registered["name"] == model_name(ModelKind.TEXT):  # raw text in: the batch scoring flow takes it
         lines.append(
             f"  score a file:      siamese score --model models:/{registered['name']}/{registered['version']} "
             "--input pairs.csv --output scores.parquet"
         )
     print("\n".join(lines))
-    return 0
 
 
 def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -125,10 +140,10 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     except (PairFileError, ScoringModelError) as error:
         print(f"\nsiamese: cannot score: {error}", file=sys.stderr)
-        return 2
+        return EXIT_INVALID
     except Exception as error:
         print(f"\nsiamese: scoring failed: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     print(f"\nScored {summary.scored:,} of {summary.rows:,} rows into {args.output} in {summary.seconds:.1f} s.")
     if summary.unscorable_count:
         reasons = "; ".join(f"{reason}: {count:,}" for reason, count in summary.unscorable.items())
@@ -137,7 +152,7 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"  {count:,} {'row' if count == 1 else 'rows'} could not be scored ({summary.unscorable_rows}; {reasons}): "
             "their `similarity` is empty and `error` says why."
         )
-    return 0
+    return EXIT_OK
 
 
 def _quiet_start() -> None:
@@ -190,7 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="siamese",
         description="Train and ship Siamese (shared-weight) Keras models. Exit codes: 0 done, 1 the flow failed, "
-        "2 invalid configuration or input (nothing logged or written).",
+        "2 invalid configuration or input (nothing logged or written), 3 retrain --fail-on-regression found a regression.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = commands.add_parser(
@@ -198,12 +213,36 @@ def _parser() -> argparse.ArgumentParser:
         help="train, verify, evaluate and register a model",
         description=(
             "Run the training flow: pairs -> shared model (an LSTM for text, a CNN backbone for "
-            "vision) -> training -> weight-sharing verification -> evaluation, recorded in MLflow. "
-            "Uses the Prefect API at PREFECT_API_URL, or a temporary one. The original script's "
+            "vision) -> training -> weight-sharing verification -> evaluation, recorded in MLflow; the new "
+            "version is registered as challenger, and becomes champion only if there is none yet and it "
+            "reaches gate.min_quality. Uses the Prefect API at PREFECT_API_URL, or a temporary one. The original script's "
             "run: " + ORIGINAL_RUN
         ),
     )
-    train.add_argument("--config", type=Path, help="TOML file with kind, seed and [data], [model], [training] tables")
+    _add_training_arguments(train)
+    retrain = commands.add_parser(
+        "retrain",
+        help="train, then promote the new version to champion only if it beats the current one",
+        description=(
+            "Run the retraining flow (for CI and schedules): the training flow, then the registry gate "
+            "compares the new version (alias challenger) with the champion on the same held-out pairs "
+            "(paired bootstrap) and moves the champion alias only when it is better with confidence. "
+            "Exit codes: 0 promoted or rightly kept, 1 the pipeline failed, 2 invalid configuration or "
+            "input, 3 a regression with --fail-on-regression."
+        ),
+    )
+    _add_training_arguments(retrain)
+    retrain.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 3 when the new version is worse than the champion with confidence (or a first model misses the bar)",
+    )
+    _add_score_command(commands)
+    return parser
+
+
+def _add_training_arguments(train: argparse.ArgumentParser) -> None:
+    train.add_argument("--config", type=Path, help="TOML file with kind, seed and [data], [model], [training], [gate] tables")
     train.add_argument("--model", choices=[kind.value for kind in ModelKind], help="model kind (default text)")
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
@@ -245,8 +284,6 @@ def _parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="any other config value, e.g. data.noise=0.3"
     )
     train.add_argument("--work-dir", type=Path, help="keep the run's data and model files here (default: a temporary directory)")
-    _add_score_command(commands)
-    return parser
 
 
 def _add_score_command(commands: argparse._SubParsersAction) -> None:

@@ -1,4 +1,4 @@
-"""The training flow: data -> shared model -> training -> sharing verification -> evaluation.
+"""The training flow: data -> shared model -> training -> sharing verification -> evaluation -> gate.
 
 One flow for every model kind (`config.kind`: text or vision). Every stage is a Prefect task, so
 the flow run's page shows them in order; everything is recorded in one MLflow run, and the
@@ -15,11 +15,14 @@ from typing import Iterator
 from prefect import flow
 
 from siamese.config import Config
+from siamese.gate import Decision
 from tasks.data import prepare_pairs
 from tasks.model import build_model, choose_devices, evaluate_model, train_model, verify_sharing
 from tasks.reporting import publish_summary
 from tasks.tracking import (
+    CHAMPION,
     end_run,
+    gate_challenger,
     log_and_register_model,
     log_dataset,
     log_evaluation,
@@ -35,16 +38,20 @@ class WeightSharingError(RuntimeError):
 
 
 @flow(name="train-siamese")
-def train_flow(config: Config = Config(), work_dir: Path | None = None) -> dict[str, object]:
-    """Train, verify, evaluate and register a Siamese model (text or vision).
+def train_flow(config: Config = Config(), work_dir: Path | None = None, against_champion: bool = False) -> dict[str, object]:
+    """Train, verify, evaluate and register a Siamese model (text or vision), then gate it.
 
     Args:
         config: the whole run configuration (validated when built).
         work_dir: where the run's data splits and `.keras` files go; a temporary directory,
             removed at the end, when None.
+        against_champion: compare the new version with the current champion and promote it
+            if better (retraining); otherwise it becomes champion only when there is none yet
+            and it reaches `gate.min_quality`.
 
     Returns:
-        The MLflow run id, the registered model version and the test metrics.
+        The MLflow run id, the registered model version and its aliases, the test metrics and
+        the gate's decision (None when plain training left an existing champion alone).
 
     Raises:
         WeightSharingError: verification failed; the MLflow run is marked FAILED and nothing
@@ -71,8 +78,17 @@ def train_flow(config: Config = Config(), work_dir: Path | None = None) -> dict[
             evaluation = evaluate_model(trained.path, data.paths, config.task, directory)
             log_evaluation(run_id, evaluation.metrics, evaluation.confusion_matrix, evaluation.plots, evaluation.baselines)
             registered = log_and_register_model(run_id, trained.path, data.paths["test"], config)
-            publish_summary(run_id, report, evaluation.metrics, registered, evaluation.baselines)
-    return {"run_id": run_id, "tracking_uri": tracking_uri(), "registered": registered, "test_metrics": evaluation.metrics}
+            gate = gate_challenger(run_id, registered, data.paths["test"], config, against_champion)
+            if gate is not None and gate.decision is Decision.PROMOTE:
+                registered["aliases"] = [*registered["aliases"], CHAMPION]
+            publish_summary(run_id, report, evaluation.metrics, registered, evaluation.baselines, gate)
+    return {
+        "run_id": run_id,
+        "tracking_uri": tracking_uri(),
+        "registered": registered,
+        "test_metrics": evaluation.metrics,
+        "gate": gate,
+    }
 
 
 @contextmanager

@@ -210,6 +210,40 @@ class TrainingConfig:
         _coerce_enum(self, "devices", DevicePreference, "training")
 
 
+GATE_METRICS = {  # what the registry gate may compare models on, per task; the first is the default
+    Task.SIMILARITY: ("roc_auc", "accuracy", "log_loss"),
+    Task.REGRESSION: ("mae", "rmse"),
+}
+DEFAULT_QUALITY_BARS = {"roc_auc": 0.6, "accuracy": 0.6}  # a first model must reach these to become champion
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """How a new model version (challenger) may replace the champion of its registered model."""
+
+    metric: str = ""  # "" = the task's headline metric: roc_auc (similarity) or mae (regression)
+    min_improvement: float = 0.0  # the bootstrap CI's lower bound must exceed this
+    min_quality: float | None = None  # a first model's bar (a maximum for errors); None = DEFAULT_QUALITY_BARS or none
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        known = sorted({name for names in GATE_METRICS.values() for name in names})
+        if self.metric not in ("", *known):
+            raise ConfigError(f"gate.metric must be one of {', '.join(known)} (or empty for the task's default); got {self.metric!r}")
+        _require_float(self, "min_improvement", "gate", minimum=0.0)
+        if self.min_quality is not None:
+            _require_float(self, "min_quality", "gate", minimum=0.0)
+        _require_int(self, "bootstrap_samples", "gate", minimum=100)
+        _require_float(self, "confidence", "gate", minimum=0.5, below=1.0)
+
+    def metric_for(self, task: Task) -> str:
+        return self.metric or GATE_METRICS[task][0]
+
+    def quality_bar(self, task: Task) -> float | None:
+        return self.min_quality if self.min_quality is not None else DEFAULT_QUALITY_BARS.get(self.metric_for(task))
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole run. `data` and `model` take the kind's sections; None means its defaults."""
@@ -219,6 +253,7 @@ class Config:
     data: SequenceDataConfig | TextFileDataConfig | ImageDataConfig = None  # type: ignore[assignment]
     model: TextModelConfig | VisionModelConfig = None  # type: ignore[assignment]
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "kind", ModelKind, "")
@@ -238,6 +273,11 @@ class Config:
             raise ConfigError(
                 f"model.backbone 'xception' needs data.image_size >= {XCEPTION_MIN_IMAGE_SIZE}, "
                 f"got {self.data.image_size}: raise the image size or use backbone 'compact'"
+            )
+
+        if self.gate.metric and self.gate.metric not in GATE_METRICS[self.task]:
+            raise ConfigError(
+                f"gate.metric {self.gate.metric!r} does not fit a {self.task} model; use one of {', '.join(GATE_METRICS[self.task])}"
             )
 
     @property
@@ -266,7 +306,7 @@ _KIND_SECTIONS: dict[ModelKind, dict[str, tuple[type, ...]]] = {
     ModelKind.TEXT: {"data": (SequenceDataConfig, TextFileDataConfig), "model": (TextModelConfig,)},
     ModelKind.VISION: {"data": (ImageDataConfig,), "model": (VisionModelConfig,)},
 }
-_SECTION_NAMES = ("data", "model", "training")
+_SECTION_NAMES = ("data", "model", "training", "gate")
 
 
 def config_from_dict(values: Mapping[str, Any], source: str = "config") -> Config:
@@ -288,7 +328,7 @@ def config_from_dict(values: Mapping[str, Any], source: str = "config") -> Confi
         allowed = ", ".join(member.value for member in ModelKind)
         raise ConfigError(f"kind must be one of {allowed}; got {kind!r}") from None
     sections = {}
-    for name, classes in (_KIND_SECTIONS[kind] | {"training": (TrainingConfig,)}).items():
+    for name, classes in (_KIND_SECTIONS[kind] | {"training": (TrainingConfig,), "gate": (GateConfig,)}).items():
         section_values = values.get(name, {})
         if not isinstance(section_values, Mapping):
             raise ConfigError(f"[{name}] in {source} must be a table, got {section_values!r}")

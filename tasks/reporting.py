@@ -6,6 +6,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from siamese.gate import GateResult
 from siamese.sharing import SharingReport
 from tasks.scoring import ScoringSummary
 
@@ -17,8 +18,9 @@ def publish_summary(
     metrics: dict[str, float] | None,
     registered: dict[str, object] | None,
     baselines: dict[str, float] | None = None,
+    gate: GateResult | None = None,
 ) -> str:
-    """Publish a markdown artifact: the sharing verdict, test metrics beside any baselines, the MLflow run id."""
+    """Publish a markdown artifact: the sharing verdict, test metrics beside any baselines, the gate's decision."""
     verdict = "passed" if report.passed else "**FAILED**: " + "; ".join(report.failures())
     lines = [
         "# Siamese training run",
@@ -32,6 +34,8 @@ def publish_summary(
         lines.append(
             f"- Registered: `{registered['name']}` version {registered['version']} ({aliases}; `{registered['model_uri']}`)"
         )
+    if gate is not None:
+        lines.append(f"- Gate: **{gate.decision}**: {gate.reason}")
     if metrics:
         lines += ["", "| test metric | value |", "| --- | --- |"]
         lines += [f"| {key} | {value:.4f} |" for key, value in metrics.items()]
@@ -52,3 +56,19 @@ def publish_scoring_summary(model_uri: str, summary: ScoringSummary) -> str:
         lines.append(f"- **{summary.unscorable_count:,} rows could not be scored** (first: {summary.unscorable_rows}):")
         lines += [f"  - {reason}: {count:,}" for reason, count in summary.unscorable.items()]
     return str(create_markdown_artifact("\n".join(lines), key="scoring-summary", description="Siamese batch scoring"))
+
+
+@task(name="publish-gate-decision", cache_policy=NO_CACHE)
+def publish_gate_decision(registered: dict[str, object], gate: GateResult, outcome: str) -> str:
+    """Publish a markdown artifact: which version challenged which, the numbers, and the outcome."""
+    fields = gate.to_dict()
+    lines = [
+        f"# Registry gate: {outcome}",
+        f"- Challenger: `{registered['name']}` version {registered['version']}",
+        f"- Decision: **{gate.decision}**: {gate.reason}",
+        "",
+        "| field | value |",
+        "| --- | --- |",
+        *(f"| {key} | {value} |" for key, value in fields.items()),
+    ]
+    return str(create_markdown_artifact("\n".join(lines), key="gate-decision", description="Champion/challenger gate"))

@@ -7,6 +7,7 @@ thread-local, and a Prefect task may run in another thread than the one that sta
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -40,9 +41,10 @@ from prefect.runtime import flow_run
 
 import siamese
 from siamese.config import Config, ModelKind, Task, TextFileDataConfig
-from siamese.data.sources import in_memory, load_split
+from siamese.data.sources import Pairs, in_memory, load_split
 from siamese.data.text_pairs import TextPairs
 from siamese.devices import DevicePlan
+from siamese.gate import Decision, GateResult, judge_challenger, judge_first_model
 from siamese.sharing import SharingReport
 from tasks.data import SourceFile
 
@@ -188,7 +190,7 @@ def log_and_register_model(run_id: str, model_path: Path, example_path: Path, co
 
     Image and sequence models are logged in MLflow's Keras flavour. A text pair model is
     logged as a pyfunc that takes a DataFrame of raw `left` and `right` strings. The version
-    gets the alias `challenger`, and also `champion` when its registered model has none yet.
+    gets the alias `challenger`; only the gate (`gate_challenger`) moves `champion`.
     """
     model = keras.saving.load_model(model_path)
     example = in_memory(load_split(example_path), EXAMPLE_PAIRS, model.inputs[0].shape)
@@ -208,8 +210,8 @@ def log_and_register_model(run_id: str, model_path: Path, example_path: Path, co
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
     model_uri = f"models:/{logged.model_id}"
     registered = mlflow.register_model(model_uri, registered_model_name(config), tags={"run_id": run_id})
-    aliases = _set_aliases(client, registered.name, registered.version)
-    return {"model_uri": model_uri, "name": registered.name, "version": str(registered.version), "aliases": aliases}
+    client.set_registered_model_alias(registered.name, CHALLENGER, str(registered.version))
+    return {"model_uri": model_uri, "name": registered.name, "version": str(registered.version), "aliases": [CHALLENGER]}
 
 
 def _save_keras_model(model: keras.Model, directory: str, example: dict[str, np.ndarray], task: Task) -> None:
@@ -243,16 +245,6 @@ def _requirements() -> list[str]:
     return [f"tensorflow=={version('tensorflow')}", f"keras=={version('keras')}"]
 
 
-def _set_aliases(client: MlflowClient, name: str, version: str | int) -> list[str]:
-    """`challenger` for every new version; `champion` too while the registered model has none."""
-    aliases = [CHALLENGER]
-    if CHAMPION not in client.get_registered_model(name).aliases:
-        aliases.append(CHAMPION)
-    for alias in aliases:
-        client.set_registered_model_alias(name, alias, str(version))
-    return aliases
-
-
 class ScoringModelError(ValueError):
     """A model that cannot score raw text pairs; the message says which model to use instead."""
 
@@ -276,6 +268,72 @@ def load_text_pair_scorer(model_uri: str) -> Callable[[pd.DataFrame], pd.DataFra
             f"trained on a text pair file (`siamese train --data pairs.csv`), e.g. models:/{model_name('text')}@{CHAMPION}"
         )
     return model.predict
+
+
+@task(name="gate-challenger", cache_policy=NO_CACHE)
+def gate_challenger(
+    run_id: str, registered: dict[str, object], test_path: Path, config: Config, against_champion: bool
+) -> GateResult | None:
+    """Decide whether the new version becomes `champion`, on its run's held-out test pairs.
+
+    With no champion yet, the version must reach the quality bar (`gate.min_quality`). With a
+    champion, `against_champion` compares both versions, loaded from the registry, on the same
+    pairs (paired bootstrap, `siamese.gate`); without it (plain training) the champion is left
+    alone and None is returned. A version that fails to load is never promoted. The decision is
+    recorded on both versions (tags, description) and on the run.
+    """
+    client = _client()
+    name, version = str(registered["name"]), str(registered["version"])
+    champion_version = client.get_registered_model(name).aliases.get(CHAMPION)  # an int
+    champion = None if champion_version is None else str(champion_version)
+    if champion is not None and not against_champion:
+        return None
+    test = load_split(test_path)
+    metric = config.gate.metric_for(config.task)
+    challenger_scores = _registry_scores(f"models:/{name}/{version}", test)
+    if champion is None:
+        bar = config.gate.quality_bar(config.task)
+        result = judge_first_model(test.labels, challenger_scores, metric=metric, min_quality=math.inf if bar is None else bar)
+    else:
+        gate = config.gate
+        result = judge_challenger(
+            test.labels,
+            challenger_scores,
+            _registry_scores(f"models:/{name}/{champion}", test),
+            metric=metric,
+            min_improvement=gate.min_improvement,
+            bootstrap_samples=gate.bootstrap_samples,
+            confidence=gate.confidence,
+            seed=config.seed,
+        )
+    _record_gate(client, run_id, name, version, champion, result)
+    if result.decision is Decision.PROMOTE:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    return result
+
+
+def _registry_scores(model_uri: str, test: Pairs) -> np.ndarray:
+    """A registered version's scores on a test split, through its pyfunc: what serving would return."""
+    model = mlflow.pyfunc.load_model(model_uri)
+    if isinstance(test, TextPairs):
+        return model.predict(pd.DataFrame({"left": test.left, "right": test.right}))["similarity"].to_numpy()
+    shape = model.metadata.get_input_schema().inputs[0].shape
+    arrays = in_memory(test, len(test), shape)
+    return np.asarray(model.predict({side: array.astype(np.float32) for side, array in arrays.inputs().items()})).reshape(-1)
+
+
+def _record_gate(
+    client: MlflowClient, run_id: str, name: str, version: str, champion: str | None, result: GateResult
+) -> None:
+    """The decision and its numbers as `gate.*` tags on the challenger (and its run), a note on the champion."""
+    tags = {f"gate.{key}": "" if value is None else str(value) for key, value in result.to_dict().items()}
+    tags["gate.champion_version"] = champion or ""
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+        client.set_tag(run_id, key, value[:MAX_TAG_LENGTH])
+    client.update_model_version(name, version, description=f"Gate: {result.decision} - {result.reason}")
+    if champion is not None:
+        client.set_model_version_tag(name, champion, "gate.last_challenge", f"version {version}: {result.decision} - {result.reason}"[:MAX_TAG_LENGTH])
 
 
 @task(name="end-mlflow-run", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)

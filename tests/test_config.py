@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from siamese.config import (
     ConfigError,
     DataMode,
     DevicePreference,
+    GateConfig,
     Head,
     ImageDataConfig,
     ImageSource,
@@ -90,7 +92,7 @@ def test_to_params_flattens_every_field_to_strings():
     assert params["seed"] == "0" and params["kind"] == "text"
     assert params["training.precision"] == "auto"
     assert all(isinstance(value, str) for value in params.values())
-    expected_fields = 2 + sum(len(section.__dataclass_fields__) for section in (SequenceDataConfig, TextModelConfig, TrainingConfig))
+    expected_fields = 2 + sum(len(section.__dataclass_fields__) for section in (SequenceDataConfig, TextModelConfig, TrainingConfig, GateConfig))
     assert len(params) == expected_fields
 
 
@@ -140,7 +142,7 @@ def test_unknown_top_level_section_lists_the_allowed_ones(tmp_path):
     path = write_toml(tmp_path, "[optimiser]\nname = 'adam'\n")
     with pytest.raises(ConfigError, match="unknown key 'optimiser'") as error:
         load_config(path)
-    assert "allowed: data, kind, model, seed, training" in str(error.value)
+    assert "allowed: data, gate, kind, model, seed, training" in str(error.value)
     assert str(path) in str(error.value)
 
 
@@ -340,7 +342,7 @@ def test_to_params_of_a_text_file_config_records_the_file_options():
     assert unthresholded["data.drop_invalid_rows"] == "False"
     assert unthresholded["model.vocabulary_size"] == "20000" and unthresholded["model.embedding_dim"] == "128"
     assert "data.num_pairs" not in unthresholded and "data.features" not in unthresholded
-    expected_fields = 2 + sum(len(section.__dataclass_fields__) for section in (TextFileDataConfig, TextModelConfig, TrainingConfig))
+    expected_fields = 2 + sum(len(section.__dataclass_fields__) for section in (TextFileDataConfig, TextModelConfig, TrainingConfig, GateConfig))
     assert len(unthresholded) == expected_fields
 
     thresholded = Config(data=TextFileDataConfig(path="q.csv", threshold=0.5, drop_invalid_rows=True)).to_params()
@@ -351,3 +353,26 @@ def test_to_params_of_a_text_file_config_records_the_file_options():
 def test_fractions_leaving_exactly_ten_percent_for_training_are_accepted(validation, test):
     config = load_config(None, {"data.validation_fraction": validation, "data.test_fraction": test})
     assert config.data.validation_fraction + config.data.test_fraction == pytest.approx(0.9)
+
+
+def test_gate_defaults_follow_the_task():
+    similarity, regression = Config(), load_config(None, {"kind": "vision", "data.task": "regression"})
+    assert (similarity.gate.metric_for(similarity.task), similarity.gate.quality_bar(similarity.task)) == ("roc_auc", 0.6)
+    assert (regression.gate.metric_for(regression.task), regression.gate.quality_bar(regression.task)) == ("mae", None)
+    custom = load_config(None, {"gate.metric": "accuracy", "gate.min_quality": 0.8})
+    assert (custom.gate.metric_for(custom.task), custom.gate.quality_bar(custom.task)) == ("accuracy", 0.8)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"gate.metric": "f1"}, "gate.metric must be one of accuracy, log_loss, mae, rmse, roc_auc"),
+        ({"gate.metric": "mae"}, "gate.metric 'mae' does not fit a similarity model; use one of roc_auc, accuracy, log_loss"),
+        ({"gate.min_improvement": -0.1}, "gate.min_improvement must be a number >= 0.0"),
+        ({"gate.bootstrap_samples": 10}, "gate.bootstrap_samples must be an integer >= 100"),
+        ({"gate.confidence": 1.0}, "gate.confidence must be a number >= 0.5 and < 1.0"),
+    ],
+)
+def test_invalid_gate_values_name_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, overrides)

@@ -25,6 +25,7 @@ LIBRARY_MODULES = [
     "siamese.sharing",
     "siamese.evaluation",
     "siamese.baselines",
+    "siamese.gate",
     "siamese.devices",
     "siamese.training",
 ]

@@ -59,7 +59,7 @@ def test_invalid_config_stops_before_any_work(tmp_path, args, config_text, messa
 def test_train_command_end_to_end(tmp_path):
     (tmp_path / "tiny.toml").write_text("seed = 3\n[data]\nnum_pairs = 120\ntimesteps = 5\n[training]\nbatch_size = 32\n")
 
-    result = run_cli("train", "--config", "tiny.toml", "--epochs", "1", cwd=tmp_path)
+    result = run_cli("train", "--config", "tiny.toml", "--epochs", "1", "--set", "gate.min_quality=0.0", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "registered model:  siamese-text-sequences version 1 (alias challenger, champion)" in result.stdout
@@ -124,7 +124,7 @@ def test_train_on_a_question_file_then_score_new_pairs_with_the_champion(tmp_pat
 
     trained = run_cli(
         "train", "--data", "questions.csv", "--epochs", "1", "--set", "model.units=8", "--set", "model.embedding_dim=16",
-        cwd=tmp_path,
+        "--set", "gate.min_quality=0.0", cwd=tmp_path,
     )  # fmt: skip
     scored = run_cli(
         "score", "--model", "models:/siamese-text@champion", "--input", "new_pairs.csv", "--output", "scores.parquet",
@@ -172,3 +172,16 @@ def test_invalid_pair_file_exits_2_naming_the_column(tmp_path):
     assert "siamese: invalid data" in result.stderr
     assert "column 'is_duplicate': 2 rows with labels that are not 0 or 1 (lines 4, 5" in result.stderr
     assert not (tmp_path / "mlruns" / "artifacts").exists()
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_retrain_fails_on_regression_with_its_own_exit_code(tmp_path):
+    (tmp_path / "tiny.toml").write_text("seed = 3\n[data]\nnum_pairs = 120\ntimesteps = 5\n[gate]\nmin_quality = 0.99\n")
+
+    result = run_cli("retrain", "--config", "tiny.toml", "--epochs", "1", "--fail-on-regression", cwd=tmp_path)
+
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "outcome:           regression" in result.stdout
+    assert "siamese: regression (--fail-on-regression): " in result.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    assert "champion" not in client.get_registered_model("siamese-text-sequences").aliases

@@ -1,0 +1,211 @@
+"""Champion/challenger gate: clear wins promote, noise and ties keep the champion, inputs are checked."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from siamese import config, gate
+from siamese.gate import GATE_METRICS, Decision, GateResult, judge_challenger, judge_first_model
+
+
+def noisy_scores(rng: np.random.Generator, labels: np.ndarray, signal: float, noise: float) -> np.ndarray:
+    """Similarity scores in 0..1 that separate the classes by `signal`, blurred by `noise`."""
+    return np.clip(0.5 + signal * (labels - 0.5) + rng.normal(0, noise, labels.size), 0, 1)
+
+
+@pytest.fixture
+def clear_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """500 pairs: a near-perfect challenger against a noisy champion."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 500)
+    return labels, noisy_scores(rng, labels, 0.9, 0.05), noisy_scores(rng, labels, 0.2, 0.3)
+
+
+def test_clearly_better_challenger_is_promoted(clear_case):
+    labels, challenger, champion = clear_case
+    result = judge_challenger(labels, challenger, champion)
+    assert result.decision is Decision.PROMOTE
+    assert result.challenger > 0.99 and result.champion < 0.8
+    assert result.improvement == pytest.approx(result.challenger - result.champion)
+    assert 0 < result.ci_low <= result.improvement <= result.ci_high
+    assert result.test_pairs == 500
+
+
+def test_identical_challenger_is_kept(clear_case):
+    labels, _, champion = clear_case
+    result = judge_challenger(labels, champion.copy(), champion)
+    assert result.decision is Decision.KEEP
+    assert result.improvement == result.ci_low == result.ci_high == 0.0
+
+
+def test_slightly_better_but_noisy_challenger_on_few_pairs_is_kept():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 40)
+    challenger, champion = noisy_scores(rng, labels, 0.3, 0.3), noisy_scores(rng, labels, 0.2, 0.3)
+    result = judge_challenger(labels, challenger, champion)
+    assert result.improvement > 0  # higher on this split...
+    assert result.ci_low < 0 < result.ci_high  # ...but the interval crosses zero
+    assert result.decision is Decision.KEEP
+
+
+def test_min_improvement_raises_the_bar():
+    # The champion is right on 800 of 1000 pairs; the challenger on the same 800 and 20 more: +0.02 accuracy.
+    labels = np.tile([0.0, 1.0], 500)
+    pair = np.arange(1000)
+    champion = np.where(pair < 800, labels, 1 - labels) * 0.8 + 0.1  # 0.9 or 0.1: right, then wrong
+    challenger = np.where(pair < 820, labels, 1 - labels) * 0.8 + 0.1
+    promoted = judge_challenger(labels, challenger, champion, metric="accuracy", min_improvement=0.0)
+    kept = judge_challenger(labels, challenger, champion, metric="accuracy", min_improvement=0.05)
+    assert promoted.improvement == kept.improvement == pytest.approx(0.02)
+    assert 0 < promoted.ci_low < promoted.ci_high < 0.05  # tight: only those 20 pairs ever differ
+    assert promoted.decision is Decision.PROMOTE
+    assert kept.decision is Decision.KEEP
+    assert "min improvement 0.050" in kept.reason
+
+
+@pytest.mark.parametrize("metric", ["mae", "rmse"])
+def test_lower_error_regression_challenger_is_promoted(metric):
+    rng = np.random.default_rng(1)
+    targets = rng.normal(10, 3, 300)
+    challenger, champion = targets + rng.normal(0, 0.3, 300), targets + rng.normal(0, 1.0, 300)
+    result = judge_challenger(targets, challenger, champion, metric=metric)
+    assert result.challenger < result.champion
+    assert result.improvement == pytest.approx(result.champion - result.challenger)
+    assert 0 < result.ci_low <= result.improvement
+    assert result.decision is Decision.PROMOTE
+    assert "lower is better" in result.reason
+
+
+def test_lower_log_loss_challenger_is_promoted(clear_case):
+    labels, challenger, champion = clear_case
+    result = judge_challenger(labels, challenger, champion, metric="log_loss")
+    assert result.challenger < result.champion
+    assert result.improvement > 0 and result.ci_low > 0
+    assert result.decision is Decision.PROMOTE
+
+
+@pytest.mark.parametrize("metric", sorted(GATE_METRICS))
+def test_resampled_metric_equals_the_metric_on_the_resampled_pairs(metric):
+    """The vectorised bootstrap computes what evaluation.py reports, ties in the scores included."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 60).astype(float)
+    scores = np.round(noisy_scores(rng, labels, 0.3, 0.3), 1)  # rounded: many tied scores
+    indices = rng.integers(0, 60, (5, 60))
+    counts = np.stack([np.bincount(row, minlength=60) for row in indices])
+    gate_metric = GATE_METRICS[metric]
+    expected = [gate_metric.compute(labels[row], scores[row]) for row in indices]
+    np.testing.assert_allclose(gate_metric.resample(labels, scores, counts), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "mae"])
+def test_resampling_in_blocks_gives_the_same_interval(monkeypatch, metric):
+    """Large test sets are resampled a block of rows at a time to bound memory; that must not change the answer."""
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 300)
+    challenger, champion = noisy_scores(rng, labels, 0.3, 0.3), noisy_scores(rng, labels, 0.2, 0.3)
+    whole = judge_challenger(labels, challenger, champion, metric=metric)
+    monkeypatch.setattr(gate, "_BLOCK_ELEMENTS", 3000)  # 10 resamples per block
+    blocked = judge_challenger(labels, challenger, champion, metric=metric)
+    assert (blocked.ci_low, blocked.ci_high) == pytest.approx((whole.ci_low, whole.ci_high), rel=1e-12)
+
+
+def test_resampled_roc_auc_is_nan_without_both_classes():
+    labels = np.array([0.0, 0.0, 1.0])
+    counts = np.array([[2, 1, 0], [0, 0, 3], [1, 1, 1]])
+    values = GATE_METRICS["roc_auc"].resample(labels, np.array([0.1, 0.2, 0.9]), counts)
+    assert np.isnan(values[:2]).all() and values[2] == 1.0
+
+
+def test_gate_knows_every_metric_the_config_allows():
+    assert set(GATE_METRICS) == {name for names in config.GATE_METRICS.values() for name in names}
+    for task, names in config.GATE_METRICS.items():
+        assert all(GATE_METRICS[name].higher_is_better == (name in ("roc_auc", "accuracy")) for name in names), task
+
+
+def test_first_model_roc_auc_bar(clear_case):
+    labels, challenger, champion = clear_case
+    above = judge_first_model(labels, challenger, min_quality=0.6)
+    below = judge_first_model(labels, champion, min_quality=0.9)
+    assert above.decision is Decision.PROMOTE and below.decision is Decision.KEEP
+    assert above.champion is above.improvement is above.ci_low is above.ci_high is None
+    assert "meets" in above.reason and "misses" in below.reason and ">= 0.900" in below.reason
+
+
+def test_first_model_mae_bar_is_a_maximum():
+    targets = np.arange(10.0)
+    predictions = targets + 0.5  # MAE 0.5
+    assert judge_first_model(targets, predictions, metric="mae", min_quality=1.0).decision is Decision.PROMOTE
+    assert judge_first_model(targets, predictions, metric="mae", min_quality=0.5).decision is Decision.PROMOTE
+    below = judge_first_model(targets, predictions, metric="mae", min_quality=0.4)
+    assert below.decision is Decision.KEEP
+    assert below.challenger == pytest.approx(0.5)
+    assert "<= 0.400" in below.reason and "maximum" in below.reason
+
+
+def test_same_seed_same_interval_other_seed_other_interval(clear_case):
+    labels, challenger, champion = clear_case
+    first = judge_challenger(labels, challenger, champion, seed=7)
+    again = judge_challenger(labels, challenger, champion, seed=7)
+    other = judge_challenger(labels, challenger, champion, seed=8)
+    assert (first.ci_low, first.ci_high) == (again.ci_low, again.ci_high)
+    assert (first.ci_low, first.ci_high) != (other.ci_low, other.ci_high)
+    assert first.decision is other.decision is Decision.PROMOTE
+
+
+def test_reason_and_dict(clear_case):
+    labels, challenger, champion = clear_case
+    result = judge_challenger(labels, challenger, champion)
+    assert "roc_auc" in result.reason
+    assert f"{result.challenger:.3f}" in result.reason and f"{result.champion:.3f}" in result.reason
+    assert "95% CI" in result.reason
+    as_dict = result.to_dict()
+    assert as_dict["decision"] == "promote" and type(as_dict["decision"]) is str
+    assert set(as_dict) == {field for field in GateResult.__dataclass_fields__}
+    assert json.loads(json.dumps(as_dict)) == as_dict
+    first = judge_first_model(labels, champion, min_quality=0.9).to_dict()
+    assert json.loads(json.dumps(first))["champion"] is None
+
+
+LABELS = np.array([0, 1, 0, 1, 1, 0])
+SCORES = np.array([0.2, 0.7, 0.4, 0.9, 0.6, 0.3])
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"metric": "f1"}, "unknown gate metric 'f1'; known: accuracy, log_loss, mae, rmse, roc_auc"),
+        ({"champion_scores": SCORES[:-1]}, "got lengths labels 6, challenger scores 6, champion scores 5"),
+        ({"labels": [], "challenger_scores": [], "champion_scores": []}, "test set is empty"),
+        ({"confidence": 0.0}, "confidence must be a number in \\(0, 1\\)"),
+        ({"confidence": 1.0}, "confidence must be a number in \\(0, 1\\)"),
+        ({"bootstrap_samples": 99}, "bootstrap_samples must be an integer >= 100, got 99"),
+        ({"challenger_scores": np.r_[SCORES[:-1], np.nan]}, "challenger scores contain NaN"),
+        ({"champion_scores": np.r_[np.nan, SCORES[1:]]}, "champion scores contain NaN"),
+        ({"min_improvement": float("nan")}, "min_improvement must be a finite number"),
+        # Two pairs: about half the resamples draw one class only and have no AUC.
+        ({"labels": [0, 1], "challenger_scores": [0.2, 0.8], "champion_scores": [0.3, 0.6], "seed": 1}, "only 476 of 1000"),
+    ],
+)
+def test_judge_challenger_rejects(arguments, message):
+    call = {"labels": LABELS, "challenger_scores": SCORES, "champion_scores": SCORES[::-1]} | arguments
+    with pytest.raises(ValueError, match=message):
+        judge_challenger(**call)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"metric": "auc"}, "unknown gate metric 'auc'; known: accuracy, log_loss, mae, rmse, roc_auc"),
+        ({"challenger_scores": SCORES[:3]}, "got lengths labels 6, challenger scores 3"),
+        ({"labels": [], "challenger_scores": []}, "test set is empty"),
+        ({"challenger_scores": np.r_[np.nan, SCORES[1:]]}, "challenger scores contain NaN"),
+        ({"min_quality": float("nan")}, "min_quality must be a finite number"),
+    ],
+)
+def test_judge_first_model_rejects(arguments, message):
+    call = {"labels": LABELS, "challenger_scores": SCORES, "min_quality": 0.6} | arguments
+    with pytest.raises(ValueError, match=message):
+        judge_first_model(**call)
