@@ -71,7 +71,7 @@ class GateResult:
 
 
 def judge_first_model(
-    labels: np.ndarray, challenger_scores: np.ndarray, *, metric: str = "roc_auc", min_quality: float
+    labels: np.ndarray, challenger_scores: np.ndarray, *, metric: str = "roc_auc", min_quality: float | None
 ) -> GateResult:
     """Whether the first version of a registered model may become its champion.
 
@@ -83,7 +83,7 @@ def judge_first_model(
         labels: the test pairs' labels (0/1 for similarity metrics) or targets (regression).
         challenger_scores: the model's scores in 0..1 or predictions, one per test pair.
         metric: a key of `GATE_METRICS`.
-        min_quality: the bar.
+        min_quality: the bar; None for no bar (a verified model is promoted).
 
     Returns:
         PROMOTE if the metric meets the bar, else KEEP (no champion is set).
@@ -93,9 +93,21 @@ def judge_first_model(
             a non-finite bar, or labels the metric cannot use.
     """
     gate_metric = _gate_metric(metric)
-    _require_finite(min_quality, "min_quality")
     labels, challenger_scores = _validated_arrays(labels, challenger_scores)
     value = float(gate_metric.compute(labels, challenger_scores))
+    if min_quality is None:
+        return GateResult(
+            decision=Decision.PROMOTE,
+            reason=f"first model {metric} {value:.3f}, no quality bar set (gate.min_quality), so it becomes champion",
+            metric=metric,
+            challenger=value,
+            champion=None,
+            improvement=None,
+            ci_low=None,
+            ci_high=None,
+            test_pairs=int(labels.size),
+        )
+    _require_finite(min_quality, "min_quality")
     comparison = ">=" if gate_metric.higher_is_better else "<="
     passes = value >= min_quality if gate_metric.higher_is_better else value <= min_quality
     kind = "a minimum" if gate_metric.higher_is_better else "a maximum error"

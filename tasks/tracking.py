@@ -7,7 +7,6 @@ thread-local, and a Prefect task may run in another thread than the one that sta
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -293,7 +292,7 @@ def gate_challenger(
     challenger_scores = _registry_scores(f"models:/{name}/{version}", test)
     if champion is None:
         bar = config.gate.quality_bar(config.task)
-        result = judge_first_model(test.labels, challenger_scores, metric=metric, min_quality=math.inf if bar is None else bar)
+        result = judge_first_model(test.labels, challenger_scores, metric=metric, min_quality=bar)
     else:
         gate = config.gate
         result = judge_challenger(

@@ -209,3 +209,9 @@ def test_judge_first_model_rejects(arguments, message):
     call = {"labels": LABELS, "challenger_scores": SCORES, "min_quality": 0.6} | arguments
     with pytest.raises(ValueError, match=message):
         judge_first_model(**call)
+
+
+def test_first_model_without_a_bar_is_promoted_and_says_so():
+    result = judge_first_model(np.array([1.0, 2.0, 3.0]), np.array([1.5, 2.0, 2.5]), metric="mae", min_quality=None)
+    assert result.decision is Decision.PROMOTE
+    assert "no quality bar set" in result.reason and result.challenger == pytest.approx(1 / 3)
