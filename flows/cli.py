@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "score":
         return _score(args, parser)
+    if args.command == "serve":
+        return _serve(args)
     if args.command is None:
         parser.print_help()
         return EXIT_INVALID
@@ -155,6 +157,22 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return EXIT_OK
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """Serve the scheduled deployments until interrupted: runs fire in this process."""
+    try:
+        config = load_config(args.config, {})
+    except ConfigError as error:
+        print(f"siamese: invalid configuration: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    _quiet_start()
+    from prefect import serve
+
+    from flows.schedules import scheduled_deployments
+
+    serve(*scheduled_deployments(config, timezone=args.timezone))
+    return EXIT_OK
+
+
 def _quiet_start() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
     # Prefect's temporary API server gives up after 20 s, which a first start (database
@@ -238,6 +256,18 @@ def _parser() -> argparse.ArgumentParser:
         help="exit 3 when the new version is worse than the champion with confidence (or a first model misses the bar)",
     )
     _add_score_command(commands)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the nightly training and weekly retraining deployments on their schedules",
+        description=(
+            "Serve the deployments 'train-siamese/nightly-train' (02:00 daily) and "
+            "'retrain-siamese/weekly-retrain' (03:00 Mondays) from this long-running process; runs can "
+            "also be started from the Prefect UI or `prefect deployment run`. Needs a Prefect server "
+            "(PREFECT_API_URL), e.g. `prefect server start`."
+        ),
+    )
+    serve.add_argument("--config", type=Path, help="TOML file of the runs (default: the defaults)")
+    serve.add_argument("--timezone", default="UTC", help="time zone of the schedules (default UTC)")
     return parser
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.train import train_flow
+from flows.train import ConfigParameter, train_flow
 from siamese.config import Config
 from siamese.gate import Decision, GateResult
 from tasks.reporting import publish_gate_decision
@@ -25,7 +25,7 @@ class Outcome(StrEnum):
 
 
 @flow(name="retrain-siamese")
-def retrain_flow(config: Config = Config(), work_dir: Path | None = None) -> dict[str, object]:
+def retrain_flow(config: ConfigParameter = Config(), work_dir: Path | None = None) -> dict[str, object]:
     """Retrain on `config`, gate the new version against the champion, and report the outcome.
 
     Returns:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Annotated, Any, Iterator
 
 from prefect import flow
+from pydantic import BeforeValidator
 
-from siamese.config import Config
+from siamese.config import Config, config_from_dict
 from siamese.gate import Decision
 from tasks.data import prepare_pairs
 from tasks.model import build_model, choose_devices, evaluate_model, train_model, verify_sharing
@@ -33,12 +34,23 @@ from tasks.tracking import (
 )
 
 
+def _config_from_parameters(value: Any) -> Any:
+    """Deployments and the Prefect UI pass the config as JSON: the shape of a TOML config file."""
+    return config_from_dict(value, "flow parameters") if isinstance(value, dict) else value
+
+
+# A `Config` flow parameter that also accepts that JSON, validated with the config's own messages.
+ConfigParameter = Annotated[Config, BeforeValidator(_config_from_parameters)]
+
+
 class WeightSharingError(RuntimeError):
     """The trained model's branches do not share one encoder; it must not be registered."""
 
 
 @flow(name="train-siamese")
-def train_flow(config: Config = Config(), work_dir: Path | None = None, against_champion: bool = False) -> dict[str, object]:
+def train_flow(
+    config: ConfigParameter = Config(), work_dir: Path | None = None, against_champion: bool = False
+) -> dict[str, object]:
     """Train, verify, evaluate and register a Siamese model (text or vision), then gate it.
 
     Args:
