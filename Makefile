@@ -24,7 +24,7 @@ test-all: venv
 	$(BIN)/pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 ui: venv
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --workers 1
+	$(BIN)/siamese ui
 
 bench: venv
 	$(BIN)/python bench/compare.py

@@ -56,6 +56,7 @@ TASK_CATEGORIES = {
     "log-evaluation": "MLflow logging/registration",
     "log-and-register-model": "MLflow logging/registration",
     "end-mlflow-run": "MLflow logging/registration",
+    "gate-challenger": "MLflow logging/registration",
     "verify-weight-sharing": "verification/evaluation",
     "evaluate-model": "verification/evaluation",
     "choose-devices": "other",

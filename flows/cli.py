@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         return _score(args, parser)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "ui":
+        return _ui(args)
     if args.command is None:
         parser.print_help()
         return EXIT_INVALID
@@ -173,6 +175,20 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ui(args: argparse.Namespace) -> int:
+    """Replace this process with the MLflow UI on the project's store, on loopback only."""
+    from tasks.tracking import tracking_uri
+
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        print(f"the runs are on a tracking server: open {uri}")
+        return EXIT_OK
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
+    os.execv(mlflow, command)
+
+
 def _quiet_start() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
     # Prefect's temporary API server gives up after 20 s, which a first start (database
@@ -266,6 +282,12 @@ def _parser() -> argparse.ArgumentParser:
             "(PREFECT_API_URL), e.g. `prefect server start`."
         ),
     )
+    ui = commands.add_parser(
+        "ui",
+        help="open the MLflow UI on the project's store (127.0.0.1 only)",
+        description="Start the MLflow UI on MLFLOW_TRACKING_URI, or sqlite:///mlruns/mlflow.db, bound to 127.0.0.1.",
+    )
+    ui.add_argument("--port", type=int, default=5000)
     serve.add_argument("--config", type=Path, help="TOML file of the runs (default: the defaults)")
     serve.add_argument("--timezone", default="UTC", help="time zone of the schedules (default UTC)")
     return parser

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 import pandas as pd
 import pytest
@@ -185,3 +189,27 @@ def test_retrain_fails_on_regression_with_its_own_exit_code(tmp_path):
     assert "siamese: regression (--fail-on-regression): " in result.stderr
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     assert "champion" not in client.get_registered_model("siamese-text-sequences").aliases
+
+
+def test_ui_serves_the_project_store_on_loopback(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    ui = subprocess.Popen([SIAMESE, "ui", "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        page = None
+        for _ in range(120):
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(1)
+        assert page is not None and page.status_code == 200 and "<html" in page.text.lower()
+        experiments = httpx.post(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search", json={"max_results": 10})
+        assert experiments.status_code == 200
+    finally:
+        ui.terminate()
+        output = ui.communicate(timeout=30)[0]
+    assert f"MLflow UI on http://127.0.0.1:{port} (store sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db)" in output
+    assert (tmp_path / "mlruns" / "mlflow.db").exists(), "the UI opened the project's store"
