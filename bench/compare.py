@@ -60,6 +60,7 @@ TASK_CATEGORIES = {
     "verify-weight-sharing": "verification/evaluation",
     "evaluate-model": "verification/evaluation",
     "choose-devices": "other",
+    "check-tracking-store": "other",
     "prepare-pairs": "other",
     "build-model": "other",
     "publish-summary": "other",

@@ -22,6 +22,7 @@ from tasks.model import build_model, choose_devices, evaluate_model, train_model
 from tasks.reporting import publish_summary
 from tasks.tracking import (
     CHAMPION,
+    check_tracking_store,
     end_run,
     gate_challenger,
     log_and_register_model,
@@ -70,7 +71,9 @@ def train_flow(
             is registered.
         ImageDataError, PairFileError: an image or text pair file, folder or table cannot be
             used (named in the message); no MLflow run is started.
+        TrackingUnavailableError: the tracking server does not answer (named in the message).
     """
+    check_tracking_store()  # a dead tracking server stops the flow here, in seconds
     with _run_directory(work_dir) as directory:
         plan = choose_devices(config.training)
         data = prepare_pairs(config, directory)  # bad input stops here, before an MLflow run exists

@@ -6,6 +6,7 @@ thread-local, and a Prefect task may run in another thread than the one that sta
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
+import httpx
 import keras
 import mlflow
 import numpy as np
@@ -31,15 +33,16 @@ from mlflow.entities import (
     Param,
     RunStatus,
 )
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema, TensorSpec
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NOTE
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 import siamese
-from siamese.config import Config, ModelKind, Task, TextFileDataConfig
+from siamese.config import Config, ModelKind, SequenceDataConfig, Task, TextFileDataConfig
 from siamese.data.sources import Pairs, in_memory, load_split
 from siamese.data.text_pairs import TextPairs
 from siamese.devices import DevicePlan
@@ -88,21 +91,82 @@ def ui_command() -> str:
     return f"{program} ui --backend-store-uri {uri}"
 
 
+class TrackingUnavailableError(RuntimeError):
+    """The MLflow tracking server does not answer; the message names its URI."""
+
+
+@task(name="check-tracking-store", cache_policy=NO_CACHE)
+def check_tracking_store(attempts: int = 3, delay_seconds: float = 2.0) -> str:
+    """Fail fast, before any work, when a tracking server does not answer `/health`.
+
+    MLflow's own client retries a dead server for minutes; this bounded check (a few seconds)
+    stops the flow first, so nothing is half-logged and the registry's aliases stay untouched.
+    A local SQLite store needs no check.
+
+    Raises:
+        TrackingUnavailableError: naming the URI and the last error.
+    """
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return uri
+    last_error = ""
+    for attempt in range(attempts):
+        try:
+            response = httpx.get(f"{uri.rstrip('/')}/health", timeout=5)
+            if response.status_code == 200:
+                return uri
+            last_error = f"HTTP {response.status_code}"
+        except httpx.HTTPError as error:
+            last_error = f"{type(error).__name__}: {error}"
+        if attempt + 1 < attempts:
+            time.sleep(delay_seconds)
+    raise TrackingUnavailableError(
+        f"MLflow tracking server {uri} is unreachable after {attempts} attempts ({last_error}); "
+        "check MLFLOW_TRACKING_URI and that the server is running"
+    )
+
+
 @task(name="start-mlflow-run", cache_policy=NO_CACHE)
 def start_run(config: Config) -> str:
     """Create the MLflow run, in the kind's experiment, with the whole config as params and links to Prefect and git."""
     client = _client()
-    run_name = flow_run.name or None
-    tags = {"prefect.flow_run_id": flow_run.id, "prefect.flow_run_name": run_name, "mlflow.source.git.commit": _git_commit()}
+    tags = {
+        "prefect.flow_run_id": flow_run.id,
+        "prefect.flow_run_name": flow_run.name,
+        "mlflow.source.git.commit": _git_commit(),
+        MLFLOW_RUN_NOTE: _run_description(config),
+    }
     run = client.create_run(
         _experiment_id(client, model_name(config.kind)),
-        run_name=run_name,
+        run_name=_run_name(config),
         tags={key: value for key, value in tags.items() if value},
     )
     run_id = run.info.run_id
     client.log_batch(run_id, params=[Param(key, value) for key, value in config.to_params().items()])
     client.log_dict(run_id, config.to_dict(), "config.json")
     return run_id
+
+
+def _run_name(config: Config) -> str:
+    """What a run is, at a glance in the runs table: `text questions.csv symmetric seed 0`."""
+    return f"{config.kind} {_data_source(config)} {config.model.head} seed {config.seed}"
+
+
+def _data_source(config: Config) -> str:
+    data = config.data
+    if getattr(data, "path", ""):
+        return Path(data.path).name
+    return str(data.mode) if isinstance(data, SequenceDataConfig) else str(data.source)
+
+
+def _run_description(config: Config) -> str:
+    """The run page's description: what was trained on what, and where its Prefect flow run is."""
+    training = config.training
+    return (
+        f"A {config.kind} Siamese model ({config.model.head} head, {config.task}) trained on "
+        f"{_data_source(config)} for {training.epochs} epochs (batch {training.batch_size}, learning "
+        f"rate {training.learning_rate:g}), seed {config.seed}. Prefect flow run: {flow_run.name} ({flow_run.id})."
+    )
 
 
 @task(name="log-training", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -387,11 +451,34 @@ def _log(
 
 def _client() -> MlflowClient:
     uri = tracking_uri()
-    database = _sqlite_database(uri)
-    if database is not None:
-        database.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri)
+    database = _sqlite_database(uri)
+    if database is None or uri in _READY_STORES:
+        return MlflowClient(uri)
+    client = _open_sqlite_store(uri, database)
+    _READY_STORES.add(uri)
+    return client
+
+
+_READY_STORES: set[str] = set()  # SQLite stores this process has opened (and created or migrated)
+
+
+def _open_sqlite_store(uri: str, database: Path) -> MlflowClient:
+    """Open a SQLite store for tracking and the registry under a file lock.
+
+    Opening a store creates or migrates its schema. Two runs starting at once on a new store
+    would both migrate it, and one would fail; the lock makes the second wait and then find
+    the store up to date. MLflow caches the opened stores for the rest of the process.
+    """
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(f"{database.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(uri)
+            client.search_registered_models(max_results=1)  # opens the registry's store too
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return client
 
 
 def _sqlite_database(uri: str) -> Path | None:
@@ -407,7 +494,13 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
     if database is not None:
         # Keep artifacts beside the SQLite database, not in whatever directory MLflow defaults to.
         artifact_location = (database.parent / "artifacts" / name).resolve().as_uri()
-    return client.create_experiment(name, artifact_location=artifact_location)
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException:  # another run created it a moment ago: use theirs
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def _tensor_signature(model: keras.Model, task: Task) -> ModelSignature:

@@ -3,6 +3,7 @@ artifacts proxied by the server, the client configured only through MLFLOW_TRACK
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.train import train_flow
+from tasks.tracking import TrackingUnavailableError
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -73,3 +75,11 @@ def test_flow_records_and_registers_through_a_tracking_server(tracking_server, t
     assert str(client.get_model_version_by_alias(registered["name"], "champion").version) == registered["version"]
     model = mlflow.pyfunc.load_model(f"models:/{registered['name']}@champion")
     assert model.metadata.signature is not None
+
+
+def test_unreachable_tracking_server_fails_fast_naming_it(monkeypatch, tiny_config):
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+
+    with pytest.raises(TrackingUnavailableError, match=re.escape(f"MLflow tracking server {uri} is unreachable after 3 attempts")):
+        train_flow(config=tiny_config)

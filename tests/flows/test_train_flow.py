@@ -41,7 +41,9 @@ def test_flow_records_run_in_mlflow(trained, tiny_config):
     assert "failure" not in run.data.tags
     assert tiny_config.to_params().items() <= run.data.params.items()
     assert run.data.params["devices.devices"] == "/cpu:0"
-    assert run.data.tags["prefect.flow_run_id"]
+    assert run.info.run_name == "text paraphrase symmetric seed 0"
+    assert run.data.tags["mlflow.note.content"].startswith("A text Siamese model (symmetric head, similarity) trained on paraphrase")
+    assert run.data.tags["prefect.flow_run_id"] in run.data.tags["mlflow.note.content"]
     assert run.data.tags["mlflow.source.git.commit"]
     train_loss = client.get_metric_history(run.info.run_id, "train/loss")
     assert [point.step for point in train_loss] == list(range(tiny_config.training.epochs))
