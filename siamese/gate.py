@@ -96,26 +96,17 @@ def judge_first_model(
     labels, challenger_scores = _validated_arrays(labels, challenger_scores)
     value = float(gate_metric.compute(labels, challenger_scores))
     if min_quality is None:
-        return GateResult(
-            decision=Decision.PROMOTE,
-            reason=f"first model {metric} {value:.3f}, no quality bar set (gate.min_quality), so it becomes champion",
-            metric=metric,
-            challenger=value,
-            champion=None,
-            improvement=None,
-            ci_low=None,
-            ci_high=None,
-            test_pairs=int(labels.size),
-        )
-    _require_finite(min_quality, "min_quality")
-    comparison = ">=" if gate_metric.higher_is_better else "<="
-    passes = value >= min_quality if gate_metric.higher_is_better else value <= min_quality
-    kind = "a minimum" if gate_metric.higher_is_better else "a maximum error"
-    verdict = "meets" if passes else "misses"
-    outcome = "so it becomes champion" if passes else "so no champion is set"
+        passes, reason = True, f"first model {metric} {value:.3f}, no quality bar set (gate.min_quality), so it becomes champion"
+    else:
+        _require_finite(min_quality, "min_quality")
+        comparison = ">=" if gate_metric.higher_is_better else "<="
+        passes = value >= min_quality if gate_metric.higher_is_better else value <= min_quality
+        kind = "a minimum" if gate_metric.higher_is_better else "a maximum error"
+        verdict, outcome = ("meets", "so it becomes champion") if passes else ("misses", "so no champion is set")
+        reason = f"first model {metric} {value:.3f} {verdict} the bar {comparison} {min_quality:.3f} ({kind}), {outcome}"
     return GateResult(
         decision=Decision.PROMOTE if passes else Decision.KEEP,
-        reason=f"first model {metric} {value:.3f} {verdict} the bar {comparison} {min_quality:.3f} ({kind}), {outcome}",
+        reason=reason,
         metric=metric,
         challenger=value,
         champion=None,
