@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"siamese: invalid configuration: {error}", file=sys.stderr)
         return EXIT_INVALID
-    return _train(config, args.work_dir, retrain=args.command == "retrain", fail_on_regression=getattr(args, "fail_on_regression", False))
+    retrain = args.command == "retrain"
+    return _train(config, args.work_dir, retrain=retrain, fail_on_regression=retrain and args.fail_on_regression)
 
 
 def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: bool) -> int:
@@ -82,7 +83,6 @@ def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: boo
     from flows.train import train_flow
     from siamese.data.image_pairs import ImageDataError
     from siamese.data.tables import PairFileError
-    from tasks.tracking import model_name, ui_command
 
     try:
         result = retrain_flow(config=config, work_dir=work_dir) if retrain else train_flow(config=config, work_dir=work_dir)
@@ -92,14 +92,16 @@ def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: boo
     except Exception as error:  # the flow run already recorded the failure; say what it was
         print(f"\nsiamese: training failed: {error}", file=sys.stderr)
         return EXIT_FAILED
-    _print_result(result, model_name, ui_command)
+    _print_result(result)
     if retrain and fail_on_regression and result["outcome"] is Outcome.REGRESSION:
         print(f"siamese: regression (--fail-on-regression): {result['gate'].reason}", file=sys.stderr)
         return EXIT_REGRESSION
     return EXIT_OK
 
 
-def _print_result(result: dict, model_name, ui_command) -> None:
+def _print_result(result: dict) -> None:
+    from tasks.tracking import model_name, ui_command
+
     registered, gate = result["registered"], result["gate"]
     aliases = ", ".join(registered["aliases"])
     lines = [
