@@ -29,10 +29,10 @@ def chromium() -> str:
         return found
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
-    for command in (["apt-get", "install", "-y", "-q", "chromium"], ["apt-get", "update", "-q"]):
-        subprocess.run(command, capture_output=True, timeout=900)
-        if command[1] == "update":
-            subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=900)
+    install = ["apt-get", "install", "-y", "-q", "chromium"]
+    for commands in ([install], [["apt-get", "update", "-q"], install]):  # stale package lists: update, retry
+        for command in commands:
+            subprocess.run(command, capture_output=True, timeout=900)
         if found := shutil.which("chromium"):
             return found
     pytest.skip("chromium is not installed and `apt-get install chromium` failed (no package registry?)")
