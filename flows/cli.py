@@ -179,7 +179,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _ui(args: argparse.Namespace) -> int:
     """Replace this process with the MLflow UI on the project's store, on loopback only."""
-    from tasks.tracking import tracking_uri
+    from tasks.store import tracking_uri
 
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):

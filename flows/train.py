@@ -20,6 +20,7 @@ from siamese.gate import Decision
 from tasks.data import prepare_pairs
 from tasks.model import build_model, choose_devices, evaluate_model, train_model, verify_sharing
 from tasks.reporting import publish_summary
+from tasks.store import tracking_uri
 from tasks.tracking import (
     CHAMPION,
     check_tracking_store,
@@ -31,7 +32,6 @@ from tasks.tracking import (
     log_sharing_report,
     log_training,
     start_run,
-    tracking_uri,
 )
 
 

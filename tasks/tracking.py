@@ -49,8 +49,8 @@ from siamese.devices import DevicePlan
 from siamese.gate import Decision, GateResult, judge_challenger, judge_first_model
 from siamese.sharing import SharingReport
 from tasks.data import SourceFile
+from tasks.store import tracking_uri
 
-LOCAL_STORE = Path("mlruns")  # the default store, relative to where the command runs
 EXAMPLE_PAIRS = 2  # pairs saved with the model as its input example
 MAX_TAG_LENGTH = 5000  # MLflow's limit on a tag value
 DATASET_DIGEST_LENGTH = 36  # MLflow stores at most 36 characters of a dataset digest
@@ -73,11 +73,6 @@ def registered_model_name(config: Config) -> str:
     if config.kind is ModelKind.TEXT and not isinstance(config.data, TextFileDataConfig):
         return f"{model_name(config.kind)}-sequences"
     return model_name(config.kind)
-
-
-def tracking_uri() -> str:
-    """`MLFLOW_TRACKING_URI` when set (a team's server), else the SQLite store under `mlruns/`."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(LOCAL_STORE / 'mlflow.db').resolve()}"
 
 
 def ui_command() -> str:
