@@ -82,7 +82,13 @@ def predict(model: keras.Model, pairs: Pairs, batch_size: int = 256) -> np.ndarr
 
 
 def _keras_data(model: keras.Model, pairs: Pairs, batch_size: int, shuffle: bool, seed: int = 0) -> dict[str, Any]:
-    """Keras data arguments (`x`, `y`, `batch_size`, `shuffle`): arrays, or a stream of decoded image batches."""
+    """Keras data arguments (`x`, `y`, `batch_size`, `shuffle`): arrays, or a `tf.data` stream.
+
+    Pairs kept on disk stream: image files as decoded image batches, and anything with a
+    `stream(batch_size, shuffle, seed)` method (sharded sequence pairs) as the dataset it returns.
+    """
+    if hasattr(pairs, "stream"):
+        return {"x": pairs.stream(batch_size, shuffle=shuffle, seed=seed), "shuffle": False}
     if isinstance(pairs, ImagePairFiles):
         image_size, _, channels = model.inputs[0].shape[1:]
         # The stream shuffles its file list itself; Keras cannot shuffle a dataset.
