@@ -4,7 +4,7 @@ The model, data sizes and settings are the original's, unchanged (shared `LSTM(3
 `(None, 128)` inputs, concatenate, `Dense(1, sigmoid)`, RMSprop, 1,000 random pairs of 10
 timesteps, 3 epochs, batch 64, `validation_split=0.2`, so 800 pairs train). Added around it, and
 nowhere inside it: an optional `--seed`, a timing callback, and one JSON line of timings at the
-end (the last line of stdout), which `bench/compare.py` reads.
+end (the last line of stdout), which `bench/overhead.py` and `bench/throughput.py` read.
 
 Run: .venv/bin/python bench/original_script.py --seed 0
 """
@@ -28,6 +28,12 @@ IMPORTED = time.time()
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--seed", type=int, help="seed numpy, Python and the backend (the original is unseeded)")
+parser.add_argument(
+    "--extra-epochs",
+    type=int,
+    default=0,
+    help="after the original 3 epochs, continue the same fit for this many epochs (steady-state timing)",
+)
 args = parser.parse_args()
 if args.seed is not None:
     np.random.seed(args.seed)
@@ -47,8 +53,18 @@ targets = np.random.randint(2, size=(1000, 1))
 timer = EpochTimer()
 FIT_STARTED, FIT_CPU_STARTED = time.time(), time.process_time()
 model.fit([left_data, right_data], targets, epochs=3, batch_size=64, validation_split=0.2, callbacks=[timer])
-FIT_ENDED, FIT_CPU_ENDED = time.time(), time.process_time()
 # ---- end of the original script ----
+if args.extra_epochs:  # the same call, continued: same arrays, split, batch size and callbacks
+    model.fit(
+        [left_data, right_data],
+        targets,
+        initial_epoch=3,
+        epochs=3 + args.extra_epochs,
+        batch_size=64,
+        validation_split=0.2,
+        callbacks=[timer],
+    )
+FIT_ENDED, FIT_CPU_ENDED = time.time(), time.process_time()
 
 epochs = len(timer.seconds)
 train_pairs = len(targets) - int(len(targets) * 0.2)  # validation_split takes the last 20%

@@ -1,21 +1,32 @@
-"""The project's training code on exactly the baseline's arrays: the throughput side of the benchmark.
+"""The project's training code on exactly the baseline's arrays: the throughput side of the benchmarks.
 
 Generates the data with the same calls, in the same order and under the same seed as
 `bench/original_script.py` (so the arrays are identical, checked by `data_sha256`), keeps the
 same split as `validation_split=0.2` (first 800 pairs train, last 200 validate), and trains with
 the project's library: `build_text_model(head="concat")`, `compile_for_training` and `fit` on
-`PairSet`s, with the original's settings (3 epochs, batch 64, RMSprop at its default rate).
+`PairSet`s. By default with the original's settings (batch 64, RMSprop at its default rate 1e-3)
+for 3 epochs; `--epochs` runs longer (steady state); `--tuned` trains with `TrainingConfig()`'s
+batch size and learning rate instead (the project's tuned defaults).
 
-What still differs is the project's own choice, which is what this measures: the `Masking`
-layer in the encoder, the extra AUC metric, float32 `PairSet`s passed as a dict. With
-`--strategy plan` training also runs under the device plan's `distribution_scope`, exactly as
-the `train-model` task does (on a CPU: a plain `tf.device("/cpu:0")` placement, the plan's
-"single-device"; `MirroredStrategy` only over several GPUs); `none` is the plain library call.
-MLflow's per-epoch callback is not attached here: it is measured in the `siamese train` run.
+What still differs from the original at its settings is the project's own choice: the `Masking`
+layer in the encoder, the extra AUC metric, and how `fit` runs the same math (stacked encoder
+call, `tf.data` input, several steps per call). With `--strategy plan` training also runs under
+the device plan's `distribution_scope`, exactly as the `train-model` task does (on a CPU: a
+plain `tf.device("/cpu:0")` placement); `none` is the plain library call.
+
+`--variant` undoes one of `fit`'s speed-ups (or one of the project's model choices) in this
+process only, to measure what each is worth (`bench/throughput.py --ablation`):
+  two-encoder-calls     train the canonical model itself (the encoder called on left, then right)
+  keras-arrays          training pairs given to Keras as arrays (its own slicing), not tf.data
+  one-step-per-call     steps_per_execution=1
+  validation-batch-1x   validation in training-sized batches
+  xla                   jit_compile=True (XLA) for the train and validation steps
+  keep-masking          the encoder's Masking layer kept although no timestep is padded
+  no-auc                accuracy only, no AUC metric (as the original)
 
 Prints the same JSON line as the baseline script (last line of stdout).
 
-Run: .venv/bin/python bench/project_training.py --seed 0 --strategy none
+Run: .venv/bin/python bench/project_training.py --seed 0 [--epochs 20] [--tuned] [--variant xla]
 """
 
 import time
@@ -23,6 +34,7 @@ import time
 STARTED = time.time()
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -34,7 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, al
 import keras
 import numpy as np
 
-from siamese.config import DevicePreference, Head, Precision, TrainingConfig
+import siamese.models.text
+import siamese.training
+from siamese.config import DevicePreference, Head, Precision, Task, TrainingConfig
 from siamese.data.sequences import PairSet
 from siamese.devices import distribution_scope, plan_devices
 from siamese.models.text import build_text_model
@@ -47,12 +61,23 @@ IMPORTED = time.time()
 # The original script's sizes and settings.
 NUM_PAIRS, TIMESTEPS, FEATURES = 1000, 10, 128
 VALIDATION_SPLIT = 0.2
-TRAINING = TrainingConfig(epochs=3, batch_size=64, precision=Precision.FLOAT32, devices=DevicePreference.CPU)
+ORIGINAL = TrainingConfig(epochs=3, batch_size=64, learning_rate=1e-3, precision=Precision.FLOAT32, devices=DevicePreference.CPU)
+VARIANTS = (
+    "two-encoder-calls",
+    "keras-arrays",
+    "one-step-per-call",
+    "validation-batch-1x",
+    "xla",
+    "keep-masking",
+    "no-auc",
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=ORIGINAL.epochs)
+    parser.add_argument("--tuned", action="store_true", help="TrainingConfig()'s batch size and learning rate")
     parser.add_argument(
         "--strategy",
         choices=["none", "plan"],
@@ -60,15 +85,22 @@ def main() -> None:
         help="none: the plain library call; plan: under distribution_scope(plan), as the train-model task "
         "(a plain tf.device('/cpu:0') placement on a CPU, 'single-device')",
     )
+    parser.add_argument("--variant", choices=VARIANTS, help="undo one speed-up or model choice (see above)")
     args = parser.parse_args()
 
+    training = dataclasses.replace(ORIGINAL, epochs=args.epochs)
+    if args.tuned:
+        tuned = TrainingConfig()
+        training = dataclasses.replace(training, batch_size=tuned.batch_size, learning_rate=tuned.learning_rate)
+    if args.variant:
+        apply_variant(args.variant)
     np.random.seed(args.seed)
     keras.utils.set_random_seed(args.seed)
-    plan = plan_devices(TRAINING.devices, TRAINING.precision)
+    plan = plan_devices(training.devices, training.precision)
     scope = distribution_scope(plan) if args.strategy == "plan" else nullcontext()
     with scope:
         model = build_text_model(features=FEATURES, units=32, head=Head.CONCAT, dtype_policy=plan.dtype_policy)
-        compile_for_training(model, TRAINING)
+        compile_for_training(model, training)
         # The baseline's draws, in its order: left, right, then labels.
         left = np.random.normal(size=(NUM_PAIRS, TIMESTEPS, FEATURES))
         right = np.random.normal(size=(NUM_PAIRS, TIMESTEPS, FEATURES))
@@ -78,7 +110,7 @@ def main() -> None:
         train, validation = pairs.take(slice(0, num_train)), pairs.take(slice(num_train, NUM_PAIRS))
         timer = EpochTimer()
         fit_started, fit_cpu_started = time.time(), time.process_time()
-        result = fit(model, train, validation, TRAINING, callbacks=[timer])
+        result = fit(model, train, validation, training, callbacks=[timer], seed=args.seed)
         fit_ended, fit_cpu_ended = time.time(), time.process_time()
 
     digest = hashlib.sha256()
@@ -89,11 +121,13 @@ def main() -> None:
         json.dumps(
             {
                 "side": f"project (strategy={args.strategy})",
+                "variant": args.variant,
                 "seed": args.seed,
                 "train_pairs": len(train),
                 "validation_pairs": len(validation),
                 "epochs": epochs,
-                "batch_size": TRAINING.batch_size,
+                "batch_size": training.batch_size,
+                "learning_rate": training.learning_rate,
                 "params": model.count_params(),
                 "import_seconds": IMPORTED - STARTED,
                 "setup_seconds": fit_started - IMPORTED,
@@ -111,6 +145,32 @@ def main() -> None:
             }
         )
     )
+
+
+def apply_variant(variant: str) -> None:
+    """Patch the library in this process only, so that `fit` runs without one of its choices."""
+    if variant == "two-encoder-calls":
+        siamese.training.training_model = lambda model, *args, **kwargs: model
+    elif variant == "keras-arrays":
+        keras_data = siamese.training._keras_data
+
+        def training_arrays(model, pairs, batch_size, shuffle, seed=0):
+            if not (shuffle and isinstance(pairs, PairSet)):  # validation stays a dataset, batched as in fit
+                return keras_data(model, pairs, batch_size, shuffle, seed)
+            return {"x": pairs.inputs(), "y": pairs.labels, "batch_size": batch_size, "shuffle": True}
+
+        siamese.training._keras_data = training_arrays
+    elif variant == "keep-masking":
+        siamese.training._masks_a_timestep = lambda pairs, mask_value: True
+    elif variant == "one-step-per-call":
+        siamese.training.STEPS_PER_EXECUTION = 1
+    elif variant == "validation-batch-1x":
+        siamese.training.VALIDATION_BATCH_MULTIPLE = 1
+    elif variant == "xla":
+        compile_model = keras.Model.compile
+        keras.Model.compile = lambda self, **kwargs: compile_model(self, **(kwargs | {"jit_compile": True}))
+    elif variant == "no-auc":
+        siamese.training._METRICS[Task.SIMILARITY] = lambda: ["accuracy"]
 
 
 if __name__ == "__main__":

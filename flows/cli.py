@@ -7,8 +7,10 @@ once; TensorFlow, Prefect and MLflow are imported when training starts.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
+import threading
 from pathlib import Path
 
 from siamese.config import (
@@ -48,11 +50,30 @@ FLAG_TO_KEY = {
 }
 
 PREFECT_STARTUP_TIMEOUT_SECONDS = 120
+WAIT_WORTH_SAYING_SECONDS = 1.0
 # Exit codes. retrain: 0 also when the gate rightly kept the champion.
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_REGRESSION = 0, 1, 2, 3
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".tsv")
 
 ORIGINAL_RUN = "siamese train --data random --head concat --num-pairs 1000 --timesteps 10 --epochs 3 --batch-size 64"
+
+
+def run() -> None:
+    """The `siamese` program: run the command, then exit without the interpreter's teardown.
+
+    Once TensorFlow, Keras, MLflow and Prefect are loaded, freeing every module at exit takes
+    2-3 s and does nothing a finished command needs. Exit the way the interpreter would, up to
+    that point: wait for non-daemon threads, run the `atexit` handlers (Prefect's log and event
+    workers flush, MLflow ends its runs, logging flushes), flush the output, then leave.
+    """
+    code = main()
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,19 +100,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: bool) -> int:
     _quiet_start()
-    from flows.retrain import Outcome, retrain_flow
-    from flows.train import train_flow
-    from siamese.data.image_pairs import ImageDataError
-    from siamese.data.tables import PairFileError
+    from flows.temporary_api import PrefectApiError, temporary_prefect_api
 
-    try:
-        result = retrain_flow(config=config, work_dir=work_dir) if retrain else train_flow(config=config, work_dir=work_dir)
-    except (PairFileError, ImageDataError) as error:  # stopped before an MLflow run existed
-        print(f"\nsiamese: invalid data: {error}", file=sys.stderr)
-        return EXIT_INVALID
-    except Exception as error:  # the flow run already recorded the failure; say what it was
-        print(f"\nsiamese: training failed: {error}", file=sys.stderr)
-        return EXIT_FAILED
+    with temporary_prefect_api() as api:  # boots while TensorFlow and MLflow import
+        from flows.retrain import Outcome, retrain_flow
+        from flows.train import train_flow
+        from siamese.data.image_pairs import ImageDataError
+        from siamese.data.tables import PairFileError
+        from tasks.store import import_store_backend
+
+        import_store_backend()  # free while the API is still starting, and needed first thing in the flow
+        try:
+            _wait_for(api)
+            result = retrain_flow(config=config, work_dir=work_dir) if retrain else train_flow(config=config, work_dir=work_dir)
+        except PrefectApiError as error:
+            print(f"siamese: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        except (PairFileError, ImageDataError) as error:  # stopped before an MLflow run existed
+            print(f"\nsiamese: invalid data: {error}", file=sys.stderr)
+            return EXIT_INVALID
+        except Exception as error:  # the flow run already recorded the failure; say what it was
+            print(f"\nsiamese: training failed: {error}", file=sys.stderr)
+            return EXIT_FAILED
     _print_result(result)
     if retrain and fail_on_regression and result["outcome"] is Outcome.REGRESSION:
         print(f"siamese: regression (--fail-on-regression): {result['gate'].reason}", file=sys.stderr)
@@ -131,25 +161,32 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.chunk_rows < 1:
         parser.error(f"--chunk-rows must be >= 1, got {args.chunk_rows}")
     _quiet_start()
-    from flows.score import score_flow
-    from siamese.data.tables import PairFileError
-    from tasks.tracking import ScoringModelError
+    from flows.temporary_api import PrefectApiError, temporary_prefect_api
 
-    try:
-        summary = score_flow(
-            model_uri=args.model,
-            input_path=args.input.resolve(),
-            output_path=args.output.resolve(),
-            left_column=args.left_column,
-            right_column=args.right_column,
-            chunk_rows=args.chunk_rows,
-        )
-    except (PairFileError, ScoringModelError) as error:
-        print(f"\nsiamese: cannot score: {error}", file=sys.stderr)
-        return EXIT_INVALID
-    except Exception as error:
-        print(f"\nsiamese: scoring failed: {error}", file=sys.stderr)
-        return EXIT_FAILED
+    with temporary_prefect_api() as api:
+        from flows.score import score_flow
+        from siamese.data.tables import PairFileError
+        from tasks.tracking import ScoringModelError
+
+        try:
+            _wait_for(api)
+            summary = score_flow(
+                model_uri=args.model,
+                input_path=args.input.resolve(),
+                output_path=args.output.resolve(),
+                left_column=args.left_column,
+                right_column=args.right_column,
+                chunk_rows=args.chunk_rows,
+            )
+        except PrefectApiError as error:
+            print(f"siamese: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        except (PairFileError, ScoringModelError) as error:
+            print(f"\nsiamese: cannot score: {error}", file=sys.stderr)
+            return EXIT_INVALID
+        except Exception as error:
+            print(f"\nsiamese: scoring failed: {error}", file=sys.stderr)
+            return EXIT_FAILED
     print(f"\nScored {summary.scored:,} of {summary.rows:,} rows into {args.output} in {summary.seconds:.1f} s.")
     if summary.unscorable_count:
         reasons = "; ".join(f"{reason}: {count:,}" for reason, count in summary.unscorable.items())
@@ -189,6 +226,12 @@ def _ui(args: argparse.Namespace) -> int:
     command = [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
     print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
     os.execv(mlflow, command)
+
+
+def _wait_for(api) -> None:
+    waited = api.wait_until_ready()
+    if waited >= WAIT_WORTH_SAYING_SECONDS:  # a first start on a new PREFECT_HOME migrates its database
+        print(f"siamese: waited {waited:.1f} s for the Prefect API to start", file=sys.stderr)
 
 
 def _quiet_start() -> None:
@@ -359,4 +402,4 @@ def _add_score_command(commands: argparse._SubParsersAction) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -80,19 +80,19 @@ def train_flow(
         with _mlflow_run(config) as run_id:
             if data.source_file is not None:
                 log_dataset(run_id, data.source_file, data.sizes)
-            initial = build_model(config, plan, data.paths["train"], directory)
-            trained = train_model(initial, data.paths, config, plan, run_id)
+            initial = build_model(config, plan, data.paths["train"])
+            trained = train_model(initial, data.paths, config, plan, run_id, directory)
             log_training(run_id, plan, trained.seconds, trained.pairs_per_second, data.sizes)
 
-            report = verify_sharing(trained.path, data.paths["test"], config.task)
+            report = verify_sharing(trained, data.paths["test"], config.task)
             log_sharing_report(run_id, report)
             if not report.passed:
                 publish_summary(run_id, report, None, None)
                 raise WeightSharingError("weight-sharing verification failed: " + "; ".join(report.failures()))
 
-            evaluation = evaluate_model(trained.path, data.paths, config.task, directory)
+            evaluation = evaluate_model(trained.model, data.paths, config.task, directory)
             log_evaluation(run_id, evaluation.metrics, evaluation.confusion_matrix, evaluation.plots, evaluation.baselines)
-            registered = log_and_register_model(run_id, trained.path, data.paths["test"], config)
+            registered = log_and_register_model(run_id, trained.model, trained.path, data.paths["test"], config)
             gate = gate_challenger(run_id, registered, data.paths["test"], config, against_champion)
             if gate is not None and gate.decision is Decision.PROMOTE:
                 registered["aliases"] = [*registered["aliases"], CHAMPION]

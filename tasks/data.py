@@ -10,7 +10,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from siamese.config import Config, Task, TextFileDataConfig
-from siamese.data.sources import prepare_splits, save_split, split_text_file
+from siamese.data.shards import PairShards
+from siamese.data.sources import Pairs, prepare_splits, save_split, split_text_file
 from siamese.data.text_pairs import LoadedPairs, PairColumns
 
 
@@ -35,14 +36,18 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class DataSplits:
-    paths: dict[str, Path]  # train / validation / test -> .npz (arrays), .csv (image files) or .parquet (text)
+    # train / validation / test -> .shards (generated sequences), .npz (arrays), .csv (image files) or .parquet (text)
+    paths: dict[str, Path]
     sizes: dict[str, int]
     source_file: SourceFile | None = None  # text pairs from a file
 
 
 @task(name="prepare-pairs", cache_policy=NO_CACHE)
 def prepare_pairs(config: Config, work_dir: Path) -> DataSplits:
-    """Generate or load pairs as `config.data` says; write train/validation/test splits."""
+    """Generate or load pairs as `config.data` says; write train/validation/test splits.
+
+    Generated sequences are written shard by shard while they are generated, never all in memory.
+    """
     logger = get_run_logger()
     source_file = None
     if isinstance(config.data, TextFileDataConfig):
@@ -52,17 +57,20 @@ def prepare_pairs(config: Config, work_dir: Path) -> DataSplits:
         for reason, count in source_file.dropped.items():
             logger.warning("dropped %d rows: %s", count, reason)
     else:
-        splits = prepare_splits(config.data, np.random.default_rng(config.seed))
+        splits = prepare_splits(config.data, np.random.default_rng(config.seed), work_dir)
     paths, sizes = {}, {}
     for name in ("train", "validation", "test"):
         pairs = getattr(splits, name)
         paths[name] = save_split(pairs, work_dir, name)
         sizes[name] = len(pairs)
-        logger.info("%s: %d pairs, %s", name, len(pairs), _describe_labels(pairs.labels, config.task))
+        logger.info("%s: %d pairs, %s", name, len(pairs), _describe_labels(pairs, config.task))
     return DataSplits(paths, sizes, source_file)
 
 
-def _describe_labels(labels: np.ndarray, task: Task) -> str:
+def _describe_labels(pairs: Pairs, task: Task) -> str:
+    if isinstance(pairs, PairShards):  # counted while writing: the labels stay on disk
+        return f"{pairs.positive_pairs} positive, {len(pairs.shard_sizes)} shards in {pairs.path.name}"
+    labels = pairs.labels
     if task is Task.REGRESSION:
         return f"targets {labels.min():.3g}..{labels.max():.3g} (mean {labels.mean():.3g})" if len(labels) else "no targets"
     return f"{int(labels.sum())} positive"

@@ -29,6 +29,9 @@ PLOTTED_PAIRS = 6  # test pairs drawn with their predictions for reviewers (imag
 
 @dataclass(frozen=True)
 class TrainedModel:
+    """The trained model, in memory for the tasks after training, and the `.keras` file it was saved to once."""
+
+    model: keras.Model
     path: Path
     seconds: float
     pairs_per_second: float
@@ -51,57 +54,59 @@ def choose_devices(training: TrainingConfig) -> DevicePlan:
 
 
 @task(name="build-model", cache_policy=NO_CACHE)
-def build_model(config: Config, plan: DevicePlan, train_path: Path, work_dir: Path) -> Path:
-    """Build the run's Siamese model with seeded initial weights and save it as `.keras`.
+def build_model(config: Config, plan: DevicePlan, train_path: Path) -> keras.Model:
+    """Build the run's Siamese model with seeded initial weights, its variables on the plan's devices.
 
-    A text pair model's tokenizer is adapted here, on the training split only.
+    A text pair model's tokenizer is adapted here, on the training split only. The model stays
+    in memory: the flow hands it from task to task and saves it once, after training.
     """
     keras.utils.set_random_seed(config.seed)
-    tokenizer = None
-    if isinstance(config.data, TextFileDataConfig):
-        train = load_split(train_path)
-        tokenizer = build_tokenizer(
-            np.concatenate([train.left, train.right]),
-            vocabulary_size=config.model.vocabulary_size,
-            sequence_length=config.model.sequence_length,
-        )
-        get_run_logger().info("tokenizer: %d tokens from the training split", tokenizer.vocabulary_size())
-    built = build_siamese_model(config, dtype_policy=plan.dtype_policy, tokenizer=tokenizer)
+    with distribution_scope(plan):
+        tokenizer = None
+        if isinstance(config.data, TextFileDataConfig):
+            train = load_split(train_path)
+            tokenizer = build_tokenizer(
+                np.concatenate([train.left, train.right]),
+                vocabulary_size=config.model.vocabulary_size,
+                sequence_length=config.model.sequence_length,
+            )
+            get_run_logger().info("tokenizer: %d tokens from the training split", tokenizer.vocabulary_size())
+        built = build_siamese_model(config, dtype_policy=plan.dtype_policy, tokenizer=tokenizer)
     get_run_logger().info("built %s: %s parameters", built.name, f"{built.count_params():,}")
-    return _save(built, work_dir / "initial.keras")
+    return built
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
 def train_model(
-    model_path: Path, splits: dict[str, Path], config: Config, plan: DevicePlan, run_id: str
+    model: keras.Model, splits: dict[str, Path], config: Config, plan: DevicePlan, run_id: str, work_dir: Path
 ) -> TrainedModel:
-    """Fit under the device plan's strategy, logging every epoch to the MLflow run."""
+    """Fit under the device plan's strategy, logging every epoch to the MLflow run; save the result once."""
     keras.utils.set_random_seed(config.seed)
     train, validation = load_split(splits["train"]), load_split(splits["validation"])
     with distribution_scope(plan):
-        model = keras.saving.load_model(model_path)
         compile_for_training(model, config.training, config.task)
         result = fit(
             model, train, validation, config.training, callbacks=[epoch_metrics_logger(run_id)], seed=config.seed
         )
     get_run_logger().info("trained in %.1f s (%.0f pairs/s)", result.seconds, result.pairs_per_second)
-    return TrainedModel(_save(model, model_path.with_name("trained.keras")), result.seconds, result.pairs_per_second)
+    path = work_dir / "trained.keras"
+    model.save(path)
+    return TrainedModel(model, path, result.seconds, result.pairs_per_second)
 
 
 @task(name="verify-weight-sharing", cache_policy=NO_CACHE)
-def verify_sharing(model_path: Path, probe_path: Path, task: Task) -> SharingReport:
-    """Check the trained model's branches share one encoder (see `siamese.sharing`)."""
-    model = keras.saving.load_model(model_path)
+def verify_sharing(trained: TrainedModel, probe_path: Path, task: Task) -> SharingReport:
+    """Check the trained model's branches share one encoder, in memory and in its saved file (see `siamese.sharing`)."""
+    model = trained.model
     probe = in_memory(load_split(probe_path), SHARING_PROBE_PAIRS, model.inputs[0].shape)
-    report = verify_weight_sharing(model, probe.left, probe.right, probe.labels, loss=task_loss(task))
+    report = verify_weight_sharing(model, probe.left, probe.right, probe.labels, loss=task_loss(task), saved_path=trained.path)
     get_run_logger().info("weight sharing %s", "verified" if report.passed else f"FAILED: {report.failures()}")
     return report
 
 
 @task(name="evaluate-model", cache_policy=NO_CACHE)
-def evaluate_model(model_path: Path, splits: dict[str, Path], task: Task, work_dir: Path) -> EvaluationResult:
+def evaluate_model(model: keras.Model, splits: dict[str, Path], task: Task, work_dir: Path) -> EvaluationResult:
     """Score the held-out test split; write the task's plots (and example pairs for images) as PNGs."""
-    model = keras.saving.load_model(model_path)
     test = load_split(splits["test"])
     predictions = predict(model, test)
     training_mean = float(load_split(splits["train"]).labels.mean()) if task is Task.REGRESSION else None
@@ -122,11 +127,6 @@ def evaluate_model(model_path: Path, splits: dict[str, Path], task: Task, work_d
 
 def _rounded(metrics: dict[str, float]) -> dict[str, float]:
     return {key: round(value, 4) for key, value in metrics.items()}
-
-
-def _save(model: keras.Model, path: Path) -> Path:
-    model.save(path)
-    return path
 
 
 def _save_figure(figure: Figure, path: Path) -> Path:

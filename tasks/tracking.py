@@ -243,14 +243,19 @@ def log_evaluation(
 
 
 @task(name="log-and-register-model", cache_policy=NO_CACHE)
-def log_and_register_model(run_id: str, model_path: Path, example_path: Path, config: Config) -> dict[str, object]:
+def log_and_register_model(
+    run_id: str, model: keras.Model, model_path: Path, example_path: Path, config: Config
+) -> dict[str, object]:
     """Log the model with signature and input example; register it as a new version.
 
     Image and sequence models are logged in MLflow's Keras flavour. A text pair model is
     logged as a pyfunc that takes a DataFrame of raw `left` and `right` strings. The version
     gets the alias `challenger`; only the gate (`gate_challenger`) moves `champion`.
+
+    Args:
+        model: the trained model, in memory (the Keras flavour saves it).
+        model_path: the `.keras` file it was saved to (the text pair pyfunc ships that file).
     """
-    model = keras.saving.load_model(model_path)
     example = in_memory(load_split(example_path), EXAMPLE_PAIRS, model.inputs[0].shape)
     client = _client()
     client.log_text(run_id, _summary(model), "model_summary.txt")
@@ -370,14 +375,25 @@ def gate_challenger(
     return result
 
 
-def _registry_scores(model_uri: str, test: Pairs) -> np.ndarray:
-    """A registered version's scores on a test split, through its pyfunc: what serving would return."""
+def _registry_scores(model_uri: str, test: Pairs, chunk_bytes: int = 64 << 20) -> np.ndarray:
+    """A registered version's scores on a test split, through its pyfunc: what serving would return.
+
+    Tensor inputs are read and scored about `chunk_bytes` of float32 at a time, so a test split
+    larger than memory (shards, image files) is never held whole: only its scores are.
+    """
     model = mlflow.pyfunc.load_model(model_uri)
     if isinstance(test, TextPairs):
         return model.predict(pd.DataFrame({"left": test.left, "right": test.right}))["similarity"].to_numpy()
     shape = model.metadata.get_input_schema().inputs[0].shape
-    arrays = in_memory(test, len(test), shape)
-    return np.asarray(model.predict({side: array.astype(np.float32) for side, array in arrays.inputs().items()})).reshape(-1)
+    scores, start, chunk_pairs = [], 0, 1  # the first chunk, one pair, measures a pair's size
+    while start < len(test):
+        stop = min(start + chunk_pairs, len(test))
+        chunk = in_memory(test.take(slice(start, stop)), stop - start, shape)
+        inputs = {side: array.astype(np.float32) for side, array in chunk.inputs().items()}
+        scores.append(np.asarray(model.predict(inputs)).reshape(-1))
+        pair_bytes = sum(array[0].nbytes for array in inputs.values())
+        start, chunk_pairs = stop, max(1, chunk_bytes // pair_bytes)
+    return np.concatenate(scores) if scores else np.zeros(0, np.float32)
 
 
 def _record_gate(

@@ -33,7 +33,7 @@ def verify(model: keras.Model, probe: PairSet) -> Verified:
     return Verified(model, weights_before, verify_weight_sharing(model, probe.left, probe.right, probe.labels))
 
 
-# Each verification trains a step and saves and reloads the model (seconds): verify once per model.
+# Each verification trains a step and saves and reloads the model (about a second): verify once per model.
 @pytest.fixture(scope="module", params=["concat", "symmetric"])
 def shared(request, probe) -> Verified:
     return verify(build_text_model(head=request.param), probe)
@@ -97,6 +97,56 @@ def test_report_to_dict_is_json_serialisable(shared, unshared):
         assert as_dict["params_saved"] == report.params_saved
         assert len(as_dict["checks"]) == len(report.checks)
         assert set(as_dict["checks"][0]) == {"name", "passed", "detail"}
+
+
+@pytest.fixture(scope="module")
+def compiled_and_saved(probe, tmp_path_factory) -> tuple[Verified, keras.optimizers.Optimizer]:
+    """A compiled Siamese model verified against the `.keras` file it was saved to."""
+    model = build_text_model(head="concat")
+    optimizer = keras.optimizers.Adam()
+    model.compile(optimizer=optimizer, loss="binary_crossentropy")
+    path = tmp_path_factory.mktemp("saved") / "trained.keras"
+    model.save(path)
+    weights_before = [np.copy(weights) for weights in model.get_weights()]
+    report = verify_weight_sharing(model, probe.left, probe.right, probe.labels, saved_path=path)
+    return Verified(model, weights_before, report), optimizer
+
+
+def test_verification_against_the_saved_file_runs_every_check(compiled_and_saved, shared):
+    verified, _ = compiled_and_saved
+    assert verified.report.passed, verified.report.failures()
+    assert [check.name for check in verified.report.checks] == [check.name for check in shared.report.checks]
+    assert_weights_restored(verified)
+
+
+def test_verification_leaves_the_compile_state_alone(compiled_and_saved, shared):
+    verified, optimizer = compiled_and_saved
+    assert verified.model.optimizer is optimizer
+    assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0
+    assert not shared.model.compiled  # an uncompiled model stays uncompiled
+
+
+def test_after_reload_checks_read_the_given_file(probe, tmp_path):
+    # The Siamese model checked against an unshared twin's file: only the after-reload checks fail.
+    path = tmp_path / "unshared.keras"
+    build_unshared_text_model(head="concat").save(path)
+    report = verify_weight_sharing(build_text_model(head="concat"), probe.left, probe.right, probe.labels, saved_path=path)
+    failed = {check.name for check in report.checks if not check.passed}
+    assert {"after_reload/same_encoder_object", "after_reload/shared_variables", "after_reload/same_predictions"} <= failed
+    assert all(name.startswith("after_reload/") for name in failed)
+
+
+@pytest.mark.parametrize("name", ["missing.keras", "model.h5"])
+def test_saved_path_must_be_an_existing_keras_file(probe, tmp_path, name):
+    (tmp_path / "model.h5").touch()
+    with pytest.raises(ValueError, match="existing .keras file"):
+        verify_weight_sharing(build_text_model(), probe.left, probe.right, probe.labels, saved_path=tmp_path / name)
+
+
+def test_sides_of_different_lengths_are_verified(probe):
+    # Left and right padded to different lengths cannot share one batch: each side is called on its own.
+    report = verify_weight_sharing(build_text_model(head="concat"), probe.left, probe.right[:, :4], probe.labels)
+    assert report.passed, report.failures()
 
 
 def test_model_without_two_inputs_is_rejected(probe):

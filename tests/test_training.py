@@ -1,4 +1,4 @@
-"""Training: a tiny set is fitted, the paraphrase task is learned, random labels are not."""
+"""Training: a tiny set is fitted, the paraphrase task is learned, random labels are not; how fit trains."""
 
 from __future__ import annotations
 
@@ -7,10 +7,18 @@ import numpy as np
 import pytest
 
 from siamese.config import SequenceDataConfig, TrainingConfig
-from siamese.data.sequences import PairSplits, generate_sequence_pairs, split_pairs
+from siamese.data.sequences import PairSet, PairSplits, generate_sequence_pairs, split_pairs
 from siamese.evaluation import evaluate_scores
 from siamese.models.text import build_text_model
-from siamese.training import TrainingResult, compile_for_training, fit
+from siamese.training import (
+    STEPS_PER_EXECUTION,
+    StackedSiamese,
+    TrainingResult,
+    _keras_data,
+    compile_for_training,
+    fit,
+    training_model,
+)
 
 
 def seeded_splits(data: SequenceDataConfig, seed: int = 0) -> PairSplits:
@@ -111,3 +119,120 @@ def test_regression_is_compiled_with_squared_error_and_error_metrics():
     splits = seeded_splits(SequenceDataConfig(num_pairs=40, timesteps=5, features=8))
     result = fit(model, splits.train, splits.validation, TrainingConfig(epochs=1, batch_size=16), verbose=0)
     assert {"loss", "mae", "rmse", "val_mae", "val_rmse"} <= set(result.history)
+
+
+# How fit trains: the stacked training model, its data and its settings
+
+
+def trained_through(model: keras.Model, train, validation, training: TrainingConfig) -> keras.Model:
+    """Fit, and return the model Keras trained (what callbacks see as `self.model`)."""
+    seen = []
+
+    class Capture(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(self.model)
+
+    fit(model, train, validation, training, callbacks=[Capture()], verbose=0)
+    return seen[0]
+
+
+def test_text_model_trains_through_one_stacked_encoder_call_on_its_own_variables():
+    splits = seeded_splits(SequenceDataConfig(num_pairs=40, timesteps=5, features=8))
+    model = build_text_model(features=8, units=4, head="symmetric")
+    compile_for_training(model, TrainingConfig(epochs=1, batch_size=16))
+    trainer = trained_through(model, splits.train, splits.validation, TrainingConfig(epochs=1, batch_size=16))
+    assert isinstance(trainer, StackedSiamese)
+    assert trainer.encoder.get_layer("lstm") is model.get_layer("encoder").get_layer("lstm")
+    assert [id(v) for v in trainer.trainable_variables] == [id(v) for v in model.trainable_variables]
+    assert trainer.optimizer is model.optimizer
+    assert int(model.optimizer.iterations.numpy()) == 2  # 24 training pairs in batches of 16
+
+
+def test_padded_sequences_keep_the_masking_layer_and_unpadded_ones_skip_it():
+    padded = seeded_splits(SequenceDataConfig(num_pairs=40, timesteps=6, features=8))  # paraphrase: zero padding
+    unpadded = seeded_splits(SequenceDataConfig(mode="random", num_pairs=40, timesteps=6, features=8))
+    model = build_text_model(features=8, units=4)
+    compile_for_training(model, TrainingConfig())
+
+    def masking_layers(trainer):
+        return [layer for layer in trainer.encoder.layers if isinstance(layer, keras.layers.Masking)]
+
+    assert len(masking_layers(training_model(model, [padded.train, padded.validation]))) == 1
+    assert len(masking_layers(training_model(model, [unpadded.train, padded.validation]))) == 1
+    assert masking_layers(training_model(model, [unpadded.train, unpadded.validation])) == []
+    # Trailing padding is what the mask is for: the skipped path must never see it.
+    left = unpadded.train.left.copy()
+    left[0, -2:] = 0.0
+    with_padding = PairSet(left, unpadded.train.right, unpadded.train.labels)
+    assert len(masking_layers(training_model(model, [with_padding]))) == 1
+
+
+def test_models_with_batch_statistics_train_as_they_are():
+    """Batch normalisation would see both sides in one stacked batch: the vision model is not stacked."""
+    from siamese.models.vision import build_vision_model
+
+    model = build_vision_model(
+        backbone="compact", image_size=16, channels=3, head="symmetric", pooling="avg", task="similarity", filters=4
+    )
+    compile_for_training(model, TrainingConfig())
+    assert training_model(model) is model
+
+
+def test_text_pair_model_on_raw_strings_trains_stacked():
+    from siamese.data.sample_questions import sample_question_pairs
+    from siamese.data.text_pairs import TextPairs
+    from siamese.models.text import build_text_pair_model, build_tokenizer
+
+    frame = sample_question_pairs(48, seed=0)
+    pairs = TextPairs(frame["question1"], frame["question2"], frame["is_duplicate"], np.arange(len(frame)))
+    model = build_text_pair_model(build_tokenizer([*pairs.left, *pairs.right], sequence_length=8), embedding_dim=4, units=3)
+    training = TrainingConfig(epochs=2, batch_size=16)
+    compile_for_training(model, training)
+    trainer = trained_through(model, pairs.take(slice(0, 32)), pairs.take(slice(32, 48)), training)
+    assert isinstance(trainer, StackedSiamese)
+    assert any(isinstance(layer, keras.layers.TextVectorization) for layer in trainer.encoder.layers)
+
+
+def test_multi_step_execution_only_for_runs_long_enough_to_pay_for_its_tracing():
+    splits = seeded_splits(SequenceDataConfig(mode="random", num_pairs=60, timesteps=4, features=8))  # 36 train pairs
+    model = build_text_model(features=8, units=4)
+    short, long = TrainingConfig(epochs=1, batch_size=4), TrainingConfig(epochs=12, batch_size=4)  # 9 and 108 steps
+    compile_for_training(model, short)
+    assert trained_through(model, splits.train, splits.validation, short).steps_per_execution == 1
+    assert trained_through(model, splits.train, splits.validation, long).steps_per_execution == STEPS_PER_EXECUTION
+    assert int(model.optimizer.iterations.numpy()) == 9 + 108  # the last call of each epoch stops at the epoch's end
+
+
+def test_trained_model_reloads_with_its_optimizer_state_and_still_shares_its_encoder(tmp_path):
+    from siamese.sharing import verify_weight_sharing
+
+    splits = seeded_splits(SequenceDataConfig(num_pairs=40, timesteps=5, features=8))
+    model = build_text_model(features=8, units=4, head="symmetric")
+    training = TrainingConfig(epochs=2, batch_size=16)
+    compile_for_training(model, training)
+    fit(model, splits.train, splits.validation, training, verbose=0)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert [layer.name for layer in reloaded.layers] == [layer.name for layer in model.layers]  # the canonical graph
+    for saved, trained in zip(reloaded.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(saved), keras.ops.convert_to_numpy(trained))
+    probe = splits.test
+    for trained in (model, reloaded):  # the check saves and reloads each again
+        report = verify_weight_sharing(trained, probe.left, probe.right, probe.labels)
+        assert report.passed, report.failures()
+
+
+def test_in_memory_batches_reshuffle_every_epoch_and_repeat_with_the_seed():
+    pairs = seeded_splits(SequenceDataConfig(mode="random", num_pairs=200, timesteps=4, features=2)).train
+    identities = pairs.left.sum(axis=(1, 2))  # random sequences: one distinct number per pair
+
+    def passes(shuffle: bool, seed: int = 0, count: int = 2) -> list[list[float]]:
+        dataset = _keras_data(None, pairs, batch_size=32, shuffle=shuffle, seed=seed)["x"]
+        return [np.concatenate([inputs["left"].numpy().sum(axis=(1, 2)) for inputs, _ in dataset]).tolist() for _ in range(count)]
+
+    first, second = passes(shuffle=True, seed=3)
+    assert sorted(first) == sorted(second) == pytest.approx(sorted(identities.tolist()))  # every pair once an epoch
+    assert first != second  # a new order each epoch
+    assert passes(shuffle=True, seed=3) == [first, second]  # the same orders from the same seed
+    assert passes(shuffle=True, seed=4)[0] != first
+    assert passes(shuffle=False, count=1)[0] == pytest.approx(identities.tolist())  # prediction keeps the order

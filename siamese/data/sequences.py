@@ -6,10 +6,15 @@ pair's right side is a perturbed copy of its left side (noise, a small time shif
 different length); a negative is either an unrelated sequence or a hard one that copies part of
 the left side. Sequences have different lengths and are zero-padded at the end, which the
 model masks (the reference input is `(None, features)`).
+
+Pairs are generated a block at a time with array operations, never one pair at a time, so that
+`generate_sequence_splits` can stream 10^7 pairs to disk in minutes: each split is a lazy
+sequence of blocks, and nothing ever holds a whole split (see `siamese.data.shards`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -22,6 +27,7 @@ MAX_SHIFT = 2  # leading timesteps a positive's right side may drop
 STRETCH_RANGE = (0.8, 1.25)  # time-stretch factors of a positive's right side
 OVERLAP_RANGE = (0.3, 0.6)  # share of the left side a hard negative copies
 HARD_NEGATIVE_SHARE = 0.5
+SPLIT_NAMES = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ class PairSet:
         """The model's inputs, keyed by input name."""
         return {"left": self.left, "right": self.right}
 
-    def take(self, indices: np.ndarray) -> PairSet:
+    def take(self, indices: np.ndarray | slice) -> PairSet:
         return PairSet(self.left[indices], self.right[indices], self.labels[indices])
 
     def save(self, path: Path) -> Path:
@@ -58,8 +64,16 @@ class PairSet:
         with np.load(path) as arrays:
             return cls(arrays["left"], arrays["right"], arrays["labels"])
 
+    @classmethod
+    def concatenate(cls, parts: list[PairSet], item_shape: tuple[int, ...]) -> PairSet:
+        """One set of all `parts`, in order; `item_shape` (one side of one pair) shapes an empty result."""
+        if not parts:
+            empty = np.zeros((0, *item_shape), np.float32)
+            return cls(empty, empty.copy(), np.zeros(0, np.float32))
+        return cls(*(np.concatenate([getattr(part, side) for part in parts]) for side in ("left", "right", "labels")))
 
-Pairs = TypeVar("Pairs")  # PairSet, or ImagePairFiles for image files
+
+Pairs = TypeVar("Pairs")  # PairSet, PairShards (on disk), ImagePairFiles (image files), TextPairs
 
 
 @dataclass(frozen=True)
@@ -72,10 +86,64 @@ class PairSplits(Generic[Pairs]):
 
 
 def generate_sequence_pairs(config: SequenceDataConfig, rng: np.random.Generator) -> PairSet:
-    """Generate `config.num_pairs` pairs in `config.mode`, deterministic given `rng`'s seed."""
+    """Generate `config.num_pairs` pairs in `config.mode`, deterministic given `rng`'s seed.
+
+    All in memory: for tests and small experiments. Runs use `generate_sequence_splits`.
+    """
     if config.mode is DataMode.RANDOM:
         return _random_pairs(config, rng)
-    return _paraphrase_pairs(config, rng)
+    n = config.num_pairs
+    labels = rng.permutation(np.arange(n) < n // 2).astype(np.float32)
+    return _paraphrase_block(labels, config.timesteps, config.features, config.noise, rng)
+
+
+def generate_sequence_splits(
+    config: SequenceDataConfig, rng: np.random.Generator, block_pairs: int
+) -> PairSplits[Iterator[PairSet]]:
+    """Each split's pairs as a lazy sequence of blocks of at most `block_pairs` pairs.
+
+    Generated pairs are independent draws, so generating each split's share directly is a split
+    without leakage, and no split (nor the whole set) is ever held: a block is made when the
+    consumer asks for it. Labels are stratified as `split_pairs` would: per label, the test and
+    validation splits get `round(count * fraction)` pairs (at least one), train the rest. Every
+    block is balanced like its split (in `random` mode too: the labels stay unrelated to the
+    sequences) and its order shuffled. Each split and each block draws from its own child of
+    `rng` (`Generator.spawn`), so the result is deterministic given `rng`'s seed and `block_pairs`.
+
+    Raises:
+        ValueError: too few pairs of a label to give every split one.
+    """
+    if isinstance(block_pairs, bool) or not isinstance(block_pairs, int) or block_pairs < 1:
+        raise ValueError(f"block_pairs must be an integer >= 1, got {block_pairs!r}")
+    counts = split_label_counts(config.num_pairs, config.validation_fraction, config.test_fraction)
+    split_rngs = rng.spawn(len(SPLIT_NAMES))
+    return PairSplits(
+        **{
+            name: _blocks(config, *counts[name], block_pairs, split_rng)
+            for name, split_rng in zip(SPLIT_NAMES, split_rngs)
+        }
+    )
+
+
+def split_label_counts(num_pairs: int, validation_fraction: float, test_fraction: float) -> dict[str, tuple[int, int]]:
+    """(positives, negatives) per split of `num_pairs` balanced pairs, stratified as `split_pairs` does.
+
+    Raises:
+        ValueError: a label has too few pairs to give every split with a non-zero fraction one.
+    """
+    counts: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
+    for label, count in ((1, num_pairs // 2), (0, num_pairs - num_pairs // 2)):
+        num_test = max(1, round(count * test_fraction))
+        num_validation = max(1, round(count * validation_fraction)) if validation_fraction else 0
+        if num_test + num_validation >= count:
+            raise ValueError(
+                f"only {count} pairs have label {label}: too few to split "
+                f"{validation_fraction=} and {test_fraction=}; use more pairs"
+            )
+        counts["test"].append(num_test)
+        counts["validation"].append(num_validation)
+        counts["train"].append(count - num_test - num_validation)
+    return {name: (positives, negatives) for name, (positives, negatives) in counts.items()}
 
 
 def split_pairs(
@@ -110,6 +178,23 @@ def split_pairs(
     return PairSplits(**splits)
 
 
+def _blocks(
+    config: SequenceDataConfig, positives: int, negatives: int, block_pairs: int, rng: np.random.Generator
+) -> Iterator[PairSet]:
+    total = positives + negatives
+    for start in range(0, total, block_pairs):
+        stop = min(start + block_pairs, total)
+        # Positives up to a pair index grow in proportion: every block is balanced like the split.
+        block_positives = stop * positives // total - start * positives // total
+        (block_rng,) = rng.spawn(1)
+        labels = block_rng.permutation(np.arange(stop - start) < block_positives).astype(np.float32)
+        if config.mode is DataMode.RANDOM:
+            shape = (len(labels), config.timesteps, config.features)
+            yield PairSet(block_rng.standard_normal(shape, np.float32), block_rng.standard_normal(shape, np.float32), labels)
+        else:
+            yield _paraphrase_block(labels, config.timesteps, config.features, config.noise, block_rng)
+
+
 def _random_pairs(config: SequenceDataConfig, rng: np.random.Generator) -> PairSet:
     shape = (config.num_pairs, config.timesteps, config.features)
     left = rng.normal(size=shape).astype(np.float32)
@@ -118,42 +203,55 @@ def _random_pairs(config: SequenceDataConfig, rng: np.random.Generator) -> PairS
     return PairSet(left, right, labels)
 
 
-def _paraphrase_pairs(config: SequenceDataConfig, rng: np.random.Generator) -> PairSet:
-    n, timesteps, features = config.num_pairs, config.timesteps, config.features
-    labels = rng.permutation(np.arange(n) < n // 2).astype(np.float32)
-    left = np.zeros((n, timesteps, features), np.float32)
-    right = np.zeros_like(left)
-    for i, positive in enumerate(labels):
-        base = _random_sequence(timesteps, features, rng)
-        if positive:
-            other = _perturbed_copy(base, timesteps, config.noise, rng)
-        elif rng.random() < HARD_NEGATIVE_SHARE:
-            other = _partial_overlap(base, timesteps, features, rng)
-        else:
-            other = _random_sequence(timesteps, features, rng)
-        left[i, : len(base)] = base
-        right[i, : len(other)] = other
+def _paraphrase_block(labels: np.ndarray, timesteps: int, features: int, noise: float, rng: np.random.Generator) -> PairSet:
+    """One pair per label: positives a perturbed copy of their left side, negatives unrelated or partly copied."""
+    positive = labels == 1
+    lengths = _random_lengths(len(labels), timesteps, rng)
+    left = _padded(rng.standard_normal((len(labels), timesteps, features), np.float32), lengths)
+    right = np.empty_like(left)
+    right[positive] = _perturbed_copies(left[positive], lengths[positive], noise, rng)
+    right[~positive] = _negatives(left[~positive], lengths[~positive], rng)
     return PairSet(left, right, labels)
 
 
-def _random_sequence(timesteps: int, features: int, rng: np.random.Generator) -> np.ndarray:
-    length = rng.integers(timesteps // 2, timesteps + 1)
-    return rng.standard_normal((length, features), dtype=np.float32)
+def _random_lengths(count: int, timesteps: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(timesteps // 2, timesteps + 1, size=count)
 
 
-def _perturbed_copy(base: np.ndarray, timesteps: int, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Shift, stretch (nearest-neighbour resampling) and add noise: same content, new length."""
-    shifted = base[rng.integers(0, min(MAX_SHIFT, len(base) - 2) + 1) :]  # keep two timesteps
-    length = int(np.clip(round(len(shifted) * rng.uniform(*STRETCH_RANGE)), 2, timesteps))
-    stretched = shifted[np.round(np.linspace(0, len(shifted) - 1, length)).astype(int)]
-    return stretched + rng.normal(scale=noise, size=stretched.shape).astype(np.float32)
+def _padded(sequences: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Zero every timestep at or after each sequence's length, in place."""
+    sequences[np.arange(sequences.shape[1]) >= lengths[:, None]] = 0
+    return sequences
 
 
-def _partial_overlap(base: np.ndarray, timesteps: int, features: int, rng: np.random.Generator) -> np.ndarray:
-    """A fresh sequence with a run of the left side's timesteps pasted in: a hard negative."""
-    other = _random_sequence(timesteps, features, rng)
-    overlap = max(1, min(len(other) - 1, round(len(base) * rng.uniform(*OVERLAP_RANGE))))
-    source = rng.integers(0, len(base) - overlap + 1)
-    target = rng.integers(0, len(other) - overlap + 1)
-    other[target : target + overlap] = base[source : source + overlap]
-    return other
+def _perturbed_copies(base: np.ndarray, lengths: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """Shift, stretch (nearest-neighbour resampling) and add noise: same content, new lengths."""
+    count, timesteps, features = base.shape
+    shifts = rng.integers(0, np.minimum(MAX_SHIFT, lengths - 2) + 1)  # keep two timesteps
+    shifted_lengths = lengths - shifts
+    stretches = rng.uniform(*STRETCH_RANGE, size=count)
+    new_lengths = np.clip(np.round(shifted_lengths * stretches), 2, timesteps).astype(np.int64)
+    # Timestep j of the copy reads timestep round(j * (L - 1) / (M - 1)) of the shifted sequence,
+    # as np.linspace(0, L - 1, M) would; steps past the new length are padding.
+    steps = np.arange(timesteps)
+    sources = shifts[:, None] + np.round(steps * ((shifted_lengths - 1) / (new_lengths - 1))[:, None]).astype(np.int64)
+    stretched = np.take_along_axis(base, np.minimum(sources, timesteps - 1)[..., None], axis=1)
+    stretched += noise * rng.standard_normal(stretched.shape, np.float32)
+    return _padded(stretched, new_lengths)
+
+
+def _negatives(base: np.ndarray, lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Fresh sequences; in a `HARD_NEGATIVE_SHARE` of them a run of the left side's timesteps is pasted in."""
+    count, timesteps, features = base.shape
+    other_lengths = _random_lengths(count, timesteps, rng)
+    other = rng.standard_normal((count, timesteps, features), np.float32)
+    hard = rng.random(count) < HARD_NEGATIVE_SHARE
+    overlaps = np.round(lengths * rng.uniform(*OVERLAP_RANGE, size=count)).astype(np.int64)
+    overlaps = np.maximum(1, np.minimum(other_lengths - 1, overlaps))
+    sources = rng.integers(0, lengths - overlaps + 1)
+    targets = rng.integers(0, other_lengths - overlaps + 1)
+    steps = np.arange(timesteps)
+    pasted = hard[:, None] & (steps >= targets[:, None]) & (steps < (targets + overlaps)[:, None])
+    copied_from = np.clip(sources[:, None] + steps - targets[:, None], 0, timesteps - 1)
+    other[pasted] = np.take_along_axis(base, copied_from[..., None], axis=1)[pasted]
+    return _padded(other, other_lengths)

@@ -1,37 +1,49 @@
 """One entry point from a run's data config to train/validation/test pairs, whatever the source.
 
-Generated data (sequence pairs, stereo pairs) is held in memory and written as `.npz`; image
-files stay on disk and their splits are pair tables (`.csv`) streamed with `tf.data` during
-training; text pairs from a file are written as `.parquet`. `load_split` reads any of them back.
+Generated sequence pairs are written as shards (`.shards` directories) while they are generated
+and streamed with `tf.data` during training, so they may exceed memory; generated stereo pairs
+are held in memory and written as `.npz`; image files stay on disk and their splits are pair
+tables (`.csv`) streamed with `tf.data` during training; text pairs from a file are written as
+`.parquet`. `load_split` reads any of them back.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
 from siamese.config import ImageDataConfig, ImageSource, SequenceDataConfig, Task, TextFileDataConfig
 from siamese.data.image_pairs import ImagePairFiles, pairs_from_class_folders, read_pair_csv
-from siamese.data.sequences import PairSet, PairSplits, generate_sequence_pairs, split_pairs
+from siamese.data.sequences import SPLIT_NAMES, PairSet, PairSplits, generate_sequence_splits, split_pairs
+from siamese.data.shards import PairShards, pairs_per_shard, write_shards
 from siamese.data.stereo import generate_stereo_pairs
 from siamese.data.tables import PairFileError
 from siamese.data.text_pairs import LoadedPairs, TextPairs, load_text_pairs, split_text_pairs
 
-Pairs = PairSet | ImagePairFiles | TextPairs  # arrays, image files read as needed, or raw text
+Pairs = PairSet | PairShards | ImagePairFiles | TextPairs  # arrays, shards on disk, image files read as needed, or raw text
 
-_SPLIT_SUFFIXES = {PairSet: ".npz", ImagePairFiles: ".csv", TextPairs: ".parquet"}
+_SPLIT_SUFFIXES = {PairSet: ".npz", PairShards: ".shards", ImagePairFiles: ".csv", TextPairs: ".parquet"}
 
 
-def prepare_splits(data: SequenceDataConfig | ImageDataConfig, rng: np.random.Generator) -> PairSplits[Pairs]:
+def prepare_splits(
+    data: SequenceDataConfig | ImageDataConfig, rng: np.random.Generator, directory: Path | None = None
+) -> PairSplits[Pairs]:
     """Generate or load the pairs `data` describes and split them without leakage.
+
+    Generated sequence pairs are generated split by split, a shard at a time, and written to
+    `directory` as `train.shards`, `validation.shards` and `test.shards` as they are made, so
+    no split is ever held in memory; without a `directory` the very same pairs are returned in
+    memory (tests, small experiments). Other sources ignore `directory`.
 
     Raises:
         ImageDataError: an image file, folder or pair table cannot be used (the message names it).
         ValueError: too few pairs to give every split both labels.
     """
     if isinstance(data, SequenceDataConfig):
-        return split_pairs(generate_sequence_pairs(data, rng), data.validation_fraction, data.test_fraction, rng)
+        return _sequence_splits(data, rng, directory)
     if data.source is ImageSource.FOLDER:
         return pairs_from_class_folders(
             data.path,
@@ -54,6 +66,29 @@ def prepare_splits(data: SequenceDataConfig | ImageDataConfig, rng: np.random.Ge
         )
     stratify = data.task is Task.SIMILARITY
     return split_pairs(pairs, data.validation_fraction, data.test_fraction, rng, stratify=stratify)
+
+
+def _sequence_splits(data: SequenceDataConfig, rng: np.random.Generator, directory: Path | None) -> PairSplits[Pairs]:
+    item_shape = (data.timesteps, data.features)
+    blocks = generate_sequence_splits(data, rng, pairs_per_shard(item_shape))
+    if directory is None:
+        return PairSplits(**{name: PairSet.concatenate(list(getattr(blocks, name)), item_shape) for name in SPLIT_NAMES})
+    metadata = {"generator": "siamese.data.sequences", "data": _plain(data), "seed": _seed_of(rng)}
+    written = {
+        name: write_shards(getattr(blocks, name), Path(directory) / f"{name}{_SPLIT_SUFFIXES[PairShards]}", item_shape, metadata)
+        for name in SPLIT_NAMES
+    }
+    return PairSplits(**written)
+
+
+def _plain(data: SequenceDataConfig) -> dict[str, object]:
+    return {key: str(value) if isinstance(value, Enum) else value for key, value in dataclasses.asdict(data).items()}
+
+
+def _seed_of(rng: np.random.Generator) -> dict[str, object]:
+    """Enough to name the generator's seed in a manifest: `default_rng(seed)` has entropy `seed`."""
+    sequence = rng.bit_generator.seed_seq
+    return {"entropy": getattr(sequence, "entropy", None), "spawn_key": list(getattr(sequence, "spawn_key", ()))}
 
 
 def split_text_file(data: TextFileDataConfig, seed: int) -> tuple[PairSplits[TextPairs], LoadedPairs]:
@@ -81,12 +116,18 @@ def split_text_file(data: TextFileDataConfig, seed: int) -> tuple[PairSplits[Tex
 
 
 def save_split(pairs: Pairs, directory: Path, name: str) -> Path:
-    """Write one split: arrays as `name.npz`, image files as the pair table `name.csv`, text as `name.parquet`."""
+    """Write one split: arrays as `name.npz`, shards as the directory `name.shards` (already there
+    when `prepare_splits` wrote them: nothing is copied), image files as the pair table `name.csv`,
+    text as `name.parquet`."""
     return pairs.save(directory / f"{name}{_SPLIT_SUFFIXES[type(pairs)]}")
 
 
 def load_split(path: Path) -> Pairs:
-    """Read a split written by `save_split`."""
+    """Read a split written by `save_split` (shards stay on disk: only their manifest is read).
+
+    Raises:
+        ShardError: a shard directory without a readable manifest, or with a missing shard file.
+    """
     readers = {suffix: cls for cls, suffix in _SPLIT_SUFFIXES.items()}
     return readers[Path(path).suffix].load(path)
 

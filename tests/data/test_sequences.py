@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from siamese.config import SequenceDataConfig
-from siamese.data.sequences import MAX_SHIFT, PairSet, generate_sequence_pairs, split_pairs
+from siamese.data.sequences import (
+    HARD_NEGATIVE_SHARE,
+    MAX_SHIFT,
+    PairSet,
+    generate_sequence_pairs,
+    split_label_counts,
+    split_pairs,
+)
 
 SMALL = {"num_pairs": 60, "timesteps": 8, "features": 5}
 
@@ -85,6 +92,29 @@ def test_paraphrase_positives_are_closer_than_negatives():
     )
     positive = pairs.labels == 1
     assert np.median(distance[positive]) < 0.5 * np.median(distance[~positive])
+
+
+def test_paraphrase_negatives_are_half_hard_and_positives_change_length():
+    pairs = generate("paraphrase", num_pairs=1000, timesteps=10, features=4)
+    filled = pairs.left != 0
+    # A hard negative's right side holds some of its left side's timesteps exactly.
+    same = (pairs.right[:, :, None, :] == pairs.left[:, None, :, :]).all(axis=-1) & filled.any(axis=-1)[:, None, :]
+    copied = same.any(axis=(1, 2))
+    negative = pairs.labels == 0
+    assert abs(copied[negative].mean() - HARD_NEGATIVE_SHARE) < 0.07
+    assert not copied[~negative].any(), "a positive is a noisy copy, never an exact one"
+    left_lengths = np.any(pairs.left != 0, axis=-1).sum(axis=-1)
+    right_lengths = np.any(pairs.right != 0, axis=-1).sum(axis=-1)
+    changed = left_lengths[~negative] != right_lengths[~negative]
+    assert 0.3 < changed.mean() < 1.0, "shift and stretch change some positives' lengths, not all"
+
+
+def test_split_label_counts_match_what_split_pairs_gives():
+    pairs = generate("paraphrase", num_pairs=123)
+    splits = split_pairs(pairs, 0.15, 0.25, np.random.default_rng(0))
+    for name, (positives, negatives) in split_label_counts(123, 0.15, 0.25).items():
+        labels = getattr(splits, name).labels
+        assert (int(labels.sum()), int(len(labels) - labels.sum())) == (positives, negatives)
 
 
 def test_split_pairs_gives_disjoint_splits_that_add_up():

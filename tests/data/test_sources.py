@@ -9,6 +9,7 @@ from siamese.config import ImageDataConfig, SequenceDataConfig, TextFileDataConf
 from siamese.data.image_pairs import ImagePairFiles
 from siamese.data.sample_questions import sample_question_pairs
 from siamese.data.sequences import PairSet
+from siamese.data.shards import PairShards
 from siamese.data.sources import in_memory, load_split, prepare_splits, save_split, split_text_file
 from siamese.data.tables import PairFileError
 from siamese.data.text_pairs import TextPairs
@@ -18,10 +19,18 @@ def sizes(splits) -> list[int]:
     return [len(splits.train), len(splits.validation), len(splits.test)]
 
 
-def test_generated_sequences_are_split_in_memory():
-    splits = prepare_splits(SequenceDataConfig(num_pairs=50, timesteps=5), np.random.default_rng(0))
-    assert isinstance(splits.test, PairSet)
-    assert sum(sizes(splits)) == 50
+def test_generated_sequences_are_written_as_shards_or_kept_in_memory(tmp_path):
+    config = SequenceDataConfig(num_pairs=50, timesteps=5)
+    written = prepare_splits(config, np.random.default_rng(0), tmp_path)
+    assert isinstance(written.test, PairShards) and sum(sizes(written)) == 50
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["test.shards", "train.shards", "validation.shards"]
+    path = save_split(written.test, tmp_path, "test")
+    assert path == tmp_path / "test.shards"
+    np.testing.assert_array_equal(load_split(path).labels, written.test.labels)
+    assert len(in_memory(load_split(path), 4, (None, None, 128))) == 4
+
+    in_memory_splits = prepare_splits(config, np.random.default_rng(0))
+    assert isinstance(in_memory_splits.test, PairSet) and sum(sizes(in_memory_splits)) == 50
 
 
 def test_stereo_similarity_is_stratified_and_regression_is_not():

@@ -15,7 +15,7 @@ from prefect.settings import PREFECT_API_URL
 
 import tasks.model
 from flows.train import WeightSharingError, train_flow
-from siamese.data.sequences import PairSet
+from siamese.data.shards import PairShards
 from siamese.models.text import build_unshared_text_model
 from tasks.tracking import ScoringModelError, load_text_pair_scorer, model_name
 
@@ -76,7 +76,7 @@ def test_registered_model_predicts_like_trained_model(trained, mlflow_store):
     version = client.get_model_version(SEQUENCE_MODEL, registered["version"])
     assert version.run_id == result["run_id"]
 
-    test = PairSet.load(work_dir / "test.npz")
+    test = PairShards.load(work_dir / "test.shards").take(slice(None))
     expected = keras.saving.load_model(work_dir / "trained.keras").predict(test.inputs(), verbose=0)
     loaded = mlflow.pyfunc.load_model(f"models:/{SEQUENCE_MODEL}/{registered['version']}")
     np.testing.assert_allclose(loaded.predict(test.inputs()), expected, atol=1e-6)
