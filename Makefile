@@ -27,4 +27,6 @@ ui: venv
 	$(BIN)/siamese ui
 
 bench: venv
-	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/data_memory.py

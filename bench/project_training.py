@@ -8,21 +8,25 @@ the project's library: `build_text_model(head="concat")`, `compile_for_training`
 for 3 epochs; `--epochs` runs longer (steady state); `--tuned` trains with `TrainingConfig()`'s
 batch size and learning rate instead (the project's tuned defaults).
 
-What still differs from the original at its settings is the project's own choice: the `Masking`
-layer in the encoder, the extra AUC metric, and how `fit` runs the same math (stacked encoder
-call, `tf.data` input, several steps per call). With `--strategy plan` training also runs under
+What still differs from the original at its settings is the project's own choice: the extra AUC
+metric, the encoder's `Masking` layer (which `fit` leaves out here: these random sequences have no
+padded timestep), and how `fit` runs the same math (stacked encoder call, `tf.data` input,
+several steps per call). With `--strategy plan` training also runs under
 the device plan's `distribution_scope`, exactly as the `train-model` task does (on a CPU: a
 plain `tf.device("/cpu:0")` placement); `none` is the plain library call.
 
 `--variant` undoes one of `fit`'s speed-ups (or one of the project's model choices) in this
 process only, to measure what each is worth (`bench/throughput.py --ablation`):
-  two-encoder-calls     train the canonical model itself (the encoder called on left, then right)
+  two-encoder-calls     train the canonical model itself (the encoder called on left, then right,
+                        with its Masking layer), at the same steps per call
   keras-arrays          training pairs given to Keras as arrays (its own slicing), not tf.data
   one-step-per-call     steps_per_execution=1
   validation-batch-1x   validation in training-sized batches
   xla                   jit_compile=True (XLA) for the train and validation steps
   keep-masking          the encoder's Masking layer kept although no timestep is padded
   no-auc                accuracy only, no AUC metric (as the original)
+  previous-fit          all of fit's speed-ups undone: fit as it was before them (the canonical
+                        model, arrays, one step per call, training-sized validation batches)
 
 Prints the same JSON line as the baseline script (last line of stdout).
 
@@ -46,7 +50,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, al
 import keras
 import numpy as np
 
-import siamese.models.text
 import siamese.training
 from siamese.config import DevicePreference, Head, Precision, Task, TrainingConfig
 from siamese.data.sequences import PairSet
@@ -70,6 +73,7 @@ VARIANTS = (
     "xla",
     "keep-masking",
     "no-auc",
+    "previous-fit",
 )
 
 
@@ -150,7 +154,15 @@ def main() -> None:
 def apply_variant(variant: str) -> None:
     """Patch the library in this process only, so that `fit` runs without one of its choices."""
     if variant == "two-encoder-calls":
-        siamese.training.training_model = lambda model, *args, **kwargs: model
+
+        def canonical(model, pairs=(), steps_per_execution=1):
+            compiled = {key: value for key, value in model.get_compile_config().items() if key not in ("optimizer", "steps_per_execution")}
+            model.compile(
+                optimizer=model.optimizer, steps_per_execution=steps_per_execution, **keras.saving.deserialize_keras_object(compiled)
+            )
+            return model
+
+        siamese.training.training_model = canonical
     elif variant == "keras-arrays":
         keras_data = siamese.training._keras_data
 
@@ -171,6 +183,15 @@ def apply_variant(variant: str) -> None:
         keras.Model.compile = lambda self, **kwargs: compile_model(self, **(kwargs | {"jit_compile": True}))
     elif variant == "no-auc":
         siamese.training._METRICS[Task.SIMILARITY] = lambda: ["accuracy"]
+    elif variant == "previous-fit":
+        siamese.training.training_model = lambda model, *args, **kwargs: model
+
+        def arrays(model, pairs, batch_size, shuffle, seed=0):
+            # Validation as (inputs, labels), which Keras batches at the training batch size.
+            x = pairs.inputs() if shuffle else (pairs.inputs(), pairs.labels)
+            return {"x": x, "y": pairs.labels, "batch_size": batch_size, "shuffle": True} if shuffle else {"x": x}
+
+        siamese.training._keras_data = arrays
 
 
 if __name__ == "__main__":

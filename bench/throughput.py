@@ -1,6 +1,6 @@
 """Training throughput: the original script against the project, at identical math and at its tuned defaults.
 
-Three sides train on the original script's arrays (1,000 random pairs of 10 timesteps x 128
+The sides train on the original script's arrays (1,000 random pairs of 10 timesteps x 128
 features, seed 0; the first 800 train, the last 200 validate after every epoch), each run
 `--repeats` times in a fresh process, in rotating order so that load from other jobs on a shared
 machine falls on every side:
@@ -11,7 +11,9 @@ machine falls on every side:
   `compile_for_training`, `fit`) at the original's settings: batch 64, RMSprop 1e-3, binary
   cross-entropy, 20,673 parameters (tests/test_identical_math.py proves loss, gradients and one
   update equal the original's);
-- project, tuned defaults: the same with `TrainingConfig()`'s batch size and learning rate.
+- project, tuned defaults: the same with `TrainingConfig()`'s batch size and learning rate;
+- project before this change: identical settings, `fit` as it was before its speed-ups
+  (`--variant previous-fit`), for a before/after in the same run.
 
 Per run: *steady pairs/s* = training pairs x (epochs - 1) / wall time of epochs 2..N (each epoch
 is its training steps and its validation; the first epoch, which traces the graph, is left out
@@ -30,7 +32,7 @@ model choices), against the original and the unchanged project, in rotating orde
 Prints markdown tables; writes every run's numbers, the commands and the machine as JSON to
 `bench/results/throughput-<time>.json` (git-ignored).
 
-Run: .venv/bin/python bench/throughput.py [--repeats 3] [--quick] [--ablation]
+Run: .venv/bin/python bench/throughput.py [--repeats 5] [--quick] [--ablation]
 """
 
 from __future__ import annotations
@@ -62,12 +64,13 @@ VARIANTS = (
     "xla",
     "keep-masking",
     "no-auc",
+    "previous-fit",
 )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="fresh-process runs per side (default 3)")
+    parser.add_argument("--repeats", type=int, default=5, help="fresh-process runs per side (default 5)")
     parser.add_argument("--quick", action="store_true", help=f"1 repeat, {QUICK_EPOCHS} epochs, AUC on seed 0 only")
     parser.add_argument("--ablation", action="store_true", help="measure each fit variant instead (no AUC check)")
     parser.add_argument("--auc-seed", type=int, help=argparse.SUPPRESS)  # child process of the AUC check
@@ -111,13 +114,14 @@ def throughput_sides(epochs: int) -> dict[str, list[str]]:
         "original": [sys.executable, str(BENCH / "original_script.py"), "--seed", "0", "--extra-epochs", str(epochs - 3)],
         "project, identical math": project,
         "project, tuned defaults": [*project, "--tuned"],
+        "project before this change (previous fit)": [*project, "--variant", "previous-fit"],
     }
 
 
 def ablation_sides(epochs: int) -> dict[str, list[str]]:
     sides = throughput_sides(epochs)
-    del sides["project, tuned defaults"]
     project = sides["project, identical math"]
+    sides = {name: sides[name] for name in ("original", "project, identical math")}
     return sides | {f"project, {variant}": [*project, "--variant", variant] for variant in VARIANTS}
 
 

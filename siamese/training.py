@@ -1,7 +1,7 @@
 """Compile, fit and score a pair model; the caller owns seeding, devices and tracking callbacks.
 
 `fit` trains the canonical Siamese model's own layers and variables, through a faster path that
-changes nothing but speed (measured in BENCHMARKS.md, "Training throughput"):
+changes nothing but speed (BENCHMARKS.md, "Training throughput"):
 
 - When the shared encoder treats each example on its own (no batch statistics), training runs
   through `StackedSiamese`: one encoder call on the left and right batches stacked along the
@@ -100,10 +100,11 @@ def fit(
 ) -> TrainingResult:
     """Train a compiled model on `train`, validating on `validation` after every epoch.
 
-    Every input is a `tf.data` stream shuffled with `seed` each epoch: arrays in memory, image
-    files decoded as needed (a folder larger than memory trains too), sharded pairs. The model is
-    trained through `training_model`; callbacks therefore see that model, whose variables are
-    `model`'s: save `model`, not the callbacks' `self.model`.
+    Both go to Keras as `tf.data` streams (arrays in memory, image files decoded as needed so a
+    folder larger than memory trains too, sharded pairs): training pairs reshuffled from `seed`
+    every epoch, validation pairs in order, in batches `VALIDATION_BATCH_MULTIPLE` times larger.
+    The model is trained through `training_model`; callbacks therefore see that model, whose
+    variables are `model`'s: save `model`, not the callbacks' `self.model`.
     """
     batch_size = training.batch_size
     steps = training.epochs * math.ceil(len(train) / batch_size)
@@ -250,7 +251,7 @@ def _keras_data(model: keras.Model, pairs: Pairs, batch_size: int, shuffle: bool
 
     Pairs kept on disk stream: image files as decoded image batches, and anything with a
     `stream(batch_size, shuffle, seed)` method (sharded sequence pairs) as the dataset it returns.
-    Pairs in memory are gathered batch by batch from one copy of their arrays.
+    Pairs in memory are sliced from their arrays (`_array_dataset`).
     """
     if hasattr(pairs, "stream"):
         return {"x": pairs.stream(batch_size, shuffle=shuffle, seed=seed), "shuffle": False}
@@ -262,11 +263,11 @@ def _keras_data(model: keras.Model, pairs: Pairs, batch_size: int, shuffle: bool
 
 
 def _array_dataset(inputs: dict[str, np.ndarray], labels: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> Any:
-    """Batches of arrays in memory, reshuffled each epoch from `seed` (runs repeat exactly).
+    """Batches of arrays in memory, reshuffled each epoch from `seed` (the orders repeat exactly).
 
     Slicing, not a gather function: Keras makes a new iterator at least once an epoch, and an
     iterator over slices starts in well under a millisecond, one with a gather function in
-    several (BENCHMARKS.md). The shuffle buffer holds one copy of the training arrays.
+    several (BENCHMARKS.md, "Training throughput"). The shuffle buffer holds one copy of the training arrays.
     """
     import tensorflow as tf  # here, as in the image stream: only building a dataset needs it
 

@@ -1,7 +1,8 @@
 """Generated sequence pairs in the reference model's shape `(num_pairs, timesteps, features)`.
 
 Two modes. `random` reproduces the original script: independent random normal sequences and
-random labels, so there is nothing to learn. `paraphrase` has a learnable signal: a positive
+random labels, so there is nothing to learn (generated split by split, the random labels are
+balanced per split, as a stratified split would leave them). `paraphrase` has a learnable signal: a positive
 pair's right side is a perturbed copy of its left side (noise, a small time shift, a stretch, a
 different length); a negative is either an unrelated sequence or a hard one that copies part of
 the left side. Sequences have different lengths and are zero-padded at the end, which the
@@ -204,13 +205,42 @@ def _random_pairs(config: SequenceDataConfig, rng: np.random.Generator) -> PairS
 
 
 def _paraphrase_block(labels: np.ndarray, timesteps: int, features: int, noise: float, rng: np.random.Generator) -> PairSet:
-    """One pair per label: positives a perturbed copy of their left side, negatives unrelated or partly copied."""
+    """One pair per label: positives a perturbed copy of their left side, negatives unrelated or partly copied.
+
+    Index arithmetic on `(n, timesteps)` arrays says where each right timestep comes from; the
+    `(n, timesteps, features)` values are then made in a few whole-array passes. Random normals
+    are drawn only for timesteps that hold data: drawing them is most of the cost.
+    """
+    count = len(labels)
     positive = labels == 1
-    lengths = _random_lengths(len(labels), timesteps, rng)
-    left = _padded(rng.standard_normal((len(labels), timesteps, features), np.float32), lengths)
-    right = np.empty_like(left)
-    right[positive] = _perturbed_copies(left[positive], lengths[positive], noise, rng)
-    right[~positive] = _negatives(left[~positive], lengths[~positive], rng)
+    steps = np.arange(timesteps)
+    lengths = _random_lengths(count, timesteps, rng)
+    left = _random_sequences(lengths, timesteps, features, rng)
+
+    # Positives: drop up to MAX_SHIFT leading timesteps (keeping two), stretch by nearest-neighbour
+    # resampling: copy timestep j reads round(j * (L - 1) / (M - 1)), as np.linspace(0, L - 1, M).
+    shifts = rng.integers(0, np.minimum(MAX_SHIFT, lengths - 2) + 1)
+    shifted = lengths - shifts
+    stretched = np.clip(np.round(shifted * rng.uniform(*STRETCH_RANGE, size=count)), 2, timesteps).astype(np.int64)
+    positive_sources = shifts[:, None] + np.round(steps * ((shifted - 1) / (stretched - 1))[:, None]).astype(np.int64)
+
+    # Negatives: a fresh sequence; in hard ones a run of the left side's timesteps is pasted in.
+    fresh = _random_lengths(count, timesteps, rng)
+    hard = rng.random(count) < HARD_NEGATIVE_SHARE
+    overlaps = np.round(lengths * rng.uniform(*OVERLAP_RANGE, size=count)).astype(np.int64)
+    overlaps = np.maximum(1, np.minimum(fresh - 1, overlaps))
+    left_starts = rng.integers(0, lengths - overlaps + 1)
+    right_starts = rng.integers(0, fresh - overlaps + 1)
+    pasted = hard[:, None] & (steps >= right_starts[:, None]) & (steps < (right_starts + overlaps)[:, None])
+
+    copies = np.where(positive[:, None], steps < stretched[:, None], pasted)  # right timesteps read from the left side
+    sources = np.where(positive[:, None], positive_sources, left_starts[:, None] + steps - right_starts[:, None])
+    copied = np.take_along_axis(left, np.clip(sources, 0, timesteps - 1)[..., None], axis=1)
+    copied *= copies[..., None]
+    # The right side's own normals: noise on a positive's copy, a negative's content except where pasted.
+    right = _random_sequences(np.where(positive, stretched, fresh), timesteps, features, rng)
+    right *= (np.where(positive, noise, 1.0)[:, None] * ~(copies & ~positive[:, None])).astype(np.float32)[..., None]
+    right += copied
     return PairSet(left, right, labels)
 
 
@@ -218,40 +248,9 @@ def _random_lengths(count: int, timesteps: int, rng: np.random.Generator) -> np.
     return rng.integers(timesteps // 2, timesteps + 1, size=count)
 
 
-def _padded(sequences: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Zero every timestep at or after each sequence's length, in place."""
-    sequences[np.arange(sequences.shape[1]) >= lengths[:, None]] = 0
+def _random_sequences(lengths: np.ndarray, timesteps: int, features: int, rng: np.random.Generator) -> np.ndarray:
+    """Standard normal timesteps up to each length, zeros after (the padding)."""
+    sequences = np.zeros((len(lengths), timesteps, features), np.float32)
+    filled = np.arange(timesteps) < lengths[:, None]
+    sequences[filled] = rng.standard_normal((int(filled.sum()), features), np.float32)
     return sequences
-
-
-def _perturbed_copies(base: np.ndarray, lengths: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Shift, stretch (nearest-neighbour resampling) and add noise: same content, new lengths."""
-    count, timesteps, features = base.shape
-    shifts = rng.integers(0, np.minimum(MAX_SHIFT, lengths - 2) + 1)  # keep two timesteps
-    shifted_lengths = lengths - shifts
-    stretches = rng.uniform(*STRETCH_RANGE, size=count)
-    new_lengths = np.clip(np.round(shifted_lengths * stretches), 2, timesteps).astype(np.int64)
-    # Timestep j of the copy reads timestep round(j * (L - 1) / (M - 1)) of the shifted sequence,
-    # as np.linspace(0, L - 1, M) would; steps past the new length are padding.
-    steps = np.arange(timesteps)
-    sources = shifts[:, None] + np.round(steps * ((shifted_lengths - 1) / (new_lengths - 1))[:, None]).astype(np.int64)
-    stretched = np.take_along_axis(base, np.minimum(sources, timesteps - 1)[..., None], axis=1)
-    stretched += noise * rng.standard_normal(stretched.shape, np.float32)
-    return _padded(stretched, new_lengths)
-
-
-def _negatives(base: np.ndarray, lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Fresh sequences; in a `HARD_NEGATIVE_SHARE` of them a run of the left side's timesteps is pasted in."""
-    count, timesteps, features = base.shape
-    other_lengths = _random_lengths(count, timesteps, rng)
-    other = rng.standard_normal((count, timesteps, features), np.float32)
-    hard = rng.random(count) < HARD_NEGATIVE_SHARE
-    overlaps = np.round(lengths * rng.uniform(*OVERLAP_RANGE, size=count)).astype(np.int64)
-    overlaps = np.maximum(1, np.minimum(other_lengths - 1, overlaps))
-    sources = rng.integers(0, lengths - overlaps + 1)
-    targets = rng.integers(0, other_lengths - overlaps + 1)
-    steps = np.arange(timesteps)
-    pasted = hard[:, None] & (steps >= targets[:, None]) & (steps < (targets + overlaps)[:, None])
-    copied_from = np.clip(sources[:, None] + steps - targets[:, None], 0, timesteps - 1)
-    other[pasted] = np.take_along_axis(base, copied_from[..., None], axis=1)[pasted]
-    return _padded(other, other_lengths)
