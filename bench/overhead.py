@@ -40,6 +40,7 @@ RESULTS = BENCH / "results"
 # The original script's configuration, as the project's command line spells it (flows/cli.py).
 ORIGINAL_CONFIGURATION = [
     "--data", "random", "--head", "concat", "--num-pairs", "1000", "--timesteps", "10", "--epochs", "3", "--batch-size", "64",
+    "--learning-rate", "0.001",
 ]  # fmt: skip
 
 # Which part of a run each Prefect task belongs to.

@@ -55,7 +55,9 @@ WAIT_WORTH_SAYING_SECONDS = 1.0
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_REGRESSION = 0, 1, 2, 3
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".tsv")
 
-ORIGINAL_RUN = "siamese train --data random --head concat --num-pairs 1000 --timesteps 10 --epochs 3 --batch-size 64"
+ORIGINAL_RUN = (
+    "siamese train --data random --head concat --num-pairs 1000 --timesteps 10 --epochs 3 --batch-size 64 --learning-rate 0.001"
+)
 
 
 def run() -> None:

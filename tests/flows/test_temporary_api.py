@@ -32,9 +32,11 @@ def test_without_an_api_a_server_starts_serves_the_flow_and_stops():
             assert api.process is not None and api.url.startswith("http://127.0.0.1:")
             assert get_current_settings().api.url == api.url, "Prefect's clients must use this server"
             api.wait_until_ready()
-            assert probe_flow() == "ran"
-            runs = httpx.post(f"{api.url}/flow_runs/filter", json={"limit": 10}).json()
-            assert [run["state_type"] for run in runs] == ["COMPLETED"], "the flow ran against the temporary API"
+            state = probe_flow(return_state=True)
+            assert state.result() == "ran"
+            recorded = httpx.get(f"{api.url}/flow_runs/{state.state_details.flow_run_id}")
+            assert recorded.status_code == 200, "the flow run was recorded by the temporary API"
+            assert recorded.json()["state_type"] == "COMPLETED"
         assert api.process.poll() is not None, "the server stops with the block"
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{api.url}/health", timeout=2)
