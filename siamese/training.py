@@ -9,8 +9,9 @@ changes nothing but speed (BENCHMARKS.md, "Training throughput"):
   recurrent-loop iterations per step and half the graph to trace. The saved model stays the
   canonical two-call graph, which is the one that was trained.
 - A `Masking` layer on the encoder's input is left out of that path when no training or
-  validation sequence in memory has a timestep it would mask: it would only multiply by one and
-  select every step (about a fifth of a step's time on a CPU).
+  validation sequence has a timestep it would mask (arrays in memory are checked, shards say so
+  in their manifest): it would only multiply by one and select every step (about a fifth of a
+  step's time on a CPU).
 - Pairs in memory go to Keras as a `tf.data` pipeline rather than as arrays.
 - On TensorFlow a run of at least `MIN_STEPS_FOR_MULTI_STEP` steps executes `STEPS_PER_EXECUTION`
   steps per call of the compiled function, so Python and the callbacks are visited once per call.
@@ -29,7 +30,6 @@ import numpy as np
 
 from siamese.config import Task, TrainingConfig
 from siamese.data.image_pairs import ImagePairFiles
-from siamese.data.sequences import PairSet
 from siamese.data.sources import Pairs
 
 # Steps per call of TensorFlow's compiled train step: one epoch of the reference run (13 steps)
@@ -43,7 +43,6 @@ MIN_STEPS_FOR_MULTI_STEP = 100
 # Validation keeps no activations for gradients, so it runs in batches this many times larger
 # than training's: fewer, fuller steps for the same metrics.
 VALIDATION_BATCH_MULTIPLE = 4
-_MASK_CHECK_ROWS = 4096  # sequences compared at a time when looking for masked timesteps: bounded memory
 # Encoder layers that compute each example from that example alone (in training too), so one
 # call on a stacked batch equals two calls. Batch normalisation is absent on purpose: its
 # training-mode statistics would mix the two sides (see siamese/models/vision.py).
@@ -138,7 +137,7 @@ def training_model(model: keras.Model, pairs: Sequence[Pairs] = (), steps_per_ex
     `PER_EXAMPLE_LAYERS`, and whose head depends on the two encodings alone. It is compiled with
     `model`'s own compile arguments and optimizer object (so the optimizer state is `model`'s,
     saved with it in `model`'s variable order) and `steps_per_execution`. A `Masking` layer on the
-    encoder's input is left out when `pairs` are all arrays in memory without a masked timestep.
+    encoder's input is left out when `pairs` are known to have no timestep it would mask.
     """
     parts = _encoder_and_head(model) if model.compiled else None
     if parts is None:
@@ -226,19 +225,14 @@ def _input_masking_layers(encoder: keras.Model) -> list[keras.layers.Masking]:
 
 
 def _masks_a_timestep(pairs: Pairs, mask_value: float) -> bool:
-    """Whether `Masking(mask_value)` would mask any timestep of `pairs`; True when it cannot be known here.
+    """Whether `Masking(mask_value)` would mask any timestep of `pairs`; True when that is not known.
 
-    Only sequence arrays in memory can be read (a stream would have to be read whole).
+    Sequence arrays in memory are read; shards answer from their manifest (the count of padded
+    pairs kept while writing them); anything else cannot tell without reading a whole stream.
     """
-    if not isinstance(pairs, PairSet):
-        return True
-    for array in (pairs.left, pairs.right):
-        if array.ndim != 3:
-            return True
-        for start in range(0, len(array), _MASK_CHECK_ROWS):
-            if np.all(array[start : start + _MASK_CHECK_ROWS] == mask_value, axis=-1).any():
-                return True
-    return False
+    count = getattr(pairs, "pairs_with_timestep_equal_to", None)
+    found = count(mask_value) if count else None
+    return found is None or found > 0
 
 
 def predict(model: keras.Model, pairs: Pairs, batch_size: int = 256) -> np.ndarray:

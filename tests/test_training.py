@@ -167,6 +167,37 @@ def test_padded_sequences_keep_the_masking_layer_and_unpadded_ones_skip_it():
     assert len(masking_layers(training_model(model, [with_padding]))) == 1
 
 
+def test_shards_say_from_their_manifest_whether_the_masking_layer_is_needed(tmp_path):
+    """The flow trains on shards: random data (never padded) skips the mask, paraphrase data keeps it."""
+    import json
+
+    from siamese.data.shards import MANIFEST, PairShards
+    from siamese.data.sources import prepare_splits
+
+    model = build_text_model(features=8, units=4)
+    compile_for_training(model, TrainingConfig())
+
+    def masking_layers(pairs):
+        return [layer for layer in training_model(model, pairs).encoder.layers if isinstance(layer, keras.layers.Masking)]
+
+    def shards(mode: str):
+        data = SequenceDataConfig(mode=mode, num_pairs=40, timesteps=6, features=8)
+        return prepare_splits(data, np.random.default_rng(0), tmp_path / mode)
+
+    random, padded = shards("random"), shards("paraphrase")
+    assert random.train.padded_pairs == 0 and padded.train.padded_pairs > 0
+    assert masking_layers([random.train, random.validation]) == []
+    assert len(masking_layers([random.train, padded.validation])) == 1
+    # Shards written before the count was kept cannot tell: the mask stays.
+    manifest_path = random.train.path / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["padded_pairs"]
+    manifest_path.write_text(json.dumps(manifest))
+    older = PairShards.load(random.train.path)
+    assert older.padded_pairs is None
+    assert len(masking_layers([older, random.validation])) == 1
+
+
 def test_models_with_batch_statistics_train_as_they_are():
     """Batch normalisation would see both sides in one stacked batch: the vision model is not stacked."""
     from siamese.models.vision import build_vision_model

@@ -29,6 +29,7 @@ STRETCH_RANGE = (0.8, 1.25)  # time-stretch factors of a positive's right side
 OVERLAP_RANGE = (0.3, 0.6)  # share of the left side a hard negative copies
 HARD_NEGATIVE_SHARE = 0.5
 SPLIT_NAMES = ("train", "validation", "test")
+_MASK_CHECK_ROWS = 4096  # pairs compared at a time when looking for masked timesteps: bounded memory
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,22 @@ class PairSet:
 
     def take(self, indices: np.ndarray | slice) -> PairSet:
         return PairSet(self.left[indices], self.right[indices], self.labels[indices])
+
+    def pairs_with_timestep_equal_to(self, value: float) -> int | None:
+        """How many pairs have a timestep whose features all equal `value` on either side.
+
+        What a `Masking(value)` layer would mask: zero-padding at `value=0`. None for inputs
+        that are not `(n, timesteps, features)` sequences. Read in chunks of `_MASK_CHECK_ROWS`
+        pairs, so the check holds a bounded amount of memory.
+        """
+        if self.left.ndim != 3 or self.right.ndim != 3:
+            return None
+        found = 0
+        for start in range(0, len(self), _MASK_CHECK_ROWS):
+            rows = slice(start, start + _MASK_CHECK_ROWS)
+            masked = [np.all(side[rows] == value, axis=-1).any(axis=-1) for side in (self.left, self.right)]
+            found += int(np.count_nonzero(masked[0] | masked[1]))
+        return found
 
     def save(self, path: Path) -> Path:
         # Through a file object: np.savez would append ".npz" to a bare path and return a lie.

@@ -63,6 +63,8 @@ class PairShards:
         self.item_shape: tuple[int, ...] = tuple(manifest["item_shape"])
         self.shard_sizes: tuple[int, ...] = tuple(manifest["shard_sizes"])
         self.positive_pairs: int = manifest["positive_pairs"]
+        # Pairs with an all-zero (padded) timestep, counted while writing; None in older manifests.
+        self.padded_pairs: int | None = manifest.get("padded_pairs")
         self.metadata: dict[str, Any] = manifest.get("metadata", {})
         self._offsets = np.concatenate([[0], np.cumsum(self.shard_sizes, dtype=np.int64)])
         self._labels: np.ndarray | None = None
@@ -80,6 +82,14 @@ class PairShards:
             parts = [self._read(index, "labels") for index in range(len(self.shard_sizes))]
             self._labels = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         return self._labels
+
+    def pairs_with_timestep_equal_to(self, value: float) -> int | None:
+        """`PairSet.pairs_with_timestep_equal_to` from the manifest: known for zero-padding only.
+
+        None (unknown) for another value or a manifest written before the count was kept: the
+        shards are never read whole to find out.
+        """
+        return self.padded_pairs if value == 0 else None
 
     def shard(self, index: int) -> PairSet:
         """Shard `index` read into memory."""
@@ -236,7 +246,7 @@ def write_shards(
 
     def write(partial: Path) -> None:
         partial.mkdir(parents=True)
-        sizes, positives = [], 0
+        sizes, positives, padded = [], 0, 0
         for index, block in enumerate(blocks):
             for side in SIDES:
                 array = getattr(block, side)
@@ -246,11 +256,13 @@ def write_shards(
                 np.save(partial / _file_name(index, side), array, allow_pickle=False)
             sizes.append(len(block))
             positives += int(np.count_nonzero(block.labels == 1))
+            padded += block.pairs_with_timestep_equal_to(0.0) or 0
         manifest = {
             "format": FORMAT,
             "version": VERSION,
             "pairs": sum(sizes),
             "positive_pairs": positives,
+            "padded_pairs": padded if len(item_shape) == 2 else None,
             "item_shape": list(item_shape),
             "dtype": "float32",
             "shard_sizes": sizes,

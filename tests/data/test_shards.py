@@ -51,6 +51,10 @@ def test_round_trip_keeps_every_pair_and_the_manifest(shards, tmp_path):
         assert getattr(everything, side).dtype == np.float32
     np.testing.assert_array_equal(loaded.labels, expected.labels)
     assert loaded.positive_pairs == 11
+    assert loaded.padded_pairs == 1  # pair 0 is all zeros on both sides; no other has a zero timestep
+    assert loaded.pairs_with_timestep_equal_to(0.0) == expected.pairs_with_timestep_equal_to(0.0) == 1
+    assert loaded.pairs_with_timestep_equal_to(5.0) is None  # only zero-padding is counted
+    assert expected.pairs_with_timestep_equal_to(5.0) == 1
     manifest = json.loads((tmp_path / "train.shards" / MANIFEST).read_text())
     assert manifest["pairs"] == 23 and manifest["item_shape"] == [3, 2] and manifest["dtype"] == "float32"
     assert not (tmp_path / "train.shards.partial").exists()
