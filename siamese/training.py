@@ -30,6 +30,7 @@ import numpy as np
 
 from siamese.config import Task, TrainingConfig
 from siamese.data.image_pairs import ImagePairFiles
+from siamese.data.shards import without_autotuning
 from siamese.data.sources import Pairs
 
 # Steps per call of TensorFlow's compiled train step: one epoch of the reference run (13 steps)
@@ -268,4 +269,4 @@ def _array_dataset(inputs: dict[str, np.ndarray], labels: np.ndarray, batch_size
     pairs = tf.data.Dataset.from_tensor_slices((inputs, labels))
     if shuffle:
         pairs = pairs.shuffle(max(1, len(labels)), seed=seed, reshuffle_each_iteration=True)
-    return pairs.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return without_autotuning(pairs.batch(batch_size).prefetch(1))
