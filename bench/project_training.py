@@ -155,7 +155,8 @@ def apply_variant(variant: str) -> None:
     """Patch the library in this process only, so that `fit` runs without one of its choices."""
     if variant == "two-encoder-calls":
 
-        def canonical(model, pairs=(), steps_per_execution=1):
+        def canonical(model, pairs=(), long_run=False):
+            steps_per_execution = siamese.training.STEPS_PER_EXECUTION if long_run else 1
             compiled = {key: value for key, value in model.get_compile_config().items() if key not in ("optimizer", "steps_per_execution")}
             model.compile(
                 optimizer=model.optimizer, steps_per_execution=steps_per_execution, **keras.saving.deserialize_keras_object(compiled)

@@ -13,8 +13,11 @@ changes nothing but speed (BENCHMARKS.md, "Training throughput"):
   in their manifest): it would only multiply by one and select every step (about a fifth of a
   step's time on a CPU).
 - Pairs in memory go to Keras as a `tf.data` pipeline rather than as arrays.
-- On TensorFlow a run of at least `MIN_STEPS_FOR_MULTI_STEP` steps executes `STEPS_PER_EXECUTION`
-  steps per call of the compiled function, so Python and the callbacks are visited once per call.
+- Long runs (at least `MIN_STEPS_FOR_LONG_RUN` steps) on TensorFlow execute `STEPS_PER_EXECUTION`
+  steps per call of the compiled function, so Python and the callbacks are visited once per call,
+  and reset and read the metrics through compiled functions rather than op by op.
+- The input pipelines run without `tf.data` autotuning, whose background threads would compete
+  with training for the cores (`siamese.data.shards.without_autotuning`).
 """
 
 from __future__ import annotations
@@ -35,12 +38,12 @@ from siamese.data.sources import Pairs
 
 # Steps per call of TensorFlow's compiled train step: one epoch of the reference run (13 steps)
 # is one call. Tracing the multi-step loop costs about 0.2-0.4 s once and saves about 1-4 ms per
-# step on 2 shared CPU cores, so only runs of at least MIN_STEPS_FOR_MULTI_STEP steps use it
-# (the reference run, 3 epochs of 13 steps, does not). The JAX trainer unrolls these steps in its
+# step on 2 shared CPU cores, so only long runs, of at least MIN_STEPS_FOR_LONG_RUN steps, use it
+# (the reference run, 3 epochs of 13 steps, does not); they also compile the metric functions. The JAX trainer unrolls these steps in its
 # compiled function (compile time grows with the count) and dispatches asynchronously anyway, so
 # it keeps one step per call.
 STEPS_PER_EXECUTION = 32
-MIN_STEPS_FOR_MULTI_STEP = 100
+MIN_STEPS_FOR_LONG_RUN = 100
 # Validation keeps no activations for gradients, so it runs in batches this many times larger
 # than training's: fewer, fuller steps for the same metrics.
 VALIDATION_BATCH_MULTIPLE = 4
@@ -108,8 +111,7 @@ def fit(
     """
     batch_size = training.batch_size
     steps = training.epochs * math.ceil(len(train) / batch_size)
-    multi_step = keras.backend.backend() == "tensorflow" and steps >= MIN_STEPS_FOR_MULTI_STEP
-    trainer = training_model(model, [train, validation], steps_per_execution=STEPS_PER_EXECUTION if multi_step else 1)
+    trainer = training_model(model, [train, validation], long_run=steps >= MIN_STEPS_FOR_LONG_RUN)
     started = time.perf_counter()
     history = trainer.fit(
         **_keras_data(model, train, batch_size, shuffle=True, seed=seed),
@@ -130,15 +132,16 @@ def fit(
     )
 
 
-def training_model(model: keras.Model, pairs: Sequence[Pairs] = (), steps_per_execution: int = 1) -> keras.Model:
+def training_model(model: keras.Model, pairs: Sequence[Pairs] = (), long_run: bool = False) -> keras.Model:
     """The model `fit` trains: a compiled `StackedSiamese` over `model`'s layers, or `model` itself.
 
     The stacked form is used when `model` is a compiled two-input functional model whose inputs
     each feed one shared encoder sub-model directly, whose encoder holds only
     `PER_EXAMPLE_LAYERS`, and whose head depends on the two encodings alone. It is compiled with
     `model`'s own compile arguments and optimizer object (so the optimizer state is `model`'s,
-    saved with it in `model`'s variable order) and `steps_per_execution`. A `Masking` layer on the
-    encoder's input is left out when `pairs` are known to have no timestep it would mask.
+    saved with it in `model`'s variable order). A `long_run` on TensorFlow executes
+    `STEPS_PER_EXECUTION` steps per call and compiles its metric functions. A `Masking` layer on
+    the encoder's input is left out when `pairs` are known to have no timestep it would mask.
     """
     parts = _encoder_and_head(model) if model.compiled else None
     if parts is None:
@@ -153,7 +156,11 @@ def training_model(model: keras.Model, pairs: Sequence[Pairs] = (), steps_per_ex
     if not model.optimizer.built:  # build on model's variable order: its saved optimizer state is read in that order
         model.optimizer.build(model.trainable_variables)
     compiled = {key: value for key, value in model.get_compile_config().items() if key not in ("optimizer", "steps_per_execution")}
-    trainer = StackedSiamese(encoder, head, input_names=(model.inputs[0].name, model.inputs[1].name), name=f"{model.name}_stacked")
+    long_run = long_run and keras.backend.backend() == "tensorflow"
+    trainer = StackedSiamese(
+        encoder, head, (model.inputs[0].name, model.inputs[1].name), compile_metric_functions=long_run, name=f"{model.name}_stacked"
+    )
+    steps_per_execution = STEPS_PER_EXECUTION if long_run else 1
     trainer.compile(
         optimizer=model.optimizer, steps_per_execution=steps_per_execution, **keras.saving.deserialize_keras_object(compiled)
     )
@@ -168,11 +175,15 @@ class StackedSiamese(keras.Model):
     encoder treats examples independently. Never saved: the saved model is the canonical one.
     """
 
-    def __init__(self, encoder: keras.Model, head: keras.Model, input_names: tuple[str, str], **kwargs: Any) -> None:
+    def __init__(
+        self, encoder: keras.Model, head: keras.Model, input_names: tuple[str, str], compile_metric_functions: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.encoder = encoder
         self.head = head
         self.pair_input_names = input_names
+        self.compile_metric_functions = compile_metric_functions and keras.backend.backend() == "tensorflow"
+        self._metric_functions: dict[str, Any] = {}
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         if isinstance(inputs, dict):
@@ -182,6 +193,29 @@ class StackedSiamese(keras.Model):
         encodings = self.encoder(keras.ops.concatenate([left, right], axis=0), training=training)
         left_encoding, right_encoding = keras.ops.split(encodings, 2, axis=0)
         return self.head([left_encoding, right_encoding], training=training)
+
+    def reset_metrics(self) -> None:
+        """Keras' reset of every metric; one compiled call with `compile_metric_functions` (see below)."""
+        self._metric_function("reset", super().reset_metrics)()
+
+    def get_metrics_result(self) -> dict[str, Any]:
+        """Keras' metric results; one compiled call with `compile_metric_functions`.
+
+        Keras resets and reads the metrics eagerly, op by op, twice an epoch: about 4 ms an
+        epoch for accuracy and AUC on 2 CPU cores, a tenth of a reference epoch at batch 256.
+        Compiled (TensorFlow only, once the metrics are built) they take about 0.4 ms, for about
+        70 ms of tracing once: worth it only for long runs, hence the flag.
+        """
+        return self._metric_function("result", super().get_metrics_result)()
+
+    def _metric_function(self, name: str, function: Any) -> Any:
+        if not self.compile_metric_functions or not all(getattr(metric, "built", True) for metric in self.metrics):
+            return function  # built on the first step: a function traced before would miss their variables
+        if name not in self._metric_functions:
+            import tensorflow as tf  # compile_metric_functions is only set on the TensorFlow backend
+
+            self._metric_functions[name] = tf.function(function)
+        return self._metric_functions[name]
 
 
 def _encoder_and_head(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:

@@ -234,6 +234,29 @@ def test_multi_step_execution_only_for_runs_long_enough_to_pay_for_its_tracing()
     assert int(model.optimizer.iterations.numpy()) == 9 + 108  # the last call of each epoch stops at the epoch's end
 
 
+def test_long_runs_reset_and_read_the_metrics_through_compiled_functions_with_the_same_results():
+    """Compiled metric functions must report what Keras' eager ones do, every epoch."""
+    splits = seeded_splits(SequenceDataConfig(num_pairs=48, timesteps=4, features=8))
+    histories = {}
+    for long_run in (False, True):
+        keras.utils.set_random_seed(0)  # the same initial weights for both
+        model = build_text_model(features=8, units=4, head="symmetric")
+        compile_for_training(model, TrainingConfig())
+        trainer = training_model(model, [splits.train, splits.validation], long_run=long_run)
+        history = trainer.fit(
+            **_keras_data(model, splits.train, 8, shuffle=True),
+            validation_data=_keras_data(model, splits.validation, 32, shuffle=False)["x"],
+            epochs=3,
+            verbose=0,
+        )
+        assert trainer.compile_metric_functions is long_run
+        assert set(trainer._metric_functions) == ({"reset", "result"} if long_run else set())
+        histories[long_run] = history.history
+    assert histories[True].keys() == histories[False].keys()
+    for key in histories[False]:
+        np.testing.assert_allclose(histories[True][key], histories[False][key], rtol=1e-5, err_msg=key)
+
+
 def test_trained_model_reloads_with_its_optimizer_state_and_still_shares_its_encoder(tmp_path):
     from siamese.sharing import verify_weight_sharing
 
