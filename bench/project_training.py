@@ -22,6 +22,8 @@ process only, to measure what each is worth (`bench/throughput.py --ablation`):
   keras-arrays          training pairs given to Keras as arrays (its own slicing), not tf.data
   one-step-per-call     steps_per_execution=1
   validation-batch-1x   validation in training-sized batches
+  tf-data-autotuning    tf.data's autotuning left on for the training and validation pipelines
+  eager-metrics         metrics reset and read eagerly, op by op (as Keras does), not compiled
   xla                   jit_compile=True (XLA) for the train and validation steps
   keep-masking          the encoder's Masking layer kept although no timestep is padded
   no-auc                accuracy only, no AUC metric (as the original)
@@ -58,6 +60,7 @@ from siamese.models.text import build_text_model
 from siamese.training import compile_for_training, fit
 
 from epoch_timer import EpochTimer  # bench/ is on sys.path when run as a script
+from variants import VARIANTS
 
 IMPORTED = time.time()
 
@@ -65,16 +68,6 @@ IMPORTED = time.time()
 NUM_PAIRS, TIMESTEPS, FEATURES = 1000, 10, 128
 VALIDATION_SPLIT = 0.2
 ORIGINAL = TrainingConfig(epochs=3, batch_size=64, learning_rate=1e-3, precision=Precision.FLOAT32, devices=DevicePreference.CPU)
-VARIANTS = (
-    "two-encoder-calls",
-    "keras-arrays",
-    "one-step-per-call",
-    "validation-batch-1x",
-    "xla",
-    "keep-masking",
-    "no-auc",
-    "previous-fit",
-)
 
 
 def main() -> None:
@@ -179,6 +172,10 @@ def apply_variant(variant: str) -> None:
         siamese.training.STEPS_PER_EXECUTION = 1
     elif variant == "validation-batch-1x":
         siamese.training.VALIDATION_BATCH_MULTIPLE = 1
+    elif variant == "tf-data-autotuning":
+        siamese.training.without_autotuning = lambda dataset: dataset
+    elif variant == "eager-metrics":
+        siamese.training.StackedSiamese._metric_function = lambda self, name, function: function
     elif variant == "xla":
         compile_model = keras.Model.compile
         keras.Model.compile = lambda self, **kwargs: compile_model(self, **(kwargs | {"jit_compile": True}))

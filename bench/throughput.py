@@ -49,6 +49,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from variants import VARIANTS  # bench/ is on sys.path when run as a script
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
@@ -56,16 +58,6 @@ EPOCHS = 30  # per throughput run: 29 steady epochs after the first
 QUICK_EPOCHS = 10
 AUC_SEEDS = (0, 1, 2)
 BATCH_64 = {"batch_size": 64, "learning_rate": 1e-3}  # the original settings, the previous defaults
-VARIANTS = (
-    "two-encoder-calls",
-    "keras-arrays",
-    "one-step-per-call",
-    "validation-batch-1x",
-    "xla",
-    "keep-masking",
-    "no-auc",
-    "previous-fit",
-)
 
 
 def main() -> int:
