@@ -353,9 +353,7 @@ def gate_challenger(
         return None
     test = load_split(test_path)
     metric = config.gate.metric_for(config.task)
-    # Logged by this process with its own package versions pinned: MLflow's check of them
-    # against the environment (0.3 s of reading package metadata) could find nothing.
-    challenger_scores = _registry_scores(f"models:/{name}/{version}", test, check_requirements=False)
+    challenger_scores = _registry_scores(f"models:/{name}/{version}", test)
     if champion is None:
         bar = config.gate.quality_bar(config.task)
         result = judge_first_model(test.labels, challenger_scores, metric=metric, min_quality=bar)
@@ -377,27 +375,27 @@ def gate_challenger(
     return result
 
 
-def _registry_scores(model_uri: str, test: Pairs, chunk_bytes: int = 64 << 20, check_requirements: bool = True) -> np.ndarray:
+def _registry_scores(model_uri: str, test: Pairs, chunk_bytes: int = 64 << 20) -> np.ndarray:
     """A registered version's scores on a test split, through its pyfunc: what serving would return.
 
     Tensor inputs are read and scored about `chunk_bytes` of float32 at a time, so a test split
     larger than memory (shards, image files) is never held whole: only its scores are.
-    `check_requirements` lets MLflow warn when the model's pinned packages differ from this
-    environment's.
     """
-    model = mlflow.pyfunc.load_model(model_uri, suppress_warnings=not check_requirements)
+    model = mlflow.pyfunc.load_model(model_uri)
     if isinstance(test, TextPairs):
         return model.predict(pd.DataFrame({"left": test.left, "right": test.right}))["similarity"].to_numpy()
     shape = model.metadata.get_input_schema().inputs[0].shape
-    scores, start, chunk_pairs = [], 0, 1  # the first chunk, one pair, measures a pair's size
-    while start < len(test):
-        stop = min(start + chunk_pairs, len(test))
-        chunk = in_memory(test.take(slice(start, stop)), stop - start, shape)
+    if not len(test):
+        return np.zeros(0, np.float32)
+    # One pair read (not scored: each new batch shape traces Keras' predict again) gives its size.
+    pair_bytes = sum(4 * array[0].size for array in in_memory(test, 1, shape).inputs().values())
+    chunk_pairs = max(1, chunk_bytes // pair_bytes)
+    scores = []
+    for start in range(0, len(test), chunk_pairs):
+        chunk = in_memory(test.take(slice(start, start + chunk_pairs)), chunk_pairs, shape)
         inputs = {side: array.astype(np.float32) for side, array in chunk.inputs().items()}
         scores.append(np.asarray(model.predict(inputs)).reshape(-1))
-        pair_bytes = sum(array[0].nbytes for array in inputs.values())
-        start, chunk_pairs = stop, max(1, chunk_bytes // pair_bytes)
-    return np.concatenate(scores) if scores else np.zeros(0, np.float32)
+    return np.concatenate(scores)
 
 
 def _record_gate(

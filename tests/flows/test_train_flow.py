@@ -17,7 +17,7 @@ import tasks.model
 from flows.train import WeightSharingError, train_flow
 from siamese.data.shards import PairShards
 from siamese.models.text import build_unshared_text_model
-from tasks.tracking import ScoringModelError, load_text_pair_scorer, model_name
+from tasks.tracking import ScoringModelError, _registry_scores, load_text_pair_scorer, model_name
 
 EXPERIMENT = model_name("text")
 SEQUENCE_MODEL = "siamese-text-sequences"  # generated sequences: not the raw-text siamese-text
@@ -82,6 +82,12 @@ def test_registered_model_predicts_like_trained_model(trained, mlflow_store):
     np.testing.assert_allclose(loaded.predict(test.inputs()), expected, atol=1e-6)
     assert [spec.name for spec in loaded.metadata.signature.inputs.inputs] == ["left", "right"]
     assert loaded.metadata.saved_input_example_info is not None
+    # The gate scores a split in chunks of about chunk_bytes: here 3 pairs a chunk, the last one short.
+    shards = PairShards.load(work_dir / "test.shards")
+    pair_bytes = 2 * 4 * int(np.prod(shards.item_shape))
+    assert len(shards) % 3 != 0
+    chunked = _registry_scores(f"models:/{SEQUENCE_MODEL}/{registered['version']}", shards, chunk_bytes=3 * pair_bytes)
+    np.testing.assert_allclose(chunked, expected.reshape(-1), atol=1e-6)
 
     run = client.get_run(result["run_id"])
     (logged,) = client.search_logged_models(experiment_ids=[run.info.experiment_id])
