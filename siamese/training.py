@@ -39,9 +39,9 @@ from siamese.data.sources import Pairs
 # Steps per call of TensorFlow's compiled train step: one epoch of the reference run (13 steps)
 # is one call. Tracing the multi-step loop costs about 0.2-0.4 s once and saves about 1-4 ms per
 # step on 2 shared CPU cores, so only long runs, of at least MIN_STEPS_FOR_LONG_RUN steps, use it
-# (the reference run, 3 epochs of 13 steps, does not); they also compile the metric functions. The JAX trainer unrolls these steps in its
-# compiled function (compile time grows with the count) and dispatches asynchronously anyway, so
-# it keeps one step per call.
+# (the reference run, 3 epochs of 13 steps, does not); long runs also compile the metric
+# functions. The JAX trainer unrolls these steps in its compiled function (compile time grows
+# with the count) and dispatches asynchronously anyway, so it keeps one step per call.
 STEPS_PER_EXECUTION = 32
 MIN_STEPS_FOR_LONG_RUN = 100
 # Validation keeps no activations for gradients, so it runs in batches this many times larger
@@ -156,13 +156,14 @@ def training_model(model: keras.Model, pairs: Sequence[Pairs] = (), long_run: bo
     if not model.optimizer.built:  # build on model's variable order: its saved optimizer state is read in that order
         model.optimizer.build(model.trainable_variables)
     compiled = {key: value for key, value in model.get_compile_config().items() if key not in ("optimizer", "steps_per_execution")}
-    long_run = long_run and keras.backend.backend() == "tensorflow"
+    long_run = long_run and keras.backend.backend() == "tensorflow"  # both speed-ups are TensorFlow's
     trainer = StackedSiamese(
         encoder, head, (model.inputs[0].name, model.inputs[1].name), compile_metric_functions=long_run, name=f"{model.name}_stacked"
     )
-    steps_per_execution = STEPS_PER_EXECUTION if long_run else 1
     trainer.compile(
-        optimizer=model.optimizer, steps_per_execution=steps_per_execution, **keras.saving.deserialize_keras_object(compiled)
+        optimizer=model.optimizer,
+        steps_per_execution=STEPS_PER_EXECUTION if long_run else 1,
+        **keras.saving.deserialize_keras_object(compiled),
     )
     return trainer
 
@@ -182,7 +183,7 @@ class StackedSiamese(keras.Model):
         self.encoder = encoder
         self.head = head
         self.pair_input_names = input_names
-        self.compile_metric_functions = compile_metric_functions and keras.backend.backend() == "tensorflow"
+        self.compile_metric_functions = compile_metric_functions  # TensorFlow backend only
         self._metric_functions: dict[str, Any] = {}
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
@@ -212,7 +213,7 @@ class StackedSiamese(keras.Model):
         if not self.compile_metric_functions or not all(getattr(metric, "built", True) for metric in self.metrics):
             return function  # built on the first step: a function traced before would miss their variables
         if name not in self._metric_functions:
-            import tensorflow as tf  # compile_metric_functions is only set on the TensorFlow backend
+            import tensorflow as tf
 
             self._metric_functions[name] = tf.function(function)
         return self._metric_functions[name]
