@@ -2,8 +2,9 @@
 
 For each size (default 10^5, 10^6, 3 x 10^6 and 10^7 pairs), in a fresh process:
 
-1. generate: the data stage, `prepare_splits(config, rng, directory)`: paraphrase pairs
-   generated a shard at a time and written as `train/validation/test.shards`;
+1. generate: the data stage, as the sequences family runs it: paraphrase pairs generated a
+   shard at a time (`generate_sequence_splits`) and written as `train/validation/test.shards`
+   (`write_shards`);
 2. train: `siamese.training.fit`, one epoch, streaming the train split (shuffled) and the
    validation split from the shards, the reference model (shared `LSTM(32)`, symmetric head);
 3. predict: `siamese.training.predict` streaming the test split, in batches of 256 as the
@@ -157,8 +158,9 @@ def _child(path: str, pairs: int, batch_size: int, predict_batch_size: int, work
     import numpy as np
 
     from siamese.config import Config, SequenceDataConfig, TrainingConfig
-    from siamese.data.sequences import generate_sequence_pairs, split_pairs
-    from siamese.data.sources import prepare_splits
+    from siamese.data.pairs import SPLIT_NAMES, PairSplits
+    from siamese.data.sequences import generate_sequence_pairs, generate_sequence_splits, split_pairs
+    from siamese.data.shards import pairs_per_shard, write_shards
 
     config = Config(
         data=SequenceDataConfig(num_pairs=pairs, timesteps=TIMESTEPS, features=FEATURES),
@@ -172,7 +174,11 @@ def _child(path: str, pairs: int, batch_size: int, predict_batch_size: int, work
         with sampler.stage("generate") as record:
             rng = np.random.default_rng(config.seed)
             if path == "shards":
-                splits = prepare_splits(data, rng, directory)
+                item_shape = (data.timesteps, data.features)
+                blocks = generate_sequence_splits(data, rng, pairs_per_shard(item_shape))
+                splits = PairSplits(
+                    **{name: write_shards(getattr(blocks, name), directory / f"{name}.shards", item_shape) for name in SPLIT_NAMES}
+                )
             else:  # what the pipeline did before shards: everything generated, then split by copying
                 splits = split_pairs(generate_sequence_pairs(data, rng), data.validation_fraction, data.test_fraction, rng)
         record["disk_bytes"] = sum(file.stat().st_size for file in directory.rglob("*") if file.is_file())
@@ -186,11 +192,11 @@ def _child(path: str, pairs: int, batch_size: int, predict_batch_size: int, work
             import keras
 
             from siamese.evaluation import roc_auc
-            from siamese.models import build_siamese_model
+            from siamese.models.text import build_text_model
             from siamese.training import compile_for_training, fit, predict
 
             keras.utils.set_random_seed(config.seed)
-            model = build_siamese_model(config)
+            model = build_text_model(features=data.features, units=config.model.units, head=config.model.head)
             compile_for_training(model, config.training)
         result["import_and_build"] = record
 

@@ -35,7 +35,7 @@ import tensorflow as tf
 import siamese.training as training
 from siamese.config import Head, TrainingConfig
 from siamese.data.sequences import PairSet
-from siamese.data.shards import without_autotuning
+from siamese.data.pairs import without_autotuning
 from siamese.models.text import build_text_model
 
 NUM_PAIRS, NUM_TRAIN, TIMESTEPS, FEATURES, UNITS = 1000, 800, 10, 128, 32
@@ -85,7 +85,7 @@ def trainer_for(train: PairSet, validation: PairSet, metrics: list | None = None
     if metrics is not None:
         model.compile(optimizer=model.optimizer, loss=training.task_loss("similarity"), metrics=metrics)
     trainer = training.training_model(model, [train, validation], long_run=True)
-    dataset = training._keras_data(model, train, TUNED.batch_size, shuffle=True)["x"]
+    dataset = train.dataset(TUNED.batch_size, shuffle=True)
     trainer.fit(dataset, epochs=1, shuffle=False, verbose=0)
     return trainer, dataset
 
@@ -98,7 +98,7 @@ def pipeline(rounds: int) -> None:
     left, right, labels = (tf.constant(array) for array in (train.left, train.right, train.labels))
 
     def sliced(prefetch: int) -> tf.data.Dataset:
-        """fit's pipeline for arrays in memory, before `without_autotuning`."""
+        """`PairSet.dataset`'s pipeline (what fit trains on), before `without_autotuning`."""
         pairs = tf.data.Dataset.from_tensor_slices(({"left": train.left, "right": train.right}, train.labels))
         return pairs.shuffle(NUM_TRAIN, seed=0, reshuffle_each_iteration=True).batch(TUNED.batch_size).prefetch(prefetch)
 

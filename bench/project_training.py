@@ -15,20 +15,26 @@ several steps per call). With `--strategy plan` training also runs under
 the device plan's `distribution_scope`, exactly as the `train-model` task does (on a CPU: a
 plain `tf.device("/cpu:0")` placement); `none` is the plain library call.
 
-`--variant` undoes one of `fit`'s speed-ups (or one of the project's model choices) in this
-process only, to measure what each is worth (`bench/throughput.py --ablation`):
-  two-encoder-calls     train the canonical model itself (the encoder called on left, then right,
-                        with its Masking layer), at the same steps per call
-  keras-arrays          training pairs given to Keras as arrays (its own slicing), not tf.data
-  one-step-per-call     steps_per_execution=1
-  validation-batch-1x   validation in training-sized batches
-  tf-data-autotuning    tf.data's autotuning left on for the training and validation pipelines
-  eager-metrics         metrics reset and read eagerly, op by op (as Keras does), not compiled
-  xla                   jit_compile=True (XLA) for the train and validation steps
-  keep-masking          the encoder's Masking layer kept although no timestep is padded
-  no-auc                accuracy only, no AUC metric (as the original)
-  previous-fit          all of fit's speed-ups undone: fit as it was before them (the canonical
-                        model, arrays, one step per call, training-sized validation batches)
+`--variant` undoes one of `fit`'s speed-ups (or one of the project's model choices), to measure
+what each is worth (`bench/throughput.py --ablation`). A speed-up is undone by the `FitOptions`
+field that names it; nothing in the library is patched:
+  two-encoder-calls     FitOptions(stacked_encoder=False): the canonical model trained itself (the
+                        encoder called on left, then right, with its Masking layer); compiled here
+                        at fit's steps per call, since fit leaves a model it trains as is compiled
+  one-step-per-call     FitOptions(steps_per_execution=1)
+  validation-batch-1x   FitOptions(validation_batch_multiple=1): validation in training-sized batches
+  tf-data-autotuning    FitOptions(tf_data_autotuning=True): autotuning on for both pipelines
+  eager-metrics         FitOptions(compiled_metrics=False): metrics reset and read op by op, as Keras does
+  xla                   FitOptions(jit_compile=True): XLA for the train and validation steps
+  keep-masking          FitOptions(skip_unused_masking=False): the Masking layer kept though nothing is padded
+  plain-fit             FitOptions.plain(): every speed-up off, `model.fit` on the canonical model
+                        with the pairs' tf.data view (autotuning on), as in the keras.io examples
+The rest are not fit options, so they are spelled out here with Keras' own calls:
+  keras-arrays          fit's training model, but the training pairs given to Keras as arrays (its
+                        own slicing) instead of a tf.data view
+  no-auc                a model choice: compiled with accuracy only, no AUC metric (as the original)
+  previous-fit          fit as it was before its speed-ups: Keras' `model.fit` on the canonical model
+                        with arrays, one step per call, validation in training-sized batches
 
 Prints the same JSON line as the baseline script (last line of stdout).
 
@@ -43,6 +49,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -52,12 +59,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, al
 import keras
 import numpy as np
 
-import siamese.training
-from siamese.config import DevicePreference, Head, Precision, Task, TrainingConfig
+from siamese.config import DevicePreference, Head, Precision, TrainingConfig
 from siamese.data.sequences import PairSet
 from siamese.devices import distribution_scope, plan_devices
 from siamese.models.text import build_text_model
-from siamese.training import compile_for_training, fit
+from siamese.training import FitOptions, TrainingResult, compile_for_training, fit, training_model
 
 from epoch_timer import EpochTimer  # bench/ is on sys.path when run as a script
 from variants import VARIANTS
@@ -89,8 +95,7 @@ def main() -> None:
     if args.tuned:
         tuned = TrainingConfig()
         training = dataclasses.replace(training, batch_size=tuned.batch_size, learning_rate=tuned.learning_rate)
-    if args.variant:
-        apply_variant(args.variant)
+    options = FIT_OPTIONS.get(args.variant, FitOptions())
     np.random.seed(args.seed)
     keras.utils.set_random_seed(args.seed)
     plan = plan_devices(training.devices, training.precision)
@@ -98,6 +103,8 @@ def main() -> None:
     with scope:
         model = build_text_model(features=FEATURES, units=32, head=Head.CONCAT, dtype_policy=plan.dtype_policy)
         compile_for_training(model, training)
+        if args.variant == "no-auc":
+            recompile(model, metrics=["accuracy"])
         # The baseline's draws, in its order: left, right, then labels.
         left = np.random.normal(size=(NUM_PAIRS, TIMESTEPS, FEATURES))
         right = np.random.normal(size=(NUM_PAIRS, TIMESTEPS, FEATURES))
@@ -107,7 +114,7 @@ def main() -> None:
         train, validation = pairs.take(slice(0, num_train)), pairs.take(slice(num_train, NUM_PAIRS))
         timer = EpochTimer()
         fit_started, fit_cpu_started = time.time(), time.process_time()
-        result = fit(model, train, validation, training, callbacks=[timer], seed=args.seed)
+        result = train_variant(args.variant, model, train, validation, training, options, timer, args.seed)
         fit_ended, fit_cpu_ended = time.time(), time.process_time()
 
     digest = hashlib.sha256()
@@ -144,52 +151,52 @@ def main() -> None:
     )
 
 
-def apply_variant(variant: str) -> None:
-    """Patch the library in this process only, so that `fit` runs without one of its choices."""
-    if variant == "two-encoder-calls":
+FIT_OPTIONS = {
+    "two-encoder-calls": FitOptions(stacked_encoder=False),
+    "one-step-per-call": FitOptions(steps_per_execution=1),
+    "validation-batch-1x": FitOptions(validation_batch_multiple=1),
+    "tf-data-autotuning": FitOptions(tf_data_autotuning=True),
+    "eager-metrics": FitOptions(compiled_metrics=False),
+    "xla": FitOptions(jit_compile=True),
+    "keep-masking": FitOptions(skip_unused_masking=False),
+    "plain-fit": FitOptions.plain(),
+}
 
-        def canonical(model, pairs=(), long_run=False):
-            steps_per_execution = siamese.training.STEPS_PER_EXECUTION if long_run else 1
-            compiled = {key: value for key, value in model.get_compile_config().items() if key not in ("optimizer", "steps_per_execution")}
-            model.compile(
-                optimizer=model.optimizer, steps_per_execution=steps_per_execution, **keras.saving.deserialize_keras_object(compiled)
-            )
-            return model
 
-        siamese.training.training_model = canonical
-    elif variant == "keras-arrays":
-        keras_data = siamese.training._keras_data
+def train_variant(
+    variant: str | None,
+    model: keras.Model,
+    train: PairSet,
+    validation: PairSet,
+    training: TrainingConfig,
+    options: FitOptions,
+    timer: EpochTimer,
+    seed: int,
+) -> TrainingResult:
+    """Train as `variant` says (see the module docstring): `fit` with its options, or Keras' own call."""
+    batch_size, epochs = training.batch_size, training.epochs
+    long_run = epochs * math.ceil(len(train) / batch_size) >= options.min_steps_for_long_run
+    if variant == "two-encoder-calls" and long_run:
+        recompile(model, steps_per_execution=options.steps_per_execution)  # as fit compiles its stacked model
+    if variant not in ("keras-arrays", "previous-fit"):
+        return fit(model, train, validation, training, callbacks=[timer], seed=seed, options=options)
+    if variant == "keras-arrays":
+        trainer = training_model(model, [train, validation], long_run=long_run, options=options)
+        validation_data = validation.dataset(batch_size * options.validation_batch_multiple)
+    else:
+        trainer, validation_data = model, (validation.inputs(), validation.labels)
+    started = time.perf_counter()
+    history = trainer.fit(
+        train.inputs(), train.labels, batch_size=batch_size, shuffle=True, validation_data=validation_data, epochs=epochs, callbacks=[timer]
+    )
+    seconds = time.perf_counter() - started
+    return TrainingResult(history.history, seconds, len(train) * epochs / seconds)
 
-        def training_arrays(model, pairs, batch_size, shuffle, seed=0):
-            if not (shuffle and isinstance(pairs, PairSet)):  # validation stays a dataset, batched as in fit
-                return keras_data(model, pairs, batch_size, shuffle, seed)
-            return {"x": pairs.inputs(), "y": pairs.labels, "batch_size": batch_size, "shuffle": True}
 
-        siamese.training._keras_data = training_arrays
-    elif variant == "keep-masking":
-        siamese.training._masks_a_timestep = lambda pairs, mask_value: True
-    elif variant == "one-step-per-call":
-        siamese.training.STEPS_PER_EXECUTION = 1
-    elif variant == "validation-batch-1x":
-        siamese.training.VALIDATION_BATCH_MULTIPLE = 1
-    elif variant == "tf-data-autotuning":
-        siamese.training.without_autotuning = lambda dataset: dataset
-    elif variant == "eager-metrics":
-        siamese.training.StackedSiamese._metric_function = lambda self, name, function: function
-    elif variant == "xla":
-        compile_model = keras.Model.compile
-        keras.Model.compile = lambda self, **kwargs: compile_model(self, **(kwargs | {"jit_compile": True}))
-    elif variant == "no-auc":
-        siamese.training._METRICS[Task.SIMILARITY] = lambda: ["accuracy"]
-    elif variant == "previous-fit":
-        siamese.training.training_model = lambda model, *args, **kwargs: model
-
-        def arrays(model, pairs, batch_size, shuffle, seed=0):
-            # Validation as (inputs, labels), which Keras batches at the training batch size.
-            x = pairs.inputs() if shuffle else (pairs.inputs(), pairs.labels)
-            return {"x": x, "y": pairs.labels, "batch_size": batch_size, "shuffle": True} if shuffle else {"x": x}
-
-        siamese.training._keras_data = arrays
+def recompile(model: keras.Model, **changes: object) -> None:
+    """Compile `model` again with its own optimizer, loss and metrics, changing only `changes`."""
+    config = {key: value for key, value in model.get_compile_config().items() if key not in ("optimizer", *changes)}
+    model.compile(optimizer=model.optimizer, **keras.saving.deserialize_keras_object(config), **changes)
 
 
 if __name__ == "__main__":

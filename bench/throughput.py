@@ -187,18 +187,24 @@ def auc_for_seed(seed: int) -> dict:
     import numpy as np
 
     from siamese.config import Config, TrainingConfig
-    from siamese.data.sources import prepare_splits
+    from siamese.data.pairs import SPLIT_NAMES, PairSplits
+    from siamese.data.sequences import PairSet, generate_sequence_splits
+    from siamese.data.shards import pairs_per_shard
     from siamese.evaluation import roc_auc
-    from siamese.models import build_siamese_model
+    from siamese.models.text import build_text_model
     from siamese.training import compile_for_training, fit, predict
 
     config = Config(seed=seed)
-    splits = prepare_splits(config.data, np.random.default_rng(seed))
+    data = config.data
+    item_shape = (data.timesteps, data.features)
+    # The pairs a run generates (its shards' blocks, the same draws), held in memory here.
+    blocks = generate_sequence_splits(data, np.random.default_rng(seed), pairs_per_shard(item_shape))
+    splits = PairSplits(**{name: PairSet.concatenate(list(getattr(blocks, name)), item_shape) for name in SPLIT_NAMES})
     settings = {"tuned defaults": TrainingConfig(), "batch 64": dataclasses.replace(TrainingConfig(), **BATCH_64)}
     rows = {}
     for name, training in settings.items():
         keras.utils.set_random_seed(seed)
-        model = build_siamese_model(config)
+        model = build_text_model(features=data.features, units=config.model.units, head=config.model.head)
         compile_for_training(model, training)
         result = fit(model, splits.train, splits.validation, training, verbose=0, seed=seed)
         rows[name] = {

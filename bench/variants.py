@@ -13,5 +13,6 @@ VARIANTS = (
     "xla",
     "keep-masking",
     "no-auc",
+    "plain-fit",
     "previous-fit",
 )

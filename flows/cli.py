@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -47,13 +48,21 @@ FLAG_TO_KEY = {
     "right_column": "data.right_column",
     "label_column": "data.label_column",
     "threshold": "data.threshold",
+    "drop_invalid_rows": "data.drop_invalid_rows",
 }
+SWITCHES = {"drop_invalid_rows"}  # flags that take no value: `--drop-invalid-rows` sets the key to true
+# Config keys as messages name them -> the flag that sets them, e.g. `data.left_column` -> `--left-column`,
+# `data.threshold = 3.5` -> `--threshold 3.5`, `data.drop_invalid_rows = true` -> `--drop-invalid-rows`.
+_KEY_PATTERN = re.compile(
+    r"(?<![\w.-])(" + "|".join(re.escape(key) for key in FLAG_TO_KEY.values() if "." in key) + r")(?![\w])( = ([^\s;,)]+))?"
+)
+_FLAG_OF_KEY = {key: "--" + flag.replace("_", "-") for flag, key in FLAG_TO_KEY.items()}
+_SWITCH_KEYS = {FLAG_TO_KEY[flag] for flag in SWITCHES}
 
 PREFECT_STARTUP_TIMEOUT_SECONDS = 120
 WAIT_WORTH_SAYING_SECONDS = 1.0
 # Exit codes. retrain: 0 also when the gate rightly kept the champion.
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_REGRESSION = 0, 1, 2, 3
-OUTPUT_SUFFIXES = (".parquet", ".csv", ".tsv")
 
 ORIGINAL_RUN = (
     "siamese train --data random --head concat --num-pairs 1000 --timesteps 10 --epochs 3 --batch-size 64 --learning-rate 0.001"
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, _overrides(args, parser))
     except ConfigError as error:
-        print(f"siamese: invalid configuration: {error}", file=sys.stderr)
+        print(f"siamese: invalid configuration: {in_flags(str(error))}", file=sys.stderr)
         return EXIT_INVALID
     retrain = args.command == "retrain"
     return _train(config, args.work_dir, retrain=retrain, fail_on_regression=retrain and args.fail_on_regression)
@@ -119,20 +128,21 @@ def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: boo
             print(f"siamese: {error}", file=sys.stderr)
             return EXIT_FAILED
         except (PairFileError, ImageDataError) as error:  # stopped before an MLflow run existed
-            print(f"\nsiamese: invalid data: {error}", file=sys.stderr)
+            print(f"\nsiamese: invalid data: {in_flags(str(error))}", file=sys.stderr)
             return EXIT_INVALID
         except Exception as error:  # the flow run already recorded the failure; say what it was
-            print(f"\nsiamese: training failed: {error}", file=sys.stderr)
+            print(f"\nsiamese: training failed: {in_flags(str(error))}", file=sys.stderr)
             return EXIT_FAILED
-    _print_result(result)
+    _print_result(result, config)
     if retrain and fail_on_regression and result["outcome"] is Outcome.REGRESSION:
         print(f"siamese: regression (--fail-on-regression): {result['gate'].reason}", file=sys.stderr)
         return EXIT_REGRESSION
     return EXIT_OK
 
 
-def _print_result(result: dict) -> None:
-    from tasks.tracking import model_name, ui_command
+def _print_result(result: dict, config) -> None:
+    from siamese.families import ModelFormat, family_of
+    from tasks.store import ui_command
 
     registered, gate = result["registered"], result["gate"]
     aliases = ", ".join(registered["aliases"])
@@ -147,7 +157,7 @@ def _print_result(result: dict) -> None:
     if "outcome" in result:
         lines.append(f"  outcome:           {result['outcome']}")
     lines.append(f"  open the MLflow UI: {ui_command()}")
-    if registered["name"] == model_name(ModelKind.TEXT):  # raw text in: the batch scoring flow takes it
+    if family_of(config.kind).model_format is ModelFormat.RAW_TEXT:  # the batch scoring flow takes it
         lines.append(
             f"  score a file:      siamese score --model models:/{registered['name']}/{registered['version']} "
             "--input pairs.csv --output scores.parquet"
@@ -158,8 +168,10 @@ def _print_result(result: dict) -> None:
 def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.input.is_file():
         parser.error(f"--input {args.input}: no such file")
-    if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
-        parser.error(f"--output {args.output}: use a {', '.join(OUTPUT_SUFFIXES)} file")
+    from siamese.data.tables import TABLE_SUFFIXES
+
+    if args.output.suffix.lower() not in TABLE_SUFFIXES:
+        parser.error(f"--output {args.output}: use a {', '.join(TABLE_SUFFIXES)} file")
     if args.chunk_rows < 1:
         parser.error(f"--chunk-rows must be >= 1, got {args.chunk_rows}")
     _quiet_start()
@@ -168,7 +180,7 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     with temporary_prefect_api() as api:
         from flows.score import score_flow
         from siamese.data.tables import PairFileError
-        from tasks.tracking import ScoringModelError
+        from tasks.registry import ScoringModelError
 
         try:
             _wait_for(api)
@@ -184,7 +196,7 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"siamese: {error}", file=sys.stderr)
             return EXIT_FAILED
         except (PairFileError, ScoringModelError) as error:
-            print(f"\nsiamese: cannot score: {error}", file=sys.stderr)
+            print(f"\nsiamese: cannot score: {in_flags(str(error))}", file=sys.stderr)
             return EXIT_INVALID
         except Exception as error:
             print(f"\nsiamese: scoring failed: {error}", file=sys.stderr)
@@ -205,7 +217,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, {})
     except ConfigError as error:
-        print(f"siamese: invalid configuration: {error}", file=sys.stderr)
+        print(f"siamese: invalid configuration: {in_flags(str(error))}", file=sys.stderr)
         return EXIT_INVALID
     _quiet_start()
     from prefect import serve
@@ -236,6 +248,17 @@ def _wait_for(api) -> None:
         print(f"siamese: waited {waited:.1f} s for the Prefect API to start", file=sys.stderr)
 
 
+def in_flags(message: str) -> str:
+    """A library or config message (which names config keys) as this command line speaks: keys with a flag become the flag."""
+    def flag(match: re.Match) -> str:
+        key, value = match.group(1), match.group(3)
+        if value is None or key in _SWITCH_KEYS:
+            return _FLAG_OF_KEY[key]
+        return f"{_FLAG_OF_KEY[key]} {value}"
+
+    return _KEY_PATTERN.sub(flag, message)
+
+
 def _quiet_start() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
     # Prefect's temporary API server gives up after 20 s, which a first start (database
@@ -251,11 +274,11 @@ def _headline(metrics: dict[str, float]) -> str:
 
 
 def _overrides(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, object]:
-    overrides: dict[str, object] = {key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag) is not None}
+    overrides: dict[str, object] = {
+        key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag) not in (None, False)
+    }
     if args.data is not None:
         overrides |= _data_overrides(args, parser)
-    if args.drop_invalid_rows:
-        overrides["data.drop_invalid_rows"] = True
     if args.images is not None:
         if not args.images.exists():
             parser.error(f"--images {args.images}: no such folder or file")
@@ -277,6 +300,8 @@ def _data_overrides(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         return {"data.mode": args.data}
     if args.model == ModelKind.VISION:
         parser.error("--data is for text pairs; give image pairs with --images")
+    if args.model == ModelKind.SEQUENCES:
+        parser.error(f"--data {args.data}: a file of text pairs trains --model text, not sequences")
     if not path.is_file():
         parser.error(f"--data {args.data}: no such file (a CSV, TSV or Parquet file of text pairs, or paraphrase/random)")
     return {"kind": ModelKind.TEXT, "data.path": str(path.resolve())}
@@ -342,7 +367,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_training_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--config", type=Path, help="TOML file with kind, seed and [data], [model], [training], [gate] tables")
-    train.add_argument("--model", choices=[kind.value for kind in ModelKind], help="model kind (default text)")
+    train.add_argument(
+        "--model",
+        choices=[kind.value for kind in ModelKind],
+        help="model family: sequences (generated, the default), text (pairs from --data FILE) or vision",
+    )
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--learning-rate", type=float)

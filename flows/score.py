@@ -12,7 +12,7 @@ from prefect import flow
 
 from tasks.reporting import publish_scoring_summary
 from tasks.scoring import CHUNK_ROWS, ScoringSummary, find_text_columns, score_file
-from tasks.tracking import load_text_pair_scorer
+from tasks.registry import load_text_pair_scorer
 
 
 @flow(name="score-pairs")

@@ -1,8 +1,11 @@
 """The training flow: data -> shared model -> training -> sharing verification -> evaluation -> gate.
 
-One flow for every model kind (`config.kind`: text or vision). Every stage is a Prefect task, so
-the flow run's page shows them in order; everything is recorded in one MLflow run, and the
-model is registered only after sharing is verified.
+One flow for every model family (`config.kind`: sequences, text or vision); what differs between
+families is asked of `siamese.families.family_of(config.kind)` inside the tasks. Every stage is a
+Prefect task, and the registry gate a subflow (`flows/gate.py`), so the flow run's page shows
+them in order; tasks hand each other paths (split files, `.keras` files) and run ids.
+Everything is recorded in one MLflow run, and the model is registered only after sharing is
+verified.
 """
 
 from __future__ import annotations
@@ -15,18 +18,17 @@ from typing import Annotated, Any, Iterator
 from prefect import flow
 from pydantic import BeforeValidator
 
+from flows.gate import gate_flow
 from siamese.config import Config, config_from_dict
 from siamese.gate import Decision
 from tasks.data import prepare_pairs
 from tasks.model import build_model, choose_devices, evaluate_model, train_model, verify_sharing
+from tasks.registry import CHAMPION, log_and_register_model
 from tasks.reporting import publish_summary
 from tasks.store import tracking_uri
 from tasks.tracking import (
-    CHAMPION,
     check_tracking_store,
     end_run,
-    gate_challenger,
-    log_and_register_model,
     log_dataset,
     log_evaluation,
     log_sharing_report,
@@ -77,23 +79,24 @@ def train_flow(
     with _run_directory(work_dir) as directory:
         plan = choose_devices(config.training)
         data = prepare_pairs(config, directory)  # bad input stops here, before an MLflow run exists
+        splits = data.paths
         with _mlflow_run(config) as run_id:
-            if data.source_file is not None:
-                log_dataset(run_id, data.source_file, data.sizes)
-            initial = build_model(config, plan, data.paths["train"])
-            trained = train_model(initial, data.paths, config, plan, run_id, directory)
+            if data.source is not None:
+                log_dataset(run_id, data.source, data.sizes)
+            initial = build_model(config, plan, splits["train"], directory)
+            trained = train_model(initial, splits, config, plan, run_id, directory)
             log_training(run_id, plan, trained.seconds, trained.pairs_per_second, data.sizes)
 
-            report = verify_sharing(trained, data.paths["test"], config.task)
+            report = verify_sharing(trained.path, splits["test"], config)
             log_sharing_report(run_id, report)
             if not report.passed:
                 publish_summary(run_id, report, None, None)
                 raise WeightSharingError("weight-sharing verification failed: " + "; ".join(report.failures()))
 
-            evaluation = evaluate_model(trained.model, data.paths, config.task, directory)
+            evaluation = evaluate_model(trained.path, splits, config, directory)
             log_evaluation(run_id, evaluation.metrics, evaluation.confusion_matrix, evaluation.plots, evaluation.baselines)
-            registered = log_and_register_model(run_id, trained.model, trained.path, data.paths["test"], config)
-            gate = gate_challenger(run_id, registered, data.paths["test"], config, against_champion)
+            registered = log_and_register_model(run_id, trained.path, splits["test"], config)
+            gate = gate_flow(run_id, registered, splits["test"], config, against_champion, directory)
             if gate is not None and gate.decision is Decision.PROMOTE:
                 registered["aliases"] = [*registered["aliases"], CHAMPION]
             publish_summary(run_id, report, evaluation.metrics, registered, evaluation.baselines, gate)

@@ -13,10 +13,15 @@ import tomllib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
+
+from siamese.data.pairs import check_fractions
 
 MIN_IMAGE_SIZE = 16  # the compact backbone halves the image three times
 XCEPTION_MIN_IMAGE_SIZE = 71  # keras.applications.Xception refuses smaller inputs
+
+
+EnumT = TypeVar("EnumT", bound=StrEnum)
 
 
 class ConfigError(ValueError):
@@ -24,7 +29,10 @@ class ConfigError(ValueError):
 
 
 class ModelKind(StrEnum):
-    TEXT = "text"  # one LSTM over a left and a right sequence
+    """The model family: each has one recipe module in `siamese.families`."""
+
+    SEQUENCES = "sequences"  # generated float sequences, the reference shared LSTM(32)
+    TEXT = "text"  # labelled text pairs from a file: raw strings in, tokenised inside the model
     VISION = "vision"  # one CNN backbone over a left and a right camera image
 
 
@@ -100,6 +108,10 @@ class SequenceDataConfig:
         _require_float(self, "noise", "data", minimum=0.0)
         _require_fractions(self)
 
+    @property
+    def task(self) -> Task:
+        return Task.SIMILARITY
+
 
 @dataclass(frozen=True)
 class TextFileDataConfig:
@@ -127,6 +139,10 @@ class TextFileDataConfig:
         if not isinstance(self.drop_invalid_rows, bool):
             raise ConfigError(f"data.drop_invalid_rows must be true or false, got {self.drop_invalid_rows!r}")
         _require_fractions(self)
+
+    @property
+    def task(self) -> Task:
+        return Task.SIMILARITY  # graded scores become 0/1 labels at data.threshold
 
 
 @dataclass(frozen=True)
@@ -250,9 +266,9 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """The whole run. `data` and `model` take the kind's sections; None means its defaults."""
+    """The whole run. `data` and `model` take the kind's sections (`KIND_SECTIONS`); None means its defaults."""
 
-    kind: ModelKind = ModelKind.TEXT
+    kind: ModelKind = ModelKind.SEQUENCES
     seed: int = 0  # seeds data generation, weight initialisation and shuffling
     data: SequenceDataConfig | TextFileDataConfig | ImageDataConfig = None  # type: ignore[assignment]
     model: TextModelConfig | VisionModelConfig = None  # type: ignore[assignment]
@@ -262,13 +278,12 @@ class Config:
     def __post_init__(self) -> None:
         _coerce_enum(self, "kind", ModelKind, "")
         _require_int(self, "seed", "", minimum=0)
-        for section, classes in _KIND_SECTIONS[self.kind].items():
+        for section, cls in KIND_SECTIONS[self.kind].items():
             value = getattr(self, section)
             if value is None:
-                object.__setattr__(self, section, classes[0]())
-            elif not isinstance(value, classes):
-                names = " or ".join(cls.__name__ for cls in classes)
-                raise ConfigError(f"[{section}] of a {self.kind} run must be a {names}, got {type(value).__name__}")
+                object.__setattr__(self, section, cls())
+            elif not isinstance(value, cls):
+                raise ConfigError(f"[{section}] of a {self.kind} run must be a {cls.__name__}, got {type(value).__name__}")
         if (
             self.kind is ModelKind.VISION
             and self.model.backbone is Backbone.XCEPTION
@@ -286,8 +301,8 @@ class Config:
 
     @property
     def task(self) -> Task:
-        """What the model predicts: text pairs are always similarity."""
-        return self.data.task if isinstance(self.data, ImageDataConfig) else Task.SIMILARITY
+        """What the model predicts: a similarity score, or a number (vision regression)."""
+        return self.data.task
 
     def to_params(self) -> dict[str, str]:
         """Flatten to `section.field -> value` strings, the shape MLflow params take."""
@@ -305,10 +320,12 @@ class Config:
         }
 
 
-# The section classes a kind accepts; the first is the default. Text `[data]` with a `path` is a pair file.
-_KIND_SECTIONS: dict[ModelKind, dict[str, tuple[type, ...]]] = {
-    ModelKind.TEXT: {"data": (SequenceDataConfig, TextFileDataConfig), "model": (TextModelConfig,)},
-    ModelKind.VISION: {"data": (ImageDataConfig,), "model": (VisionModelConfig,)},
+# The `[data]` and `[model]` section classes of each kind (the family modules in `siamese.families`
+# read them); `[training]` and `[gate]` are the same for every kind.
+KIND_SECTIONS: dict[ModelKind, dict[str, type]] = {
+    ModelKind.SEQUENCES: {"data": SequenceDataConfig, "model": TextModelConfig},
+    ModelKind.TEXT: {"data": TextFileDataConfig, "model": TextModelConfig},
+    ModelKind.VISION: {"data": ImageDataConfig, "model": VisionModelConfig},
 }
 _SECTION_NAMES = ("data", "model", "training", "gate")
 
@@ -316,7 +333,9 @@ _SECTION_NAMES = ("data", "model", "training", "gate")
 def config_from_dict(values: Mapping[str, Any], source: str = "config") -> Config:
     """Build a validated `Config` from a nested mapping (the shape of a TOML file).
 
-    `kind` decides which sections `[data]` and `[model]` are read into.
+    `kind` decides which sections `[data]` and `[model]` are read into. Files written before
+    generated sequences had a kind of their own say `kind = "text"` (or nothing) without a
+    `data.path`: they still mean generated sequences (`kind = "sequences"`).
 
     Raises:
         ConfigError: for an unknown section or key, naming it, the source and the allowed keys.
@@ -325,37 +344,49 @@ def config_from_dict(values: Mapping[str, Any], source: str = "config") -> Confi
     unknown = sorted(set(values) - top_level)
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} in {source}; allowed: {', '.join(sorted(top_level))}")
-    kind = values.get("kind", ModelKind.TEXT)
-    try:
-        kind = ModelKind(kind)
-    except ValueError:
-        allowed = ", ".join(member.value for member in ModelKind)
-        raise ConfigError(f"kind must be one of {allowed}; got {kind!r}") from None
+    kind = _kind(values)
     sections = {}
-    for name, classes in (_KIND_SECTIONS[kind] | {"training": (TrainingConfig,), "gate": (GateConfig,)}).items():
+    for name, cls in (KIND_SECTIONS[kind] | {"training": TrainingConfig, "gate": GateConfig}).items():
         section_values = values.get(name, {})
         if not isinstance(section_values, Mapping):
             raise ConfigError(f"[{name}] in {source} must be a table, got {section_values!r}")
-        cls = _section_class(classes, section_values)
         allowed = [f.name for f in dataclasses.fields(cls)]
         for key in section_values:
             if key not in allowed:
                 raise ConfigError(
-                    f"unknown key '{name}.{key}' for a {kind} model{_SECTION_ROLES.get(cls, '')} in {source}; "
-                    f"allowed: {', '.join(allowed)}"
+                    f"unknown key '{name}.{key}' for a {kind} model ({_KIND_ROLES[kind]}) in {source}; "
+                    f"allowed: {', '.join(allowed)}{_kind_hint(kind, name, key)}"
                 )
         sections[name] = cls(**section_values)
     return Config(kind=kind, seed=values.get("seed", 0), **sections)
 
 
-_SECTION_ROLES = {SequenceDataConfig: " on generated sequences", TextFileDataConfig: " on text pairs from a file"}
+_KIND_ROLES = {
+    ModelKind.SEQUENCES: "generated sequences",
+    ModelKind.TEXT: "text pairs from a file",
+    ModelKind.VISION: "image pairs",
+}
 
 
-def _section_class(classes: tuple[type, ...], values: Mapping[str, Any]) -> type:
-    """The section class `values` describe: text `[data]` with a `path` is a pair file, else generated."""
-    if TextFileDataConfig in classes and "path" in values:
-        return TextFileDataConfig
-    return classes[0]
+def _kind(values: Mapping[str, Any]) -> ModelKind:
+    """The config's kind; a text config without `data.path` is the older spelling of `sequences`."""
+    data = values.get("data", {})
+    has_path = isinstance(data, Mapping) and "path" in data
+    kind = values.get("kind")
+    if kind is None:
+        return ModelKind.TEXT if has_path else ModelKind.SEQUENCES
+    kind = member_of(ModelKind, kind, "kind")
+    if kind is ModelKind.TEXT and not has_path:
+        return ModelKind.SEQUENCES
+    return kind
+
+
+def _kind_hint(kind: ModelKind, section: str, key: str) -> str:
+    """What to change when a key belongs to another kind's section."""
+    owners = [other for other, classes in KIND_SECTIONS.items() if key in {f.name for f in dataclasses.fields(classes[section])}]
+    if not owners:
+        return ""
+    return f" ('{section}.{key}' is read by kind {' and '.join(map(str, owners))}: set kind = \"{owners[0]}\")"
 
 
 def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
@@ -433,19 +464,26 @@ def _require_float(
 
 
 def _require_fractions(data: Any) -> None:
-    _require_float(data, "validation_fraction", "data", minimum=0.0, below=1.0)
-    _require_float(data, "test_fraction", "data", minimum=0.0, below=1.0, exclusive_minimum=True)
-    if data.validation_fraction + data.test_fraction > 0.9 + 1e-9:  # 0.6 + 0.3 is 0.8999..., 0.5 + 0.4 is 0.9
-        raise ConfigError(
-            "data.validation_fraction + data.test_fraction must leave at least 10% for "
-            f"training, got {data.validation_fraction} + {data.test_fraction}"
-        )
+    try:
+        check_fractions(data.validation_fraction, data.test_fraction)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    object.__setattr__(data, "validation_fraction", float(data.validation_fraction))
+    object.__setattr__(data, "test_fraction", float(data.test_fraction))
+
+
+def member_of(enum: type[EnumT], value: Any, name: str) -> EnumT:
+    """`value` as a member of `enum`: the one check of every enumerated value, in the config and the library.
+
+    Raises:
+        ConfigError (a ValueError): naming `name` (a config key or an argument) and the allowed values.
+    """
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise ConfigError(f"{name} must be one of {allowed}; got {value!r}") from None
 
 
 def _coerce_enum(obj: Any, name: str, enum: type[StrEnum], section: str) -> None:
-    value = getattr(obj, name)
-    try:
-        object.__setattr__(obj, name, enum(value))
-    except ValueError:
-        allowed = ", ".join(member.value for member in enum)
-        raise ConfigError(f"{_qualified(section, name)} must be one of {allowed}; got {value!r}") from None
+    object.__setattr__(obj, name, member_of(enum, getattr(obj, name), _qualified(section, name)))

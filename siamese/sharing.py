@@ -4,6 +4,12 @@ Verification works on the model's graph and behaviour, never on layer names: it 
 layers depend on the left input only and which on the right input only (the two branches), and
 then checks object identity, parameter counts, what one optimizer step does, and that all of it
 survives a `.keras` save and reload.
+
+The tracing is public because training needs it too: `trace_branches` divides a model into its
+branches and head, and `shared_encoder` finds the one layer object called on both inputs (the
+fast path of `siamese.training` runs that encoder once on both sides). Both read the functional
+graph through `layer_calls`, the only code in the project that touches Keras' private graph
+attributes.
 """
 
 from __future__ import annotations
@@ -53,8 +59,22 @@ class SharingReport:
 
 
 @dataclass(frozen=True)
-class _Branches:
-    """The layers (with weights) used by each input's branch and each branch's output tensor."""
+class LayerCall:
+    """One call of a layer (or operation) in a functional graph: what it was called on, what it returned."""
+
+    layer: Any  # a keras.Layer, or a keras.Operation such as an op on tensors
+    inputs: tuple[Any, ...]  # the KerasTensors it was called on, flattened
+    outputs: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Branches:
+    """How a two-input model divides: each input's branch, where they meet, and the head after.
+
+    `layers[side]`: the layers with weights that the branch of input `side` (0 left, 1 right)
+    calls, each once; `outputs[side]`: the branch's output, where the head takes it;
+    `head_layers`: what depends on both inputs.
+    """
 
     layers: tuple[list[keras.Layer], list[keras.Layer]]
     outputs: tuple[Any, Any]
@@ -62,6 +82,14 @@ class _Branches:
 
     def variables(self, side: int) -> dict[int, keras.Variable]:
         return {id(variable): variable for layer in self.layers[side] for variable in layer.weights}
+
+
+@dataclass(frozen=True)
+class SharedEncoder:
+    """One layer object called directly on the left input and directly on the right input."""
+
+    layer: keras.Layer  # usually a sub-model: the encoder
+    encodings: tuple[Any, Any]  # its outputs on the left and on the right input
 
 
 def verify_weight_sharing(
@@ -108,7 +136,7 @@ def verify_weight_sharing(
         raise ValueError(f"expected a model with two inputs (left, right), got {len(model.inputs)}")
     if saved_path is not None and not (Path(saved_path).suffix == ".keras" and Path(saved_path).is_file()):
         raise ValueError(f"saved_path must be an existing .keras file, got {str(saved_path)!r}")
-    branches = _trace_branches(model)
+    branches = trace_branches(model)
     checks, difference, predictions = _check_model(model, branches, left, right, labels, loss, prefix="")
     if saved_path is None:
         with tempfile.TemporaryDirectory(prefix="sharing-") as directory:
@@ -118,7 +146,7 @@ def verify_weight_sharing(
     else:
         reloaded = keras.saving.load_model(saved_path, compile=False)
     reloaded_checks, reloaded_difference, reloaded_predictions = _check_model(
-        reloaded, _trace_branches(reloaded), left, right, labels, loss, prefix="after_reload/"
+        reloaded, trace_branches(reloaded), left, right, labels, loss, prefix="after_reload/"
     )
     checks += reloaded_checks
     checks.append(_check_same_predictions(predictions, reloaded_predictions))
@@ -136,7 +164,7 @@ def verify_weight_sharing(
 
 def _check_model(
     model: keras.Model,
-    branches: _Branches,
+    branches: Branches,
     left: np.ndarray,
     right: np.ndarray,
     labels: np.ndarray,
@@ -164,7 +192,7 @@ def _check_model(
     return checks, max(before_step, after_step), predictions
 
 
-def _check_same_layers(branches: _Branches) -> SharingCheck:
+def _check_same_layers(branches: Branches) -> SharingCheck:
     left_ids = {id(layer) for layer in branches.layers[0]}
     right_ids = {id(layer) for layer in branches.layers[1]}
     passed = bool(left_ids) and left_ids == right_ids
@@ -182,7 +210,7 @@ def _describe_layers(layers: list[keras.Layer]) -> str:
     return ", ".join(sorted(layer.name for layer in layers)) or "no layer with weights"
 
 
-def _check_shared_variables(branches: _Branches) -> SharingCheck:
+def _check_shared_variables(branches: Branches) -> SharingCheck:
     left, right = branches.variables(0), branches.variables(1)
     shared = left.keys() & right.keys()
     passed = bool(left) and left.keys() == right.keys()
@@ -194,7 +222,7 @@ def _check_shared_variables(branches: _Branches) -> SharingCheck:
     )
 
 
-def _check_parameter_count(model: keras.Model, branches: _Branches) -> SharingCheck:
+def _check_parameter_count(model: keras.Model, branches: Branches) -> SharingCheck:
     encoder = _count(branches.variables(0).values())
     head = _count(_head_variables(branches).values())
     total = model.count_params()
@@ -207,7 +235,7 @@ def _check_parameter_count(model: keras.Model, branches: _Branches) -> SharingCh
 
 def _check_one_step(
     model: keras.Model,
-    branches: _Branches,
+    branches: Branches,
     view: keras.Model,
     left: np.ndarray,
     right: np.ndarray,
@@ -248,7 +276,7 @@ def _check_same_predictions(predictions: list[np.ndarray], reloaded: list[np.nda
     )
 
 
-def _probe_view(model: keras.Model, branches: _Branches) -> keras.Model:
+def _probe_view(model: keras.Model, branches: Branches) -> keras.Model:
     """One functional view of the model: both inputs to (left encoding, right encoding, *outputs).
 
     A single view serves the encoding checks and the predictions, so each needs one eager call.
@@ -284,48 +312,96 @@ def _call(view: keras.Model, left: np.ndarray, right: np.ndarray) -> list[np.nda
     return [keras.ops.convert_to_numpy(output).astype(np.float32) for output in view([left, right], training=False)]
 
 
-def _trace_branches(model: keras.Model) -> _Branches:
-    """Walk the functional graph back from the output, tagging each call with its inputs.
+def layer_calls(model: keras.Model) -> list[LayerCall]:
+    """Every call in a functional model's graph that its outputs depend on, once each, in dependency order.
 
-    A call whose inputs depend on one model input only belongs to that input's branch; the
-    first call that depends on both is the head, and its single-input arguments are the branch
-    outputs. This reads Keras' functional graph (`_keras_history`, `_inbound_nodes`), which is
-    how Keras itself walks it.
+    A call comes after the calls that made its inputs; the walk goes back from the outputs to
+    the model's inputs. Keras has no public API for a model's
+    graph (`get_config` describes it by layer names, which must not matter here), so this reads
+    what Keras' own `Functional` reads: each tensor's `_keras_history` and each layer's
+    `_inbound_nodes`. This is the one place in the project that does; the rest of the sharing
+    check and the training fast path use what it returns.
     """
-    input_sides = {id(tensor): side for side, tensor in enumerate(model.inputs)}
+    input_ids = {id(tensor) for tensor in model.inputs}
+    calls: list[LayerCall] = []
+    visited: set[int] = set()
+
+    def visit(tensor: Any) -> None:
+        history = getattr(tensor, "_keras_history", None)
+        if id(tensor) in input_ids or history is None:
+            return
+        operation, node_index, _ = history
+        node = operation._inbound_nodes[node_index]
+        if id(node) in visited:
+            return
+        visited.add(id(node))
+        for argument in node.input_tensors:
+            visit(argument)
+        calls.append(LayerCall(operation, tuple(node.input_tensors), tuple(node.output_tensors)))
+
+    for output in model.outputs:
+        visit(output)
+    return calls
+
+
+def trace_branches(model: keras.Model) -> Branches:
+    """Divide a two-input functional model into its left branch, right branch and head.
+
+    Each call is tagged with the model inputs it depends on. A call that depends on one input
+    only belongs to that input's branch; a call that depends on both is in the head, and its
+    arguments that depend on one input only are the branch outputs. By object identity only.
+
+    Raises:
+        ValueError: the model does not have two inputs, or its output does not combine a left
+            and a right branch.
+    """
+    if len(model.inputs) != 2:
+        raise ValueError(f"expected a model with two inputs (left, right), got {len(model.inputs)}")
+    sides: dict[int, frozenset[int]] = {id(tensor): frozenset({side}) for side, tensor in enumerate(model.inputs)}
     layers: tuple[list, list] = ([], [])
     outputs: list[Any] = [None, None]
     head_layers: list = []
-    visited: dict[int, frozenset[int]] = {}
-
-    def sides_of(tensor) -> frozenset[int]:
-        if id(tensor) in input_sides:
-            return frozenset({input_sides[id(tensor)]})
-        operation, node_index, _ = tensor._keras_history
-        node = operation._inbound_nodes[node_index]
-        if id(node) not in visited:
-            argument_sides = [(argument, sides_of(argument)) for argument in node.input_tensors]
-            sides = frozenset().union(*(s for _, s in argument_sides))
-            visited[id(node)] = sides
-            if len(sides) == 1:
-                (side,) = sides
-                if operation.weights and all(operation is not seen for seen in layers[side]):
-                    layers[side].append(operation)
-            else:
-                head_layers.append(operation)
-                for argument, argument_side in argument_sides:
-                    if len(argument_side) == 1:
-                        outputs[next(iter(argument_side))] = argument
-        return visited[id(node)]
-
-    for output in model.outputs:
-        sides_of(output)
+    for call in layer_calls(model):
+        argument_sides = [sides.get(id(argument), frozenset()) for argument in call.inputs]
+        depends_on = frozenset().union(*argument_sides)
+        for output in call.outputs:
+            sides[id(output)] = depends_on
+        if len(depends_on) == 1:
+            (side,) = depends_on
+            if call.layer.weights and all(call.layer is not seen for seen in layers[side]):
+                layers[side].append(call.layer)
+        else:
+            head_layers.append(call.layer)
+            for argument, argument_side in zip(call.inputs, argument_sides):
+                if len(argument_side) == 1:
+                    outputs[next(iter(argument_side))] = argument
     if outputs[0] is None or outputs[1] is None:
         raise ValueError("the model's output does not combine a left and a right branch")
-    return _Branches(layers=layers, outputs=tuple(outputs), head_layers=head_layers)
+    return Branches(layers=layers, outputs=tuple(outputs), head_layers=head_layers)
 
 
-def _head_variables(branches: _Branches) -> dict[int, keras.Variable]:
+def shared_encoder(model: keras.Model) -> SharedEncoder | None:
+    """The encoder of `model = head(encoder(left), encoder(right))`: one layer object called on both inputs.
+
+    The first layer (in graph order) that is called directly on the left input and directly on
+    the right input, by object identity; what follows it on each side is the head's business.
+    None when there is none: an unshared twin, a model that is not functional or has not two
+    inputs. The sharing check verifies such a model's branches (`trace_branches`); training
+    runs its encoder once on both sides (`siamese.training`).
+    """
+    inputs = getattr(model, "inputs", None) or ()
+    if len(inputs) != 2:
+        return None
+    calls = layer_calls(model)
+    on_input = [[call for call in calls if len(call.inputs) == 1 and call.inputs[0] is tensor] for tensor in inputs]
+    for left in on_input[0]:
+        right = next((call for call in on_input[1] if call.layer is left.layer), None)
+        if right is not None and len(left.outputs) == len(right.outputs) == 1:
+            return SharedEncoder(left.layer, (left.outputs[0], right.outputs[0]))
+    return None
+
+
+def _head_variables(branches: Branches) -> dict[int, keras.Variable]:
     branch_ids = branches.variables(0).keys() | branches.variables(1).keys()
     return {
         id(variable): variable

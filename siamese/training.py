@@ -1,23 +1,28 @@
 """Compile, fit and score a pair model; the caller owns seeding, devices and tracking callbacks.
 
-`fit` trains the canonical Siamese model's own layers and variables, through a faster path that
-changes nothing but speed (BENCHMARKS.md, "Training throughput"):
+Training is Keras' own, as in the keras.io Siamese examples: `model.fit` on the pairs' `tf.data`
+view (`Pairs.dataset`), validating after every epoch. With every speed-up off
+(`FitOptions.plain()`) `fit` is exactly that call on the canonical model. By default it runs the
+same math faster (BENCHMARKS.md, "Training throughput"); each speed-up is a `FitOptions` field:
 
-- When the shared encoder treats each example on its own (no batch statistics), training runs
-  through `StackedSiamese`: one encoder call on the left and right batches stacked along the
-  batch axis instead of two calls. Same layers, same variables, same loss and gradients; half the
-  recurrent-loop iterations per step and half the graph to trace. The saved model stays the
-  canonical two-call graph, which is the one that was trained.
-- A `Masking` layer on the encoder's input is left out of that path when no training or
-  validation sequence has a timestep it would mask (arrays in memory are checked, shards say so
-  in their manifest): it would only multiply by one and select every step (about a fifth of a
-  step's time on a CPU).
-- Pairs in memory go to Keras as a `tf.data` pipeline rather than as arrays.
-- Long runs (at least `MIN_STEPS_FOR_LONG_RUN` steps) on TensorFlow execute `STEPS_PER_EXECUTION`
-  steps per call of the compiled function, so Python and the callbacks are visited once per call,
-  and reset and read the metrics through compiled functions rather than op by op.
-- The input pipelines run without `tf.data` autotuning, whose background threads would compete
-  with training for the cores (`siamese.data.shards.without_autotuning`).
+- `stacked_encoder`: when the shared encoder treats each example on its own (no batch
+  statistics), training runs through `StackedSiamese`: one encoder call on the left and right
+  batches stacked along the batch axis instead of two calls. Same layers, same variables, same
+  loss and gradients; half the recurrent-loop iterations per step and half the graph to trace.
+  The saved model stays the canonical two-call graph, which is the one that was trained.
+- `skip_unused_masking`: a `Masking` layer on the encoder's input is left out of that path when
+  no training or validation pair has a timestep it would mask (`Pairs.pairs_with_timestep_equal_to`):
+  it would only multiply by one and select every step (about a fifth of a step's time on a CPU).
+- `steps_per_execution`, `compiled_metrics`: long runs (at least `min_steps_for_long_run` steps)
+  on TensorFlow execute several steps per call of the compiled function, so Python and the
+  callbacks are visited once per call, and reset and read the metrics through compiled
+  functions rather than op by op.
+- `validation_batch_multiple`: validation keeps no activations for gradients, so it runs in
+  larger batches.
+- `tf_data_autotuning`: the pipelines of arrays and shards run without `tf.data`'s autotuning,
+  whose background threads would compete with training for the cores.
+- `jit_compile`: XLA for the stacked model's steps; off by default: compiling adds 3-4 s to the
+  first epoch on a CPU, more than it saves unless a run has thousands of steps.
 """
 
 from __future__ import annotations
@@ -32,9 +37,8 @@ import keras
 import numpy as np
 
 from siamese.config import Task, TrainingConfig
-from siamese.data.image_pairs import ImagePairFiles
-from siamese.data.shards import without_autotuning
-from siamese.data.sources import Pairs
+from siamese.data.pairs import Pairs
+from siamese.sharing import layer_calls, shared_encoder
 
 # Steps per call of TensorFlow's compiled train step: one epoch of the reference run (13 steps)
 # is one call. Tracing the multi-step loop costs about 0.2-0.4 s once and saves about 1-4 ms per
@@ -60,6 +64,53 @@ PER_EXAMPLE_LAYERS: tuple[type[keras.Layer], ...] = (
     keras.layers.SimpleRNN,
     keras.layers.Dense,
 )
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """The speed-ups `fit` applies, one field each (see the module docstring); the defaults are the fast path.
+
+    None of them changes the math: weights, losses and metrics stay those of `model.fit` on the
+    canonical model, up to float rounding. The ones marked "stacked" apply to the training model
+    that `fit` compiles itself (`StackedSiamese`); a model trained as it is (this option off, or
+    a model whose encoder is not per-example, such as one with batch normalisation) keeps the
+    compile settings it was given.
+    """
+
+    stacked_encoder: bool = True  # one encoder call on [left; right] where the encoder allows it
+    skip_unused_masking: bool = True  # stacked: leave out an input Masking layer that would mask nothing
+    steps_per_execution: int = STEPS_PER_EXECUTION  # stacked, long runs on TensorFlow; 1 is Keras' own
+    min_steps_for_long_run: int = MIN_STEPS_FOR_LONG_RUN  # a run of this many steps or more is a long run
+    compiled_metrics: bool = True  # stacked, long runs on TensorFlow: reset and read metrics in one compiled call each
+    validation_batch_multiple: int = VALIDATION_BATCH_MULTIPLE  # validation batch = training batch x this
+    # True or False: tf.data's autotuning on or off for every pipeline. None: each container's own
+    # choice, off for arrays and shards (fixed sizes: 1.25-1.4x on 2 cores), on for decoding images.
+    tf_data_autotuning: bool | None = None
+    jit_compile: bool = False  # stacked: XLA for the train and validation steps (off: the model's own setting)
+
+    def __post_init__(self) -> None:
+        for name in ("steps_per_execution", "min_steps_for_long_run", "validation_batch_multiple"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"FitOptions.{name} must be an integer >= 1, got {value!r}")
+        for name in ("stacked_encoder", "skip_unused_masking", "compiled_metrics", "jit_compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"FitOptions.{name} must be True or False, got {getattr(self, name)!r}")
+        if not (self.tf_data_autotuning is None or isinstance(self.tf_data_autotuning, bool)):
+            raise ValueError(f"FitOptions.tf_data_autotuning must be True, False or None, got {self.tf_data_autotuning!r}")
+
+    @classmethod
+    def plain(cls) -> FitOptions:
+        """Every speed-up off: `fit` is `model.fit` on the canonical model, as in the keras.io examples."""
+        return cls(
+            stacked_encoder=False,
+            skip_unused_masking=False,
+            steps_per_execution=1,
+            compiled_metrics=False,
+            validation_batch_multiple=1,
+            tf_data_autotuning=True,
+            jit_compile=False,
+        )
 
 
 @dataclass(frozen=True)
@@ -100,25 +151,27 @@ def fit(
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: str | int = "auto",
     seed: int = 0,
+    options: FitOptions = FitOptions(),
 ) -> TrainingResult:
     """Train a compiled model on `train`, validating on `validation` after every epoch.
 
-    Both go to Keras as `tf.data` streams (arrays in memory, image files decoded as needed so a
-    folder larger than memory trains too, sharded pairs): training pairs reshuffled from `seed`
-    every epoch, validation pairs in order, in batches `VALIDATION_BATCH_MULTIPLE` times larger.
-    The model is trained through `training_model`; callbacks therefore see that model, whose
-    variables are `model`'s: save `model`, not the callbacks' `self.model`.
+    Both go to Keras as their `tf.data` views (`Pairs.dataset`: arrays in memory, shards and
+    image files streamed from disk, so data larger than memory trains too): training pairs
+    reshuffled from `seed` every epoch, validation pairs in order, in batches
+    `options.validation_batch_multiple` times larger. The model is trained through
+    `training_model`; callbacks therefore see that model, whose variables are `model`'s: save
+    `model`, not the callbacks' `self.model`.
     """
     batch_size = training.batch_size
     steps = training.epochs * math.ceil(len(train) / batch_size)
-    trainer = training_model(model, [train, validation], long_run=steps >= MIN_STEPS_FOR_LONG_RUN)
+    trainer = training_model(model, [train, validation], long_run=steps >= options.min_steps_for_long_run, options=options)
+    autotune = options.tf_data_autotuning
     started = time.perf_counter()
     history = trainer.fit(
-        **_keras_data(model, train, batch_size, shuffle=True, seed=seed),
+        train.dataset(batch_size, shuffle=True, seed=seed, autotune=autotune),
+        shuffle=False,  # the dataset reshuffles itself every epoch; Keras cannot shuffle a dataset
         validation_data=(
-            _keras_data(model, validation, batch_size * VALIDATION_BATCH_MULTIPLE, shuffle=False)["x"]
-            if len(validation)
-            else None
+            validation.dataset(batch_size * options.validation_batch_multiple, autotune=autotune) if len(validation) else None
         ),
         epochs=training.epochs,
         callbacks=callbacks,
@@ -132,22 +185,30 @@ def fit(
     )
 
 
-def training_model(model: keras.Model, pairs: Sequence[Pairs] = (), long_run: bool = False) -> keras.Model:
+def training_model(
+    model: keras.Model, pairs: Sequence[Pairs] = (), long_run: bool = False, options: FitOptions = FitOptions()
+) -> keras.Model:
     """The model `fit` trains: a compiled `StackedSiamese` over `model`'s layers, or `model` itself.
 
-    The stacked form is used when `model` is a compiled two-input functional model whose inputs
-    each feed one shared encoder sub-model directly, whose encoder holds only
-    `PER_EXAMPLE_LAYERS`, and whose head depends on the two encodings alone. It is compiled with
-    `model`'s own compile arguments and optimizer object (so the optimizer state is `model`'s,
-    saved with it in `model`'s variable order). A `long_run` on TensorFlow executes
-    `STEPS_PER_EXECUTION` steps per call and compiles its metric functions. A `Masking` layer on
-    the encoder's input is left out when `pairs` are known to have no timestep it would mask.
+    The stacked form is used when `options.stacked_encoder` is on and `model` is a compiled
+    two-input functional model whose inputs each feed one shared encoder sub-model directly
+    (`siamese.sharing.shared_encoder`), whose encoder holds only `PER_EXAMPLE_LAYERS`, and whose
+    head depends on the two encodings alone. It is compiled with `model`'s own compile arguments
+    and optimizer object (so the optimizer state is `model`'s, saved with it in `model`'s
+    variable order). A `long_run` on TensorFlow executes `options.steps_per_execution` steps per
+    call and, with `options.compiled_metrics`, compiles its metric functions. With
+    `options.skip_unused_masking`, a `Masking` layer on the encoder's input is left out when
+    `pairs` are known to have no timestep it would mask.
     """
-    parts = _encoder_and_head(model) if model.compiled else None
+    parts = _encoder_and_head(model) if options.stacked_encoder and model.compiled else None
     if parts is None:
         return model
     encoder, head = parts
-    skipped = [layer for layer in _input_masking_layers(encoder) if not any(_masks_a_timestep(p, layer.mask_value) for p in pairs)]
+    skipped = [
+        layer
+        for layer in _input_masking_layers(encoder)
+        if options.skip_unused_masking and not any(_masks_a_timestep(p, layer.mask_value) for p in pairs)
+    ]
     if skipped:
         # Same layer objects (so the same variables), with the skipped masks replaced by identities.
         encoder = keras.models.clone_model(
@@ -156,13 +217,19 @@ def training_model(model: keras.Model, pairs: Sequence[Pairs] = (), long_run: bo
     if not model.optimizer.built:  # build on model's variable order: its saved optimizer state is read in that order
         model.optimizer.build(model.trainable_variables)
     compiled = {key: value for key, value in model.get_compile_config().items() if key not in ("optimizer", "steps_per_execution")}
+    if options.jit_compile:
+        compiled["jit_compile"] = True
     long_run = long_run and keras.backend.backend() == "tensorflow"  # both speed-ups are TensorFlow's
     trainer = StackedSiamese(
-        encoder, head, (model.inputs[0].name, model.inputs[1].name), compile_metric_functions=long_run, name=f"{model.name}_stacked"
+        encoder,
+        head,
+        (model.inputs[0].name, model.inputs[1].name),
+        compile_metric_functions=long_run and options.compiled_metrics,
+        name=f"{model.name}_stacked",
     )
     trainer.compile(
         optimizer=model.optimizer,
-        steps_per_execution=STEPS_PER_EXECUTION if long_run else 1,
+        steps_per_execution=options.steps_per_execution if long_run else 1,
         **keras.saving.deserialize_keras_object(compiled),
     )
     return trainer
@@ -221,27 +288,16 @@ class StackedSiamese(keras.Model):
 
 def _encoder_and_head(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
     """The shared encoder and a head model from its two encodings to the output, if `model` has that shape."""
-    inputs = getattr(model, "inputs", None)  # functional models only
-    if not inputs or len(inputs) != 2 or len(model.outputs) != 1:
+    found = shared_encoder(model)
+    if found is None or not isinstance(found.layer, keras.Model) or len(model.outputs) != 1:
         return None
-    for layer in model.layers:
-        calls = layer._inbound_nodes  # Keras' functional graph, also read by siamese.sharing
-        if not isinstance(layer, keras.Model) or len(calls) != 2:
-            continue
-        encodings = {}
-        for call in calls:
-            arguments = call.input_tensors
-            side = next((index for index, tensor in enumerate(inputs) if len(arguments) == 1 and arguments[0] is tensor), None)
-            if side is not None:
-                encodings[side] = call.output_tensors[0]
-        if len(encodings) != 2 or not all(isinstance(leaf, PER_EXAMPLE_LAYERS) for leaf in _leaf_layers(layer)):
-            continue
-        try:
-            head = keras.Model([encodings[0], encodings[1]], model.outputs[0], name=f"{model.name}_head")
-        except ValueError:  # the head also reads a model input: it cannot take the encodings alone
-            return None
-        return layer, head
-    return None
+    if not all(isinstance(leaf, PER_EXAMPLE_LAYERS) for leaf in _leaf_layers(found.layer)):
+        return None
+    try:
+        head = keras.Model(list(found.encodings), model.outputs[0], name=f"{model.name}_head")
+    except ValueError:  # the head also reads a model input: it cannot take the encodings alone
+        return None
+    return found.layer, head
 
 
 def _leaf_layers(model: keras.Model) -> list[keras.Layer]:
@@ -252,11 +308,15 @@ def _leaf_layers(model: keras.Model) -> list[keras.Layer]:
 
 
 def _input_masking_layers(encoder: keras.Model) -> list[keras.layers.Masking]:
-    """`Masking` layers applied directly to the encoder's input: what they mask can be read off the data."""
+    """`Masking` layers called once, directly on the encoder's input: what they mask can be read off the data."""
+    calls = layer_calls(encoder)
     return [
-        layer
-        for layer in encoder.layers
-        if isinstance(layer, keras.layers.Masking) and len(layer._inbound_nodes) == 1 and layer.input is encoder.inputs[0]
+        call.layer
+        for call in calls
+        if isinstance(call.layer, keras.layers.Masking)
+        and len(call.inputs) == 1
+        and call.inputs[0] is encoder.inputs[0]
+        and sum(other.layer is call.layer for other in calls) == 1
     ]
 
 
@@ -264,44 +324,12 @@ def _masks_a_timestep(pairs: Pairs, mask_value: float) -> bool:
     """Whether `Masking(mask_value)` would mask any timestep of `pairs`; True when that is not known.
 
     Sequence arrays in memory are read; shards answer from their manifest (the count of padded
-    pairs kept while writing them); anything else cannot tell without reading a whole stream.
+    pairs kept while writing them); other containers cannot tell (`None`).
     """
-    count = getattr(pairs, "pairs_with_timestep_equal_to", None)
-    found = count(mask_value) if count else None
+    found = pairs.pairs_with_timestep_equal_to(mask_value)
     return found is None or found > 0
 
 
 def predict(model: keras.Model, pairs: Pairs, batch_size: int = 256) -> np.ndarray:
     """The model's output for every pair, in order: shape `(len(pairs), 1)`."""
-    return model.predict(_keras_data(model, pairs, batch_size, shuffle=False)["x"], verbose=0)
-
-
-def _keras_data(model: keras.Model, pairs: Pairs, batch_size: int, shuffle: bool, seed: int = 0) -> dict[str, Any]:
-    """Keras data arguments (`x`, `shuffle`): a `tf.data` stream of `(inputs, labels)` batches.
-
-    Pairs kept on disk stream: image files as decoded image batches, and anything with a
-    `stream(batch_size, shuffle, seed)` method (sharded sequence pairs) as the dataset it returns.
-    Pairs in memory are sliced from their arrays (`_array_dataset`).
-    """
-    if hasattr(pairs, "stream"):
-        return {"x": pairs.stream(batch_size, shuffle=shuffle, seed=seed), "shuffle": False}
-    if isinstance(pairs, ImagePairFiles):
-        image_size, _, channels = model.inputs[0].shape[1:]
-        # The stream shuffles its file list itself; Keras cannot shuffle a dataset.
-        return {"x": pairs.dataset(image_size, channels, batch_size, shuffle=shuffle, seed=seed), "shuffle": False}
-    return {"x": _array_dataset(pairs.inputs(), pairs.labels, batch_size, shuffle, seed), "shuffle": False}
-
-
-def _array_dataset(inputs: dict[str, np.ndarray], labels: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> Any:
-    """Batches of arrays in memory, reshuffled each epoch from `seed` (the orders repeat exactly).
-
-    Slicing, not a gather function: Keras makes a new iterator at least once an epoch, and an
-    iterator over slices starts in well under a millisecond, one with a gather function in
-    several (BENCHMARKS.md, "Training throughput"). The shuffle buffer holds one copy of the training arrays.
-    """
-    import tensorflow as tf  # here, as in the image stream: only building a dataset needs it
-
-    pairs = tf.data.Dataset.from_tensor_slices((inputs, labels))
-    if shuffle:
-        pairs = pairs.shuffle(max(1, len(labels)), seed=seed, reshuffle_each_iteration=True)
-    return without_autotuning(pairs.batch(batch_size).prefetch(1))
+    return model.predict(pairs.dataset(batch_size), verbose=0)

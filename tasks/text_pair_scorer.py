@@ -1,8 +1,9 @@
 """The MLflow model of a text pair run: raw `left` and `right` strings in, one similarity per row out.
 
 Logged as code (MLflow's "models from code"): MLflow copies this file into the model and runs it
-on loading, beside the copy of the `siamese` package logged with it (`code_paths`). The
-registered model therefore loads anywhere TensorFlow is installed, without this repository.
+on loading. It imports nothing of this project, and the Keras model it wraps holds built-in
+layers only, so the registered model loads in any Python process with TensorFlow, Keras, MLflow
+and pandas installed (`mlflow.pyfunc.load_model("models:/siamese-text@champion")`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ import numpy as np
 import pandas as pd
 from mlflow.models import set_model
 from mlflow.pyfunc import PythonModel
-
-import siamese.models.layers  # noqa: F401  (registers the custom layers the saved Keras model uses)
-from siamese.data.text_pairs import unscorable_rows
 
 PREDICT_BATCH_SIZE = 512
 SHOWN_PROBLEMS = 5
@@ -32,10 +30,13 @@ class TextPairScorer(PythonModel):
         Raises:
             ValueError: some rows have missing or blank text; names the first few by position.
         """
-        problems = unscorable_rows(model_input["left"], model_input["right"])
-        positions = np.flatnonzero(problems.notna().to_numpy())
+        blank_left, blank_right = _blank(model_input["left"]), _blank(model_input["right"])
+        positions = np.flatnonzero(blank_left | blank_right)
         if len(positions):
-            shown = "; ".join(f"row {position}: {problems.iloc[position]}" for position in positions[:SHOWN_PROBLEMS])
+            shown = "; ".join(
+                f"row {position}: empty or missing {'left' if blank_left[position] else 'right'} text"
+                for position in positions[:SHOWN_PROBLEMS]
+            )
             raise ValueError(f"{len(positions)} of {len(model_input)} rows cannot be scored ({shown})")
         if model_input.empty:
             return pd.DataFrame({"similarity": pd.Series([], dtype="float64")})
@@ -45,6 +46,11 @@ class TextPairScorer(PythonModel):
             verbose=0,
         )
         return pd.DataFrame({"similarity": scores[:, 0].astype("float64")}, index=model_input.index)
+
+
+def _blank(values: pd.Series) -> np.ndarray:
+    """Missing, or only whitespace: what training dropped and `siamese score` reports (`siamese.data.text_pairs`)."""
+    return (values.isna() | values.astype(str).str.strip().eq("")).to_numpy(dtype=bool)
 
 
 set_model(TextPairScorer())

@@ -1,8 +1,14 @@
-"""Shared fixtures: one temporary Prefect API for the session, a fresh MLflow store per test."""
+"""Shared fixtures: one temporary Prefect API for the session, a fresh MLflow store per test, image folders.
+
+The tiers: `tests/` and `tests/families/` test the library, `tests/tasks/` the Prefect tasks
+called directly, `tests/flows/` the flows and the command line end to end (tiny configs of each
+family in `tests/flows/flow_helpers.py`, one trained run per family shared by the session).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 # Before Prefect or TensorFlow are imported anywhere: a private Prefect home, no telemetry, quiet TF.
@@ -13,10 +19,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from pathlib import Path
 from typing import Callable
 
+import early  # tests/early.py: pytest puts this folder on sys.path for its conftest
 import numpy as np
 import pytest
 
-from siamese.config import Config, GateConfig, SequenceDataConfig, TrainingConfig
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that wait for a process started early run last: it has the rest of the session to finish (tests/early.py)."""
+    items.sort(key=early.waits_for_early_process)  # stable: the order is kept otherwise
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    early.start_used(session)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    early.stop_all(session)
 
 
 @pytest.fixture(scope="session")
@@ -28,22 +46,34 @@ def prefect_api():
         yield
 
 
+@pytest.fixture(scope="session")
+def new_store(tmp_path_factory) -> Callable[[Path], str]:
+    """Makes a new, empty MLflow store at a database path; returns its URI.
+
+    MLflow creates and migrates a new SQLite database in about a second, and the suite opens a
+    few dozen: each new store is a copy of one migrated, empty database instead. (The first
+    creation itself, and two processes creating one store at once, are tested in
+    tests/tasks/test_store.py.)
+    """
+    from mlflow import MlflowClient
+
+    empty = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{empty}").search_registered_models(max_results=1)  # creates both stores' tables
+
+    def make(database: Path) -> str:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(empty, database)
+        return f"sqlite:///{database}"
+
+    return make
+
+
 @pytest.fixture
-def mlflow_store(tmp_path, monkeypatch) -> str:
+def mlflow_store(tmp_path, monkeypatch, new_store) -> str:
     """A real MLflow store (SQLite + artifacts) in this test's temporary directory."""
-    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlflow" / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
-
-
-@pytest.fixture
-def tiny_config() -> Config:
-    """Seconds to train: a few hundred short pairs, one epoch."""
-    return Config(
-        data=SequenceDataConfig(num_pairs=200, timesteps=6),
-        training=TrainingConfig(epochs=2, batch_size=32),
-        gate=GateConfig(min_quality=0.0),  # a tiny model becomes the first champion whatever its AUC
-    )
 
 
 @pytest.fixture

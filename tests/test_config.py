@@ -89,7 +89,7 @@ def test_to_params_flattens_every_field_to_strings():
     params = Config(data=SequenceDataConfig(num_pairs=300), model=TextModelConfig(head="concat")).to_params()
     assert params["data.num_pairs"] == "300"
     assert params["model.head"] == "concat"
-    assert params["seed"] == "0" and params["kind"] == "text"
+    assert params["seed"] == "0" and params["kind"] == "sequences"
     assert params["training.precision"] == "auto"
     assert all(isinstance(value, str) for value in params.values())
     expected_fields = 2 + sum(len(section.__dataclass_fields__) for section in (SequenceDataConfig, TextModelConfig, TrainingConfig, GateConfig))
@@ -224,9 +224,12 @@ def test_vision_config_file_round_trips_through_to_dict(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"kind": "audio"}, "kind must be one of text, vision; got 'audio'"),
+        ({"kind": "audio"}, "kind must be one of sequences, text, vision; got 'audio'"),
         ({"kind": "vision", "data.timesteps": 5}, "unknown key 'data.timesteps' for a vision model"),
-        ({"data.image_size": 32}, "unknown key 'data.image_size' for a text model"),
+        ({"kind": "vision", "data.timesteps": 5}, """('data.timesteps' is read by kind sequences: set kind = "sequences")"""),
+        ({"data.image_size": 32}, "unknown key 'data.image_size' for a sequences model (generated sequences)"),
+        ({"data.image_size": 32}, """('data.image_size' is read by kind vision: set kind = "vision")"""),
+        ({"kind": "sequences", "data.path": "q.csv"}, """('data.path' is read by kind text and vision: set kind = "text")"""),
         ({"kind": "vision", "model.backbone": "xception"}, "model.backbone 'xception' needs data.image_size >= 71, got 48"),
         ({"kind": "vision", "data.image_size": 8}, "data.image_size must be an integer >= 16, got 8"),
         ({"kind": "vision", "data.channels": 2}, "data.channels must be 1 (grayscale) or 3 (RGB), got 2"),
@@ -326,17 +329,22 @@ def test_unknown_keys_name_which_kind_of_text_data_they_were_read_for():
     assert "allowed: mode, num_pairs, timesteps, features, noise" in message
 
 
-def test_a_text_file_section_is_accepted_for_text_and_rejected_for_vision():
+def test_a_text_file_section_is_accepted_for_text_and_rejected_for_other_kinds():
     data = TextFileDataConfig(path="q.csv")
-    assert Config(data=data).data is data
+    config = Config(kind=ModelKind.TEXT, data=data)
+    assert config.data is data and isinstance(config.model, TextModelConfig)
     with pytest.raises(ConfigError, match=r"\[data\] of a vision run must be a ImageDataConfig, got TextFileDataConfig"):
         Config(kind="vision", data=data)
-    with pytest.raises(ConfigError, match=r"\[data\] of a text run must be a SequenceDataConfig or TextFileDataConfig, got ImageDataConfig"):
-        Config(data=ImageDataConfig())
+    with pytest.raises(ConfigError, match=r"\[data\] of a sequences run must be a SequenceDataConfig, got TextFileDataConfig"):
+        Config(data=data)  # the kind is never guessed from a section's type
+    with pytest.raises(ConfigError, match=r"\[data\] of a text run must be a TextFileDataConfig, got ImageDataConfig"):
+        Config(kind="text", data=ImageDataConfig())
+    with pytest.raises(ConfigError, match="data.path must name a CSV, TSV or Parquet file of text pairs"):
+        Config(kind="text")  # text pairs need their file
 
 
 def test_to_params_of_a_text_file_config_records_the_file_options():
-    unthresholded = Config(data=TextFileDataConfig(path="q.csv")).to_params()
+    unthresholded = Config(kind=ModelKind.TEXT, data=TextFileDataConfig(path="q.csv")).to_params()
     assert unthresholded["data.path"] == "q.csv"
     assert unthresholded["data.threshold"] == "None"
     assert unthresholded["data.drop_invalid_rows"] == "False"
@@ -345,7 +353,7 @@ def test_to_params_of_a_text_file_config_records_the_file_options():
     expected_fields = 2 + sum(len(section.__dataclass_fields__) for section in (TextFileDataConfig, TextModelConfig, TrainingConfig, GateConfig))
     assert len(unthresholded) == expected_fields
 
-    thresholded = Config(data=TextFileDataConfig(path="q.csv", threshold=0.5, drop_invalid_rows=True)).to_params()
+    thresholded = Config(kind=ModelKind.TEXT, data=TextFileDataConfig(path="q.csv", threshold=0.5, drop_invalid_rows=True)).to_params()
     assert thresholded["data.threshold"] == "0.5" and thresholded["data.drop_invalid_rows"] == "True"
 
 

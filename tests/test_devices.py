@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 
+import early
 import keras
 import pytest
 
@@ -135,10 +135,17 @@ MIRRORED_TRAINING = textwrap.dedent(
 )
 
 
-def test_mirrored_strategy_trains_on_two_logical_cpus():
-    completed = subprocess.run(
-        [sys.executable, "-c", MIRRORED_TRAINING], capture_output=True, text=True, timeout=300
-    )
+early.register("mirrored_training", lambda: early.command([sys.executable, "-c", MIRRORED_TRAINING]))
+
+
+@pytest.fixture
+def mirrored_training(request) -> early.CommandResult:
+    """MIRRORED_TRAINING in a fresh interpreter, started as collection ends (tests/early.py)."""
+    return early.result(early.started(request, "mirrored_training"))
+
+
+def test_mirrored_strategy_trains_on_two_logical_cpus(mirrored_training):
+    completed = mirrored_training
     assert completed.returncode == 0, completed.stderr[-3000:]
     outcome = json.loads(completed.stdout.strip().splitlines()[-1])
     assert outcome["strategy"] == "MirroredStrategy"

@@ -4,7 +4,8 @@ The original (bench/original_script.py): a shared `LSTM(32)` on two `(None, 128)
 concatenate, `Dense(1, sigmoid)`, RMSprop at its default rate, binary cross-entropy, batch 64.
 The project at those settings: `build_text_model(head="concat")`, `compile_for_training`, and
 `fit`, which trains through `training_model` (one encoder call on the stacked left and right
-batch; the encoder's Masking layer left out when no timestep is padded). For the same weights and
+batch; the encoder's Masking layer left out when no timestep is padded), or, with every speed-up
+off (`FitOptions.plain()`), Keras' `model.fit` on the canonical model. For the same weights and
 the same batch, parameter count, loss, gradients and one RMSprop step must match the original's.
 """
 
@@ -20,7 +21,7 @@ from keras.models import Model
 from siamese.config import SequenceDataConfig, TrainingConfig
 from siamese.data.sequences import PairSet, generate_sequence_pairs
 from siamese.models.text import build_text_model
-from siamese.training import StackedSiamese, compile_for_training, fit, training_model
+from siamese.training import FitOptions, StackedSiamese, compile_for_training, fit, training_model
 
 ORIGINAL_SETTINGS = TrainingConfig(epochs=1, batch_size=64, learning_rate=1e-3)  # RMSprop's default rate
 BATCH, TIMESTEPS, FEATURES = 64, 10, 128
@@ -102,14 +103,19 @@ def test_same_loss_and_gradients_through_the_stacked_training_path(models, batch
         np.testing.assert_allclose(project_gradient, original_gradient, **TOLERANCE)
 
 
-def test_one_fit_step_gives_the_original_loss_and_weights(models, batch):
-    """`fit` on one batch of 64 is one RMSprop step: the same step as the original's `train_on_batch`."""
+@pytest.mark.parametrize("options", [FitOptions(), FitOptions.plain()], ids=["every speed-up", "plain keras fit"])
+def test_one_fit_step_gives_the_original_loss_and_weights(models, batch, options):
+    """`fit` on one batch of 64 is one RMSprop step: the same step as the original's `train_on_batch`.
+
+    With the speed-ups (stacked encoder, Masking left out) and without them (`model.fit` on the
+    canonical model): both equal the original, so they equal each other.
+    """
     original, project = models
     before = [weights.copy() for weights in original.get_weights()]
     original_loss = float(original.train_on_batch([batch.left, batch.right], batch.labels[:, None])[0])
 
     empty = batch.take(np.arange(0))
-    result = fit(project, batch, empty, ORIGINAL_SETTINGS, verbose=0)
+    result = fit(project, batch, empty, ORIGINAL_SETTINGS, verbose=0, options=options)
 
     assert result.history["loss"][0] == pytest.approx(original_loss, rel=1e-6)
     for project_weights, original_weights, initial in zip(project.get_weights(), original.get_weights(), before):

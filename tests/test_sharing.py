@@ -12,7 +12,7 @@ import pytest
 from siamese.config import SequenceDataConfig
 from siamese.data.sequences import PairSet, generate_sequence_pairs
 from siamese.models.text import build_text_model, build_unshared_text_model
-from siamese.sharing import SharingReport, verify_weight_sharing
+from siamese.sharing import SharingReport, layer_calls, shared_encoder, trace_branches, verify_weight_sharing
 
 
 @dataclass(frozen=True)
@@ -163,3 +163,49 @@ def test_model_whose_output_ignores_one_input_is_rejected(probe):
     model = keras.Model([left, right], keras.layers.Dense(1, name="score")(encoding), name="left_only")
     with pytest.raises(ValueError, match="does not combine a left and a right branch"):
         verify_weight_sharing(model, probe.left, probe.right, probe.labels)
+
+
+# The one helper that finds the shared encoder, for this check and for training's fast path
+
+
+def test_shared_encoder_is_found_by_identity_in_every_shared_model():
+    from siamese.data.sample_questions import sample_question_pairs
+    from siamese.models.text import build_text_pair_model, build_tokenizer
+    from siamese.models.vision import build_vision_model
+
+    texts = sample_question_pairs(8, seed=0)["question1"].tolist()
+    models = [
+        build_text_model(head="concat"),
+        build_text_model(head="symmetric"),
+        build_text_pair_model(build_tokenizer(texts, sequence_length=4), embedding_dim=4, units=3),
+        build_vision_model(
+            backbone="compact", image_size=16, channels=3, head="symmetric", pooling="avg", task="similarity", filters=4
+        ),
+    ]
+    for model in models:
+        found = shared_encoder(model)
+        assert found is not None and found.layer is model.get_layer(index=2), model.name  # after the two inputs
+        branches = trace_branches(model)
+        assert branches.layers[0] == branches.layers[1] == [found.layer]
+    # The symmetric vision head pools each side after the encoder: the branch ends there, the encoder does not.
+    assert found.encodings != trace_branches(models[-1]).outputs
+
+
+def test_no_shared_encoder_in_the_unshared_twin_or_a_model_without_two_inputs():
+    assert shared_encoder(build_unshared_text_model(head="concat")) is None
+    left, right = keras.Input(shape=(4,), name="left"), keras.Input(shape=(4,), name="right")
+    dense = keras.layers.Dense(3, name="dense")
+    assert shared_encoder(keras.Model(left, dense(left))) is None
+    scaled = keras.layers.Rescaling(2.0, name="scale")(left)  # the left side is scaled before the shared layer
+    assert shared_encoder(keras.Model([left, right], keras.layers.Concatenate()([dense(scaled), dense(right)]))) is None
+
+
+def test_layer_calls_list_each_call_once_callees_first():
+    model = build_text_model(head="symmetric")
+    calls = layer_calls(model)
+    encoder = model.get_layer("encoder")
+    assert [call.layer for call in calls].count(encoder) == 2
+    position = {id(output): index for index, call in enumerate(calls) for output in call.outputs}
+    for index, call in enumerate(calls):
+        assert all(position.get(id(argument), -1) < index for argument in call.inputs)
+    assert calls[-1].outputs[0] is model.outputs[0]

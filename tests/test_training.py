@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import keras
 import numpy as np
 import pytest
 
 from siamese.config import SequenceDataConfig, TrainingConfig
-from siamese.data.sequences import PairSet, PairSplits, generate_sequence_pairs, split_pairs
+from siamese.data.pairs import SPLIT_NAMES, PairSplits
+from siamese.data.sequences import PairSet, generate_sequence_pairs, generate_sequence_splits, split_pairs
+from siamese.data.shards import PairShards, pairs_per_shard, write_shards
 from siamese.evaluation import evaluate_scores
 from siamese.models.text import build_text_model
 from siamese.training import (
     STEPS_PER_EXECUTION,
+    FitOptions,
     StackedSiamese,
     TrainingResult,
-    _keras_data,
     compile_for_training,
     fit,
     training_model,
@@ -88,14 +93,14 @@ def test_random_labels_stay_at_chance():
 
 def test_streamed_image_files_train_and_predict_in_order(tmp_path, write_class_folders):
     """Image files go through tf.data: training runs, and predictions match the in-memory pixels."""
-    from siamese.config import ImageDataConfig
-    from siamese.data.sources import prepare_splits
+    from siamese.data.image_pairs import pairs_from_class_folders
     from siamese.models.vision import build_vision_model
     from siamese.training import predict
 
     root = write_class_folders(tmp_path / "classes")
-    data = ImageDataConfig(source="folder", path=str(root), num_pairs=40, image_size=16)
-    splits = prepare_splits(data, np.random.default_rng(0))
+    shape = {"image_size": 16, "channels": 3}
+    fractions = {"validation_fraction": 0.2, "test_fraction": 0.2}
+    splits = pairs_from_class_folders(root, num_pairs=40, split_by="class", rng=np.random.default_rng(0), **fractions, **shape)
     keras.utils.set_random_seed(0)
     model = build_vision_model(
         backbone="compact", image_size=16, channels=3, head="symmetric", pooling="avg", task="similarity", filters=4
@@ -107,7 +112,7 @@ def test_streamed_image_files_train_and_predict_in_order(tmp_path, write_class_f
 
     assert len(result.history["loss"]) == 2 and np.isfinite(result.history["val_loss"]).all()
     streamed = predict(model, splits.test, batch_size=4)
-    in_memory = splits.test.to_pair_set(16, 3)
+    in_memory = splits.test.head(len(splits.test))
     expected = model.predict({"left": in_memory.left.astype("float32"), "right": in_memory.right.astype("float32")}, verbose=0)
     np.testing.assert_allclose(streamed, expected, atol=1e-5)
 
@@ -124,7 +129,9 @@ def test_regression_is_compiled_with_squared_error_and_error_metrics():
 # How fit trains: the stacked training model, its data and its settings
 
 
-def trained_through(model: keras.Model, train, validation, training: TrainingConfig) -> keras.Model:
+def trained_through(
+    model: keras.Model, train, validation, training: TrainingConfig, options: FitOptions = FitOptions()
+) -> keras.Model:
     """Fit, and return the model Keras trained (what callbacks see as `self.model`)."""
     seen = []
 
@@ -132,7 +139,7 @@ def trained_through(model: keras.Model, train, validation, training: TrainingCon
         def on_train_begin(self, logs=None):
             seen.append(self.model)
 
-    fit(model, train, validation, training, callbacks=[Capture()], verbose=0)
+    fit(model, train, validation, training, callbacks=[Capture()], verbose=0, options=options)
     return seen[0]
 
 
@@ -171,8 +178,7 @@ def test_shards_say_from_their_manifest_whether_the_masking_layer_is_needed(tmp_
     """The flow trains on shards: random data (never padded) skips the mask, paraphrase data keeps it."""
     import json
 
-    from siamese.data.shards import MANIFEST, PairShards
-    from siamese.data.sources import prepare_splits
+    from siamese.data.shards import MANIFEST
 
     model = build_text_model(features=8, units=4)
     compile_for_training(model, TrainingConfig())
@@ -180,9 +186,13 @@ def test_shards_say_from_their_manifest_whether_the_masking_layer_is_needed(tmp_
     def masking_layers(pairs):
         return [layer for layer in training_model(model, pairs).encoder.layers if isinstance(layer, keras.layers.Masking)]
 
-    def shards(mode: str):
+    def shards(mode: str) -> PairSplits[PairShards]:
         data = SequenceDataConfig(mode=mode, num_pairs=40, timesteps=6, features=8)
-        return prepare_splits(data, np.random.default_rng(0), tmp_path / mode)
+        blocks = generate_sequence_splits(data, np.random.default_rng(0), pairs_per_shard((6, 8)))
+        (tmp_path / mode).mkdir()
+        return PairSplits(
+            **{name: write_shards(getattr(blocks, name), tmp_path / mode / f"{name}.shards", (6, 8)) for name in SPLIT_NAMES}
+        )
 
     random, padded = shards("random"), shards("paraphrase")
     assert random.train.padded_pairs == 0 and padded.train.padded_pairs > 0
@@ -244,10 +254,7 @@ def test_long_runs_reset_and_read_the_metrics_through_compiled_functions_with_th
         compile_for_training(model, TrainingConfig())
         trainer = training_model(model, [splits.train, splits.validation], long_run=long_run)
         history = trainer.fit(
-            **_keras_data(model, splits.train, 8, shuffle=True),
-            validation_data=_keras_data(model, splits.validation, 32, shuffle=False)["x"],
-            epochs=3,
-            verbose=0,
+            splits.train.dataset(8, shuffle=True), shuffle=False, validation_data=splits.validation.dataset(32), epochs=3, verbose=0
         )
         assert trainer.compile_metric_functions is long_run
         assert set(trainer._metric_functions) == ({"reset", "result"} if long_run else set())
@@ -281,7 +288,7 @@ def test_in_memory_batches_reshuffle_every_epoch_and_repeat_with_the_seed():
     identities = pairs.left.sum(axis=(1, 2))  # random sequences: one distinct number per pair
 
     def passes(shuffle: bool, seed: int = 0, count: int = 2) -> list[list[float]]:
-        dataset = _keras_data(None, pairs, batch_size=32, shuffle=shuffle, seed=seed)["x"]
+        dataset = pairs.dataset(32, shuffle=shuffle, seed=seed)
         return [np.concatenate([inputs["left"].numpy().sum(axis=(1, 2)) for inputs, _ in dataset]).tolist() for _ in range(count)]
 
     first, second = passes(shuffle=True, seed=3)
@@ -290,3 +297,115 @@ def test_in_memory_batches_reshuffle_every_epoch_and_repeat_with_the_seed():
     assert passes(shuffle=True, seed=3) == [first, second]  # the same orders from the same seed
     assert passes(shuffle=True, seed=4)[0] != first
     assert passes(shuffle=False, count=1)[0] == pytest.approx(identities.tolist())  # prediction keeps the order
+
+
+# FitOptions: every speed-up named, each can be turned off, none changes the math
+
+
+class RecordedPairs:
+    """Pairs in memory that record how `fit` asks for their dataset: fit needs nothing but the protocol."""
+
+    suffix = ".npz"
+
+    def __init__(self, pairs: PairSet) -> None:
+        self.pairs, self.calls = pairs, []
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.pairs.labels
+
+    def pairs_with_timestep_equal_to(self, value: float) -> int | None:
+        return self.pairs.pairs_with_timestep_equal_to(value)
+
+    def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0, autotune: bool | None = None):
+        self.calls.append({"batch_size": batch_size, "shuffle": shuffle, "seed": seed, "autotune": autotune})
+        return self.pairs.dataset(batch_size, shuffle=shuffle, seed=seed, autotune=autotune)
+
+
+@pytest.mark.parametrize(
+    ("options", "validation_batch", "autotune"),
+    [(FitOptions(), 64, None), (FitOptions(validation_batch_multiple=1, tf_data_autotuning=True), 16, True)],
+)
+def test_fit_asks_the_pairs_for_their_datasets_as_the_options_say(options, validation_batch, autotune):
+    splits = seeded_splits(SequenceDataConfig(mode="random", num_pairs=40, timesteps=4, features=8))
+    train, validation = RecordedPairs(splits.train), RecordedPairs(splits.validation)
+    model = build_text_model(features=8, units=4)
+    training = TrainingConfig(epochs=1, batch_size=16)
+    compile_for_training(model, training)
+    fit(model, train, validation, training, verbose=0, seed=5, options=options)
+    assert train.calls == [{"batch_size": 16, "shuffle": True, "seed": 5, "autotune": autotune}]
+    assert validation.calls == [{"batch_size": validation_batch, "shuffle": False, "seed": 0, "autotune": autotune}]
+
+
+def test_plain_options_train_the_canonical_model_itself_as_keras_does():
+    splits = seeded_splits(SequenceDataConfig(mode="random", num_pairs=60, timesteps=4, features=8))
+    model = build_text_model(features=8, units=4)
+    training = TrainingConfig(epochs=2, batch_size=4)  # 18 steps: a long run for these options
+    compile_for_training(model, training)
+    plain = dataclasses.replace(FitOptions.plain(), min_steps_for_long_run=2)
+    trainer = trained_through(model, splits.train, splits.validation, training, options=plain)
+    assert trainer is model and model.steps_per_execution == 1
+    assert int(model.optimizer.iterations.numpy()) == 18
+
+
+def test_every_speed_up_on_or_off_trains_the_same_weights():
+    """The defaults and `FitOptions.plain()` differ in speed only: same losses and weights, up to float rounding.
+
+    Unpadded pairs, so the fast path also leaves the Masking layer out (tests/test_identical_math.py
+    checks padded pairs, which keep it).
+    """
+    splits = seeded_splits(SequenceDataConfig(mode="random", num_pairs=60, timesteps=5, features=8))
+    training = TrainingConfig(epochs=3, batch_size=8)  # 36 training pairs: 15 steps
+    results = {}
+    for name, options in (("fast", FitOptions(min_steps_for_long_run=10, steps_per_execution=4)), ("plain", FitOptions.plain())):
+        keras.utils.set_random_seed(0)
+        model = build_text_model(features=8, units=4, head="symmetric")
+        compile_for_training(model, training)
+        result = fit(model, splits.train, splits.validation, training, verbose=0, seed=2, options=options)
+        results[name] = (result.history, model.get_weights())
+    (fast_history, fast_weights), (plain_history, plain_weights) = results["fast"], results["plain"]
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy", "auc", "val_auc"):
+        np.testing.assert_allclose(fast_history[key], plain_history[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    for fast, plain in zip(fast_weights, plain_weights):
+        np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-5)
+
+
+def test_each_option_turns_its_speed_up_off():
+    splits = seeded_splits(SequenceDataConfig(mode="random", num_pairs=40, timesteps=4, features=8))  # unpadded
+    model = build_text_model(features=8, units=4)
+    compile_for_training(model, TrainingConfig())
+    pairs = [splits.train, splits.validation]
+
+    def trainer(long_run: bool = True, **changes) -> keras.Model:
+        return training_model(model, pairs, long_run=long_run, options=FitOptions(**changes))
+
+    def masks(model: keras.Model) -> int:
+        return sum(isinstance(layer, keras.layers.Masking) for layer in model.encoder.layers)
+
+    fast = trainer()
+    assert isinstance(fast, StackedSiamese) and masks(fast) == 0
+    assert fast.steps_per_execution == STEPS_PER_EXECUTION and fast.compile_metric_functions and not fast.jit_compile
+    assert trainer(stacked_encoder=False) is model
+    assert masks(trainer(skip_unused_masking=False)) == 1
+    assert trainer(steps_per_execution=3).steps_per_execution == 3
+    assert trainer(long_run=False).steps_per_execution == 1 and not trainer(long_run=False).compile_metric_functions
+    assert not trainer(compiled_metrics=False).compile_metric_functions
+    assert trainer(jit_compile=True).jit_compile is True
+    assert not model.jit_compile  # the canonical model's own compile state is not touched
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"steps_per_execution": 0}, "FitOptions.steps_per_execution must be an integer >= 1, got 0"),
+        ({"validation_batch_multiple": 1.5}, "FitOptions.validation_batch_multiple must be an integer >= 1, got 1.5"),
+        ({"stacked_encoder": "no"}, "FitOptions.stacked_encoder must be True or False, got 'no'"),
+        ({"tf_data_autotuning": 1}, "FitOptions.tf_data_autotuning must be True, False or None, got 1"),
+    ],
+)
+def test_fit_options_are_checked(changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FitOptions(**changes)

@@ -6,11 +6,12 @@ faces, handwritten characters): same-class and different-class pairs are drawn w
 after the classes (split_by class) or the images (split_by image) have been split, so nothing
 the test set is about is seen in training.
 
-Pairs stay file paths (`ImagePairFiles`) until they are read: `to_pair_set` loads a small set
-into memory, `dataset` streams a large one through `tf.data`. Both decode through `read_image`,
-so the pixels a model trains on are the pixels a probe or an example shows. Problems are found
-up front where that is cheap (paths, labels, image headers) and reported with the file and the
-line to fix.
+Pairs stay file paths (`ImagePairFiles`, which knows the size they are read at) until they are
+read: `head` loads the first few into memory, `dataset` streams them all through `tf.data`. Both
+decode through `read_image`, so the pixels a model trains on are the pixels a probe or an example
+shows. Problems are found up front where that is cheap (paths, labels, image headers) and
+reported with the file and the line to fix; values a user sets are named by their config keys
+(`data.split_by`, `data.test_fraction`).
 """
 
 from __future__ import annotations
@@ -21,22 +22,21 @@ import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from siamese.config import SplitBy, Task
-from siamese.data.sequences import PairSet, PairSplits
+from siamese.config import SplitBy, Task, member_of
+from siamese.data.pairs import SPLIT_NAMES, PairSplits, check_batch_size, check_fractions, without_autotuning
+from siamese.data.sequences import PairSet
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pbm", ".bmp"})
 CSV_COLUMNS = ("left_path", "right_path", "label")
-SPLITS = ("train", "validation", "test")
 MAX_LISTED = 5  # problems named in one message; the count says how many there are in all
 MIN_EVAL_PAIRS = 4  # fewer validation or test pairs than this measure nothing
 MIN_TRAIN_PAIRS = 2  # one of each label
@@ -44,7 +44,6 @@ HEADER_THREADS = 8  # opening headers waits on the disk (or a network share), no
 
 _MODES = {1: "L", 3: "RGB"}
 _BAD_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-_EnumT = TypeVar("_EnumT", bound=StrEnum)
 
 
 class ImageDataError(ValueError):
@@ -109,14 +108,20 @@ class ImagePairFiles:
     """Pairs of image files with one label each; pixels stay on disk until read or streamed.
 
     `left` and `right` are absolute paths (str arrays), `labels` float32: 0/1, or a number for
-    regression. Lists are accepted and converted.
+    regression. Lists are accepted and converted. Images are read at `image_size` x `image_size`
+    with `channels` channels (`read_image`): the model's input shape.
     """
 
     left: np.ndarray
     right: np.ndarray
     labels: np.ndarray
+    image_size: int
+    channels: int
+
+    suffix: ClassVar[str] = ".csv"
 
     def __post_init__(self) -> None:
+        _check_image_shape(self.image_size, self.channels)
         object.__setattr__(self, "left", np.asarray(self.left, dtype=np.str_).reshape(-1))
         object.__setattr__(self, "right", np.asarray(self.right, dtype=np.str_).reshape(-1))
         object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.float32).reshape(-1))
@@ -130,7 +135,16 @@ class ImagePairFiles:
         return len(self.labels)
 
     def take(self, indices: np.ndarray | slice) -> ImagePairFiles:
-        return ImagePairFiles(self.left[indices], self.right[indices], self.labels[indices])
+        return ImagePairFiles(self.left[indices], self.right[indices], self.labels[indices], self.image_size, self.channels)
+
+    def head(self, count: int) -> PairSet:
+        """The first `count` pairs read into memory: uint8 pixels `(n, image_size, image_size, channels)`."""
+        first = self.take(slice(0, count))
+        return PairSet(self._read(first.left), self._read(first.right), first.labels)
+
+    def pairs_with_timestep_equal_to(self, value: float) -> None:
+        """Images are not sequences: nothing for a `Masking` layer to find."""
+        return None
 
     def save(self, path: Path) -> Path:
         """Write a pair CSV (`left_path,right_path,label`) that `load` and `read_pair_csv` read back."""
@@ -142,36 +156,31 @@ class ImagePairFiles:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> ImagePairFiles:
+    def load(cls, path: Path, *, image_size: int, channels: int) -> ImagePairFiles:
         """Read a file written by `save` without opening the images: steps hand each other this file.
 
+        The table holds paths and labels only; the images are read at `image_size` and `channels`.
         An empty table loads as an empty set (an unused validation split).
         """
-        return _parse_pairs(Path(path), _read_rows(Path(path)))
+        return _parse_pairs(Path(path), _read_rows(Path(path)), image_size, channels)
 
-    def to_pair_set(self, image_size: int, channels: int) -> PairSet:
-        """Read every image into memory: for small sets (probes, examples), uint8 pixels."""
-        return PairSet(
-            _read_images(self.left, image_size, channels), _read_images(self.right, image_size, channels), self.labels
-        )
-
-    def dataset(
-        self, image_size: int, channels: int, batch_size: int, shuffle: bool = False, seed: int = 0
-    ) -> tf.data.Dataset:
+    def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0, autotune: bool | None = None) -> tf.data.Dataset:
         """Stream batches, decoding in parallel, so a large folder never has to fit in memory.
 
         Yields `({"left": (b, s, s, c), "right": (b, s, s, c)}, labels (b,))`, all float32, pixels
         0..255 (models rescale inside). Shuffling reorders the file list (cheap strings, not
-        decoded images) with `seed` and again each epoch; decoding keeps that order.
+        decoded images) with `seed` and again each epoch; decoding keeps that order. How many
+        files are decoded at once and read ahead is left to `tf.data`'s autotuning (decoding
+        takes a varying time per file), unless `autotune` is False (then `tf.data` keeps fixed
+        defaults).
 
         Raises (while iterating):
             tf.errors.InvalidArgumentError: an image cannot be read; the message names the file.
         """
         import tensorflow as tf  # here, so importing this module does not load TensorFlow
 
-        _check_image_shape(image_size, channels)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        check_batch_size(batch_size)
+        image_size, channels = self.image_size, self.channels
         shape = (image_size, image_size, channels)
 
         def read_pair(left: bytes, right: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -193,10 +202,17 @@ class ImagePairFiles:
         if shuffle:
             files = files.shuffle(max(1, len(self)), seed=seed, reshuffle_each_iteration=True)
         pairs = files.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return pairs.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        batches = pairs.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return without_autotuning(batches) if autotune is False else batches
+
+    def _read(self, paths: np.ndarray) -> np.ndarray:
+        pixels = np.empty((len(paths), self.image_size, self.image_size, self.channels), np.uint8)
+        for index, path in enumerate(paths):
+            pixels[index] = read_image(path, self.image_size, self.channels)
+        return pixels
 
 
-def read_pair_csv(path: str | Path, task: Task | str) -> ImagePairFiles:
+def read_pair_csv(path: str | Path, task: Task | str, *, image_size: int, channels: int) -> ImagePairFiles:
     """Read and check a pair table: `left_path,right_path,label` columns, other columns ignored.
 
     Relative image paths are read from the CSV's folder. Every problem is reported with the line
@@ -205,19 +221,21 @@ def read_pair_csv(path: str | Path, task: Task | str) -> ImagePairFiles:
     Args:
         path: the CSV file.
         task: 'similarity' (labels 0 or 1) or 'regression' (any finite number).
+        image_size, channels: the size the images are read at (`data.image_size`, `data.channels`).
 
     Raises:
         ImageDataError: the CSV is missing, unparseable, lacks a column or rows, has bad labels
             or empty paths, or names image files that are missing or unreadable.
     """
-    task = _as_enum(Task, task, "task")
+    task = member_of(Task, task, "data.task")
+    _check_image_shape(image_size, channels)
     path = Path(path)
     rows = _read_rows(path)
     if not rows:
         raise ImageDataError(
             f"pair CSV {path} has a header but no rows: add one left_path,right_path,label row per pair"
         )
-    pairs = _parse_pairs(path, rows)
+    pairs = _parse_pairs(path, rows, image_size, channels)
     lines = [line for line, _ in rows]
     if task is Task.SIMILARITY:
         _check_binary_labels(path, pairs.labels, lines)
@@ -236,6 +254,8 @@ def pairs_from_class_folders(
     split_by: SplitBy | str,
     validation_fraction: float,
     test_fraction: float,
+    image_size: int,
+    channels: int,
     rng: np.random.Generator,
 ) -> PairSplits[ImagePairFiles]:
     """Draw balanced same-class (1) and different-class (0) pairs from `root/<class>/<image>`.
@@ -244,7 +264,7 @@ def pairs_from_class_folders(
     are split first and pairs are drawn within each split, so no image is in two splits. Pairs
     per split follow the fractions, with at least a few of each label in every used split.
     Deterministic given `rng`'s seed. Hidden files, other suffixes and folders without images
-    are ignored.
+    are ignored. The pairs are read at `image_size` and `channels`.
 
     Returns:
         PairSplits of `ImagePairFiles`; validation is empty when `validation_fraction` is 0.
@@ -252,10 +272,12 @@ def pairs_from_class_folders(
     Raises:
         ImageDataError: the folder is unusable (missing, no classes, no images, a class with one
             image, too few classes or images to split, unreadable images); names what to fix.
-        ValueError: the fractions or `num_pairs` are out of range.
+        ValueError: the fractions, `num_pairs` or the image size are out of range.
     """
-    split_by = _as_enum(SplitBy, split_by, "split_by")
-    fractions = _split_fractions(validation_fraction, test_fraction)
+    split_by = member_of(SplitBy, split_by, "data.split_by")
+    check_fractions(validation_fraction, test_fraction)
+    _check_image_shape(image_size, channels)
+    fractions = {"train": 1.0 - validation_fraction - test_fraction, "validation": validation_fraction, "test": test_fraction}
     pair_counts = _pair_counts(num_pairs, fractions)
     root = Path(root).absolute()
     classes = _list_classes(root)
@@ -264,17 +286,19 @@ def pairs_from_class_folders(
     else:
         groups = _split_images(root, classes, fractions, rng)
     validate_images(path for images in classes.values() for path in images)
-    return PairSplits(**{name: _draw_pairs(groups[name], pair_counts[name], rng) for name in SPLITS})
+    return PairSplits(
+        **{name: _draw_pairs(groups[name], pair_counts[name], image_size, channels, rng) for name in SPLIT_NAMES}
+    )
 
 
 # Reading images
 
 
 def _check_image_shape(image_size: int, channels: int) -> None:
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image_size must be an integer >= 1, got {image_size!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
+        raise ValueError(f"data.image_size must be an integer >= 1, got {image_size!r}")
     if channels not in _MODES or isinstance(channels, bool):
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
+        raise ValueError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
 
 
 def _normalized(image: Image.Image, channels: int) -> Image.Image:
@@ -288,13 +312,6 @@ def _normalized(image: Image.Image, channels: int) -> Image.Image:
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     return image.convert(_MODES[channels])
-
-
-def _read_images(paths: np.ndarray, image_size: int, channels: int) -> np.ndarray:
-    pixels = np.empty((len(paths), image_size, image_size, channels), np.uint8)
-    for index, path in enumerate(paths):
-        pixels[index] = read_image(path, image_size, channels)
-    return pixels
 
 
 def _header_problem(path: str) -> str | None:
@@ -353,7 +370,7 @@ def _check_columns(path: Path, header: list[str]) -> None:
     )
 
 
-def _parse_pairs(path: Path, rows: list[tuple[int, dict[str, str]]]) -> ImagePairFiles:
+def _parse_pairs(path: Path, rows: list[tuple[int, dict[str, str]]], image_size: int, channels: int) -> ImagePairFiles:
     """Labels as numbers and paths made absolute; empty or non-numeric cells are reported by line."""
     bad_labels = [f"line {line} ({row['label']!r})" for line, row in rows if not _is_finite_number(row["label"])]
     if bad_labels:
@@ -374,6 +391,8 @@ def _parse_pairs(path: Path, rows: list[tuple[int, dict[str, str]]]) -> ImagePai
         left=[_resolve(row["left_path"], folder) for _, row in rows],
         right=[_resolve(row["right_path"], folder) for _, row in rows],
         labels=[float(row["label"]) for _, row in rows],
+        image_size=image_size,
+        channels=channels,
     )
 
 
@@ -393,8 +412,8 @@ def _check_binary_labels(path: Path, labels: np.ndarray, lines: list[int]) -> No
     bad = [f"line {line} ({label:g})" for line, label in zip(lines, labels) if label not in (0.0, 1.0)]
     if bad:
         raise ImageDataError(
-            f"pair CSV {path}: task 'similarity' needs labels 0 or 1, but {len(bad)} row(s) have others: "
-            f"{_listing(bad)}; fix the labels or use task 'regression'"
+            f"pair CSV {path}: data.task 'similarity' needs labels 0 or 1, but {len(bad)} row(s) have others: "
+            f"{_listing(bad)}; fix the labels or set data.task to 'regression'"
         )
 
 
@@ -417,21 +436,10 @@ def _check_files_exist(path: Path, pairs: ImagePairFiles, rows: list[tuple[int, 
 # Class folders
 
 
-def _split_fractions(validation_fraction: float, test_fraction: float) -> dict[str, float]:
-    in_range = 0.0 <= validation_fraction < 1.0 and 0.0 < test_fraction < 1.0
-    if not (in_range and validation_fraction + test_fraction < 1.0):
-        raise ValueError(
-            "validation_fraction must be in [0, 1), test_fraction in (0, 1) and their sum below 1; "
-            f"got {validation_fraction} and {test_fraction}"
-        )
-    train_fraction = 1.0 - validation_fraction - test_fraction
-    return {"train": train_fraction, "validation": validation_fraction, "test": test_fraction}
-
-
 def _pair_counts(num_pairs: int, fractions: dict[str, float]) -> dict[str, int]:
     """Pairs per split, proportional to the fractions, with a floor so every used split measures something."""
     if isinstance(num_pairs, bool) or not isinstance(num_pairs, int):
-        raise ValueError(f"num_pairs must be an integer, got {num_pairs!r}")
+        raise ValueError(f"data.num_pairs must be an integer, got {num_pairs!r}")
     counts = {
         name: max(MIN_EVAL_PAIRS, round(num_pairs * fractions[name])) if fractions[name] else 0
         for name in ("validation", "test")
@@ -439,7 +447,7 @@ def _pair_counts(num_pairs: int, fractions: dict[str, float]) -> dict[str, int]:
     train = num_pairs - sum(counts.values())
     if train < MIN_TRAIN_PAIRS:
         raise ValueError(
-            f"num_pairs={num_pairs} is too few: validation and test take {counts['validation']} and "
+            f"data.num_pairs = {num_pairs} is too few: validation and test take {counts['validation']} and "
             f"{counts['test']} (at least {MIN_EVAL_PAIRS} each when used), leaving {train} for training; "
             f"use at least {sum(counts.values()) + MIN_TRAIN_PAIRS}"
         )
@@ -452,7 +460,7 @@ def _list_classes(root: Path) -> dict[str, list[str]]:
         raise ImageDataError(f"image folder {root} does not exist")
     if not root.is_dir():
         raise ImageDataError(
-            f"{root} is not a folder: source 'folder' needs {root}/<class>/<image> (a CSV is source 'csv')"
+            f"{root} is not a folder: data.source 'folder' needs {root}/<class>/<image> (a CSV is data.source 'csv')"
         )
     folders = sorted(entry for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     if not folders:
@@ -492,11 +500,11 @@ def _split_classes(
     }
     sizes = {"train": num_classes - sum(sizes.values())} | sizes
     if sizes["train"] < 2:
-        used = [name for name in SPLITS if fractions[name]]
+        used = [name for name in SPLIT_NAMES if fractions[name]]
         raise ImageDataError(
             f"image folder {root} has {num_classes} classes, too few to split by class: {', '.join(used)} each "
             f"need at least 2 classes to draw different-class pairs ({2 * len(used)} or more with these "
-            "fractions); add classes or use split_by 'image'"
+            "fractions); add classes or set data.split_by to 'image'"
         )
     image_lists = list(classes.values())
     parts = _partition(num_classes, sizes, rng)
@@ -509,13 +517,13 @@ def _split_images(
     """Each class's images split between train, validation and test; each image in one split."""
     image_lists = list(classes.values())
     counts = _images_per_split(np.array([len(images) for images in image_lists]), fractions, rng)
-    groups: dict[str, list[list[str]]] = {name: [] for name in SPLITS}
+    groups: dict[str, list[list[str]]] = {name: [] for name in SPLIT_NAMES}
     for index, images in enumerate(image_lists):
-        sizes = {name: int(counts[name][index]) for name in SPLITS}
+        sizes = {name: int(counts[name][index]) for name in SPLIT_NAMES}
         for name, indices in _partition(len(images), sizes, rng).items():
             if len(indices):
                 groups[name].append([images[i] for i in sorted(indices)])
-    for name in SPLITS:
+    for name in SPLIT_NAMES:
         _check_image_group(root, name, groups[name], fractions[name], image_lists)
     return groups
 
@@ -553,35 +561,39 @@ def _check_image_group(
     """A used split needs a class with 2 images (same-class pairs) and 2 classes (different-class pairs)."""
     if fraction == 0:
         return
-    remedy = f"add images per class, {_fraction_hint(name)}, or use split_by 'class'"
+    remedy = f"add images per class, {_fraction_hint(name)}, or set data.split_by to 'class'"
     if not any(len(images) >= 2 for images in groups):
         sizes = sorted(len(images) for images in image_lists)
         raise ImageDataError(
-            f"split_by 'image' leaves no class with 2 images in the {name} split of {root}, so it has no "
+            f"data.split_by 'image' leaves no class with 2 images in the {name} split of {root}, so it has no "
             f"same-class pairs ({len(sizes)} classes of {sizes[0]} to {sizes[-1]} images); {remedy}"
         )
     if len(groups) < 2:
         raise ImageDataError(
-            f"split_by 'image' leaves only one class in the {name} split of {root}, so it has no "
+            f"data.split_by 'image' leaves only one class in the {name} split of {root}, so it has no "
             f"different-class pairs; {remedy}"
         )
 
 
 def _fraction_hint(split: str) -> str:
-    return "lower the validation and test fractions" if split == "train" else f"raise {split}_fraction"
+    if split == "train":
+        return "lower data.validation_fraction and data.test_fraction"
+    return f"raise data.{split}_fraction"
 
 
 def _partition(count: int, sizes: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Shuffle `range(count)` and cut it into consecutive parts of the given sizes, one per split."""
     order = rng.permutation(count)
-    bounds = np.cumsum([sizes[name] for name in SPLITS])[:-1]
-    return dict(zip(SPLITS, np.split(order, bounds)))
+    bounds = np.cumsum([sizes[name] for name in SPLIT_NAMES])[:-1]
+    return dict(zip(SPLIT_NAMES, np.split(order, bounds)))
 
 
-def _draw_pairs(groups: list[list[str]], count: int, rng: np.random.Generator) -> ImagePairFiles:
+def _draw_pairs(
+    groups: list[list[str]], count: int, image_size: int, channels: int, rng: np.random.Generator
+) -> ImagePairFiles:
     """`count // 2` same-class and the rest different-class pairs from one split's classes, shuffled."""
     if count == 0:
-        return ImagePairFiles(np.array([], np.str_), np.array([], np.str_), np.array([], np.float32))
+        return ImagePairFiles(np.array([], np.str_), np.array([], np.str_), np.array([], np.float32), image_size, channels)
     paths = np.array([path for images in groups for path in images])
     sizes = np.array([len(images) for images in groups])
     starts = np.cumsum(sizes) - sizes
@@ -592,7 +604,7 @@ def _draw_pairs(groups: list[list[str]], count: int, rng: np.random.Generator) -
     order = rng.permutation(count)
     left = np.concatenate([same_left, different_left])[order]
     right = np.concatenate([same_right, different_right])[order]
-    return ImagePairFiles(paths[left], paths[right], labels[order])
+    return ImagePairFiles(paths[left], paths[right], labels[order], image_size, channels)
 
 
 def _same_class_indices(
@@ -628,11 +640,3 @@ def _listing(items: Sequence[str]) -> str:
 
 def _suffix_list() -> str:
     return ", ".join(sorted(IMAGE_SUFFIXES))
-
-
-def _as_enum(enum: type[_EnumT], value: _EnumT | str, name: str) -> _EnumT:
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(member.value for member in enum)
-        raise ValueError(f"{name} must be one of {allowed}; got {value!r}") from None

@@ -18,17 +18,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 
 from siamese.config import DataMode, SequenceDataConfig
+from siamese.data.pairs import SPLIT_NAMES, Pairs, PairSplits, array_dataset, check_fractions
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 MAX_SHIFT = 2  # leading timesteps a positive's right side may drop
 STRETCH_RANGE = (0.8, 1.25)  # time-stretch factors of a positive's right side
 OVERLAP_RANGE = (0.3, 0.6)  # share of the left side a hard negative copies
 HARD_NEGATIVE_SHARE = 0.5
-SPLIT_NAMES = ("train", "validation", "test")
 _MASK_CHECK_ROWS = 4096  # pairs compared at a time when looking for masked timesteps: bounded memory
 
 
@@ -38,12 +41,14 @@ class PairSet:
 
     Sequences: left and right `(n, timesteps, features)` float32, zero-padded at the end.
     Images: `(n, height, width, channels)` uint8 pixels. Labels `(n,)` float32: 0/1, or a
-    number for regression.
+    number for regression. One of the containers of the pair-data protocol (`siamese.data.pairs`).
     """
 
     left: np.ndarray
     right: np.ndarray
     labels: np.ndarray
+
+    suffix: ClassVar[str] = ".npz"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -54,6 +59,14 @@ class PairSet:
 
     def take(self, indices: np.ndarray | slice) -> PairSet:
         return PairSet(self.left[indices], self.right[indices], self.labels[indices])
+
+    def head(self, count: int) -> PairSet:
+        """The first `count` pairs (already in memory)."""
+        return self.take(slice(0, count))
+
+    def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0, autotune: bool | None = None) -> tf.data.Dataset:
+        """`Pairs.dataset`: the arrays sliced into batches, autotuning off unless `autotune` (`array_dataset`)."""
+        return array_dataset(self.inputs(), self.labels, batch_size, shuffle, seed, autotune)
 
     def pairs_with_timestep_equal_to(self, value: float) -> int | None:
         """How many pairs have a timestep whose features all equal `value` on either side.
@@ -91,16 +104,7 @@ class PairSet:
         return cls(*(np.concatenate([getattr(part, side) for part in parts]) for side in ("left", "right", "labels")))
 
 
-Pairs = TypeVar("Pairs")  # PairSet, PairShards (on disk), ImagePairFiles (image files), TextPairs
-
-
-@dataclass(frozen=True)
-class PairSplits(Generic[Pairs]):
-    """Disjoint train, validation and test pairs of one kind."""
-
-    train: Pairs
-    validation: Pairs
-    test: Pairs
+PairsT = TypeVar("PairsT", bound=Pairs)
 
 
 def generate_sequence_pairs(config: SequenceDataConfig, rng: np.random.Generator) -> PairSet:
@@ -147,8 +151,10 @@ def split_label_counts(num_pairs: int, validation_fraction: float, test_fraction
     """(positives, negatives) per split of `num_pairs` balanced pairs, stratified as `split_pairs` does.
 
     Raises:
-        ValueError: a label has too few pairs to give every split with a non-zero fraction one.
+        ValueError: the fractions are out of range (`check_fractions`), or a label has too few
+            pairs to give every split with a non-zero fraction one.
     """
+    check_fractions(validation_fraction, test_fraction)
     counts: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
     for label, count in ((1, num_pairs // 2), (0, num_pairs - num_pairs // 2)):
         num_test = max(1, round(count * test_fraction))
@@ -156,7 +162,7 @@ def split_label_counts(num_pairs: int, validation_fraction: float, test_fraction
         if num_test + num_validation >= count:
             raise ValueError(
                 f"only {count} pairs have label {label}: too few to split "
-                f"{validation_fraction=} and {test_fraction=}; use more pairs"
+                f"{_fractions_named(validation_fraction, test_fraction)}; use more pairs (data.num_pairs)"
             )
         counts["test"].append(num_test)
         counts["validation"].append(num_validation)
@@ -165,19 +171,20 @@ def split_label_counts(num_pairs: int, validation_fraction: float, test_fraction
 
 
 def split_pairs(
-    pairs: Pairs, validation_fraction: float, test_fraction: float, rng: np.random.Generator, stratify: bool = True
-) -> PairSplits[Pairs]:
+    pairs: PairsT, validation_fraction: float, test_fraction: float, rng: np.random.Generator, stratify: bool = True
+) -> PairSplits[PairsT]:
     """Split into disjoint train/validation/test sets, stratified by label unless told otherwise.
 
-    Works for any pair collection with `labels` and `take` (sequence pairs, image arrays, image
+    Works for any `Pairs` whose `take` keeps their kind (sequence pairs, image arrays, image
     files). Stratified, each split with a non-zero fraction gets at least one pair of each label,
     so AUC is defined; numeric targets (regression) are split without stratifying.
 
     Raises:
-        ValueError: a label (or, unstratified, the whole set) has too few pairs to give every
-            split one.
+        ValueError: the fractions are out of range (`check_fractions`), or a label (or,
+            unstratified, the whole set) has too few pairs to give every split one.
     """
-    chosen: dict[str, list[np.ndarray]] = {"train": [], "validation": [], "test": []}
+    check_fractions(validation_fraction, test_fraction)
+    chosen: dict[str, list[np.ndarray]] = {name: [] for name in SPLIT_NAMES}
     groups = [np.flatnonzero(pairs.labels == label) for label in np.unique(pairs.labels)] if stratify else [np.arange(len(pairs))]
     for group in groups:
         indices = rng.permutation(group)
@@ -187,13 +194,17 @@ def split_pairs(
             which = f"have label {pairs.labels[group[0]]:g}" if stratify else "are given"
             raise ValueError(
                 f"only {len(indices)} pairs {which}: too few to split "
-                f"{validation_fraction=} and {test_fraction=}; use more pairs"
+                f"{_fractions_named(validation_fraction, test_fraction)}; use more pairs"
             )
         chosen["test"].append(indices[:num_test])
         chosen["validation"].append(indices[num_test : num_test + num_validation])
         chosen["train"].append(indices[num_test + num_validation :])
     splits = {name: pairs.take(rng.permutation(np.concatenate(parts))) for name, parts in chosen.items()}
     return PairSplits(**splits)
+
+
+def _fractions_named(validation_fraction: float, test_fraction: float) -> str:
+    return f"data.validation_fraction = {validation_fraction} and data.test_fraction = {test_fraction}"
 
 
 def _blocks(

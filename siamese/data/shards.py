@@ -5,15 +5,15 @@ labels: plain NumPy arrays, readable by memory mapping) and a `manifest.json` wr
 directory without one is an unfinished write. Nothing holds more than a few shards at a time:
 
 - `write_shards` consumes blocks as a generator makes them and writes one shard per block;
-- `stream` reads a shard, cuts it into batches in `tf.data` while the next one is read, then
+- `dataset` reads a shard, cuts it into batches in `tf.data` while the next one is read, then
   drops it; shuffling permutes the shard order and the pairs within each shard, freshly every
   epoch (pairs are independent draws: no wider mixing is needed). Memory stays a few shards
   however large the split: about 120 MiB at 16 MiB shards, measured (BENCHMARKS.md);
 - `take` memory-maps only the shards its indices fall in.
 
-`PairShards` answers what the pipeline asks of any pair collection (`len`, `labels`, `take`,
-`save`/`load`, plus `stream` for training and prediction); only the labels (4 bytes a pair) are
-ever read whole.
+`PairShards` answers the pair-data protocol (`siamese.data.pairs.Pairs`: `len`, `labels`, `take`,
+`head`, `dataset` for training and prediction, `save`/`load`); only the labels (4 bytes a pair)
+are ever read whole.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from siamese.data.pairs import check_batch_size, without_autotuning
 from siamese.data.sequences import PairSet
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class PairShards:
 
     Build one with `write_shards` or `PairShards.load`; the arrays stay on disk.
     """
+
+    suffix: ClassVar[str] = ".shards"
 
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = Path(path)
@@ -118,7 +121,11 @@ class PairShards:
                 getattr(taken, side)[rows] = self._read(index, side, mmap=True)[local]
         return taken
 
-    def stream(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+    def head(self, count: int) -> PairSet:
+        """The first `count` pairs read into memory (from the first shards only)."""
+        return self.take(slice(0, count))
+
+    def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0, autotune: bool | None = None) -> tf.data.Dataset:
         """Batches `({"left": (b, *item_shape), "right": ...}, labels (b,))` of every pair once per epoch.
 
         A shard is read whole (sequential reads, one NumPy call a file), handed to `tf.data` and
@@ -127,7 +134,8 @@ class PairShards:
         shard, not once a batch. In order unless `shuffle`; shuffled, each
         pass over the dataset (each Keras epoch) draws a new shard order and a new order within
         every shard from `seed` and the pass's number, so runs repeat exactly and epochs differ.
-        The dataset knows its length in batches (Keras shows steps per epoch).
+        The dataset knows its length in batches (Keras shows steps per epoch). Its sizes are
+        fixed, so it runs without `tf.data`'s autotuning unless `autotune`.
 
         Raises:
             ValueError: `batch_size` is not a positive integer.
@@ -136,8 +144,7 @@ class PairShards:
         """
         import tensorflow as tf  # here, so that generating and writing shards does not load TensorFlow
 
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        check_batch_size(batch_size)
         passes = itertools.count()
 
         def plan() -> Iterator[tuple[int, int]]:
@@ -169,7 +176,8 @@ class PairShards:
         )
         batches = shards.map(to_tensors).prefetch(1).rebatch(batch_size)
         batches = batches.apply(tf.data.experimental.assert_cardinality(math.ceil(len(self) / batch_size)))
-        return without_autotuning(batches.prefetch(_PREFETCH_BATCHES))
+        batches = batches.prefetch(_PREFETCH_BATCHES)
+        return batches if autotune else without_autotuning(batches)
 
     def save(self, path: Path) -> Path:
         """Copy the shards to `path` (a `.shards` directory); nothing to do when they are there already."""
@@ -220,21 +228,6 @@ class PairShards:
         if array.shape != expected or array.dtype != np.float32:
             raise ShardError(f"{file}: holds {array.dtype} {array.shape}, the manifest says float32 {expected}")
         return array
-
-
-def without_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """`dataset` with `tf.data`'s autotuning off: for pipelines whose sizes are all fixed.
-
-    Autotuning keeps optimising the pipeline on background threads while it runs. On a small
-    CPU machine those threads compete with training for the same cores: turning it off made
-    training on pairs in memory 1.25-1.4x faster on 2 cores (BENCHMARKS.md). A pipeline that
-    only slices, batches and prefetches a fixed number of batches has nothing to tune.
-    """
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return dataset.with_options(options)
 
 
 def write_shards(

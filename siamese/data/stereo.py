@@ -85,17 +85,17 @@ def generate_stereo_pairs(
         labels `(num_pairs,)` float32.
 
     Raises:
-        ValueError: an argument is out of range, naming it and what is allowed.
+        ValueError: an argument is out of range, naming its config key and what is allowed.
     """
-    _check_integer("num_pairs", num_pairs, minimum=4)
+    _check_integer("data.num_pairs", num_pairs, minimum=4)
     _check_image(image_size, channels)
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 1:
-        raise ValueError(f"noise must be a number in [0, 1) (a share of the pixel range), got {noise!r}")
+        raise ValueError(f"data.noise must be a number in [0, 1) (a share of the pixel range), got {noise!r}")
     try:
         task = Task(task)
     except ValueError:
         allowed = ", ".join(member.value for member in Task)
-        raise ValueError(f"task must be one of {allowed}; got {task!r}") from None
+        raise ValueError(f"data.task must be one of {allowed}; got {task!r}") from None
     scenes = render_stereo_scenes(num_scenes=num_pairs, image_size=image_size, channels=channels, rng=rng)
     left = _camera(scenes.left, noise, rng)
     right = _camera(scenes.right, noise, rng)
@@ -141,9 +141,9 @@ def _check_integer(name: str, value: int, *, minimum: int) -> None:
 
 
 def _check_image(image_size: int, channels: int) -> None:
-    _check_integer("image_size", image_size, minimum=MIN_IMAGE_SIZE)
+    _check_integer("data.image_size", image_size, minimum=MIN_IMAGE_SIZE)
     if isinstance(channels, bool) or channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
+        raise ValueError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
 
 
 def _draw_layers(n: int, size: int, channels: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -41,7 +41,7 @@ _FORMATS = {
     ".parquet": _Format("Parquet", None),
     ".pq": _Format("Parquet", None),
 }
-TABLE_SUFFIXES = tuple(_FORMATS)
+TABLE_SUFFIXES = tuple(_FORMATS)  # the one list: read, written (AtomicTableWriter) and offered by the command line
 
 # Spreadsheets save UTF-8 with a byte order mark; "-sig" reads files with and without one.
 _ENCODING = "utf-8-sig"

@@ -19,13 +19,17 @@ import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from siamese.data.sequences import PairSplits
+from siamese.data.pairs import SPLIT_NAMES, PairSplits, array_dataset, check_fractions
 from siamese.data.tables import AtomicTableWriter, PairFileError, describe_rows, read_columns, read_table
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 MIN_ROWS = 20  # each of three splits needs both labels, with some room to spare
 KNOWN_TEXT_COLUMNS = (
@@ -49,14 +53,9 @@ KNOWN_LABEL_COLUMNS = (
 )
 SAVED_COLUMNS = ("left", "right", "label", "row")
 
-_OPTIONS = {
-    "left": ("--left-column", "data.left_column"),
-    "right": ("--right-column", "data.right_column"),
-    "label": ("--label-column", "data.label_column"),
-}
+_COLUMN_KEYS = {"left": "data.left_column", "right": "data.right_column", "label": "data.label_column"}
 _BOOLEAN_WORDS = {"true": 1.0, "false": 0.0}
-_DROP_HINT = "fix these rows, or drop invalid rows with --drop-invalid-rows (data.drop_invalid_rows = true)"
-_SPLITS = ("train", "validation", "test")
+_DROP_HINT = "fix these rows, or drop invalid rows with data.drop_invalid_rows = true"
 
 
 @dataclass(frozen=True)
@@ -75,12 +74,15 @@ class TextPairs:
     `left` and `right` are object arrays of Python `str` (what Keras text layers take),
     `labels` float32 0/1, `rows` int64: each pair's 0-based data row in the file it came from,
     so a score or a mistake can be traced back to a line. Lists are accepted and converted.
+    One of the containers of the pair-data protocol (`siamese.data.pairs`).
     """
 
     left: np.ndarray
     right: np.ndarray
     labels: np.ndarray
     rows: np.ndarray
+
+    suffix: ClassVar[str] = ".parquet"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "left", np.asarray(self.left, dtype=object).reshape(-1))
@@ -102,6 +104,18 @@ class TextPairs:
 
     def take(self, indices: np.ndarray | slice) -> TextPairs:
         return TextPairs(self.left[indices], self.right[indices], self.labels[indices], self.rows[indices])
+
+    def head(self, count: int) -> TextPairs:
+        """The first `count` pairs (already in memory, as text: the model tokenises inside)."""
+        return self.take(slice(0, count))
+
+    def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0, autotune: bool | None = None) -> tf.data.Dataset:
+        """`Pairs.dataset`: string batches sliced from the arrays, autotuning off unless `autotune` (`array_dataset`)."""
+        return array_dataset(self.inputs(), self.labels, batch_size, shuffle, seed, autotune)
+
+    def pairs_with_timestep_equal_to(self, value: float) -> None:
+        """Raw strings are not sequences of feature vectors: nothing for a `Masking` layer to find."""
+        return None
 
     def save(self, path: str | Path) -> Path:
         """Write a Parquet table (`left, right, label, row`) that `load` reads back exactly; atomic.
@@ -169,7 +183,7 @@ def detect_columns(
 
     Args:
         available: the file's column names (`read_columns`).
-        left, right, label: explicit names (`--left-column` / `data.left_column` and so on).
+        left, right, label: explicit names (`data.left_column` and so on).
         require_label: False for files to score, which need no label (then None if absent).
         source: the file, as messages name it.
 
@@ -180,10 +194,9 @@ def detect_columns(
     """
     available = [str(name) for name in available]
     if (left is None) != (right is None):
-        given = "--left-column" if left is not None else "--right-column"
+        given = _COLUMN_KEYS["left" if left is not None else "right"]
         raise PairFileError(
-            f"{source}: name both text columns (--left-column and --right-column, or data.left_column "
-            f"and data.right_column); only {given} was given"
+            f"{source}: name both text columns (data.left_column and data.right_column); only {given} was given"
         )
     if left is not None and right is not None:
         left, right = _explicit(available, left, "left", source), _explicit(available, right, "right", source)
@@ -200,7 +213,7 @@ def detect_columns(
             raise PairFileError(
                 f"{source}: cannot tell which column holds the 0/1 label; its columns are: "
                 f"{', '.join(available)}; known label columns are {', '.join(KNOWN_LABEL_COLUMNS)}. "
-                "Name it with --label-column, or data.label_column in the config"
+                "Name it with data.label_column"
             )
     named = [name for name in (left, right, label) if name is not None]
     if len(set(named)) < len(named):
@@ -279,7 +292,7 @@ def split_text_pairs(
         ValueError: the fractions are out of range, or a split (validation only when
             `validation_fraction` > 0) would lack a label; says which and that more rows are needed.
     """
-    _check_fractions(validation_fraction, test_fraction)
+    check_fractions(validation_fraction, test_fraction)
     group_ids: dict[str, int] = {}
     group_of_row = np.fromiter(
         (group_ids.setdefault(_pair_key(left, right), len(group_ids)) for left, right in zip(pairs.left, pairs.right)),
@@ -289,18 +302,18 @@ def split_text_pairs(
     keys = list(group_ids)  # keys[group id]
     group_labels = np.full(len(keys), -np.inf, dtype=np.float32)
     np.maximum.at(group_labels, group_of_row, pairs.labels)
-    split_of_group = np.zeros(len(keys), dtype=np.int8)  # a position in _SPLITS: 0 is train
+    split_of_group = np.zeros(len(keys), dtype=np.int8)  # a position in SPLIT_NAMES: 0 is train
     for label in np.unique(group_labels):
         members = sorted(np.flatnonzero(group_labels == label).tolist(), key=lambda group: _rank(seed, keys[group]))
         num_test = round(test_fraction * len(members))
         num_validation = round(validation_fraction * len(members))
-        split_of_group[members[:num_test]] = _SPLITS.index("test")
-        split_of_group[members[num_test : num_test + num_validation]] = _SPLITS.index("validation")
+        split_of_group[members[:num_test]] = SPLIT_NAMES.index("test")
+        split_of_group[members[num_test : num_test + num_validation]] = SPLIT_NAMES.index("validation")
     split_of_row = split_of_group[group_of_row]
-    indices = {name: np.flatnonzero(split_of_row == code) for code, name in enumerate(_SPLITS)}
+    indices = {name: np.flatnonzero(split_of_row == code) for code, name in enumerate(SPLIT_NAMES)}
     labels, counts = np.unique(group_labels, return_counts=True)
     _check_split_labels(pairs, indices, dict(zip(labels.tolist(), counts.tolist())), validation_fraction, test_fraction)
-    return PairSplits(**{name: pairs.take(indices[name]) for name in _SPLITS})
+    return PairSplits(**{name: pairs.take(indices[name]) for name in SPLIT_NAMES})
 
 
 def unscorable_rows(left: pd.Series, right: pd.Series) -> pd.Series:
@@ -329,7 +342,7 @@ def _explicit(available: Sequence[str], name: str, role: str, source: str) -> st
     found = _find(available, name)
     if found is None:
         raise PairFileError(
-            f"{source} has no column {name!r} ({_OPTIONS[role][1]}); its columns are: {', '.join(available)}"
+            f"{source} has no column {name!r} ({_COLUMN_KEYS[role]}); its columns are: {', '.join(available)}"
         )
     return found
 
@@ -342,8 +355,7 @@ def _known_text_columns(available: Sequence[str], source: str) -> tuple[str, str
     layouts = ", ".join(f"{left}/{right}" for left, right in KNOWN_TEXT_COLUMNS)
     raise PairFileError(
         f"{source}: cannot tell which columns hold the two texts; its columns are: {', '.join(available)}; "
-        f"known layouts are {layouts}. Name them with --left-column/--right-column/--label-column, "
-        "or data.left_column, data.right_column and data.label_column in the config"
+        f"known layouts are {layouts}. Name them with data.left_column, data.right_column and data.label_column"
     )
 
 
@@ -384,7 +396,7 @@ def _rules(columns: PairColumns, threshold: float | None) -> list[_Rule]:
                 f"label not 0 or 1 in {label!r}",
                 _is_binary_or_blank,
                 show_values=True,
-                hint="for graded scores set a threshold (--threshold / data.threshold)",
+                hint="for graded scores set a threshold (data.threshold)",
             ),
         ]
     return rules + [
@@ -396,7 +408,7 @@ def _rules(columns: PairColumns, threshold: float | None) -> list[_Rule]:
             f"score not a number in {label!r}",
             _is_number_or_blank,
             show_values=True,
-            hint=f"with a threshold ({threshold:g}) the label column must hold numbers",
+            hint=f"with a threshold (data.threshold = {threshold:g}) the label column must hold numbers",
         ),
     ]
 
@@ -542,7 +554,7 @@ def _check_split_labels(
     test_fraction: float,
 ) -> None:
     problems = []
-    for name in _SPLITS:
+    for name in SPLIT_NAMES:
         if name == "validation" and validation_fraction == 0:
             continue
         present = set(pairs.labels[indices[name]].tolist())
@@ -554,8 +566,8 @@ def _check_split_labels(
                 )
     if problems:
         raise ValueError(
-            f"{'; '.join(problems)}: with {validation_fraction=} and {test_fraction=} every split needs both "
-            "labels; more rows are needed"
+            f"{'; '.join(problems)}: with data.validation_fraction = {validation_fraction} and "
+            f"data.test_fraction = {test_fraction} every split needs both labels; more rows are needed"
         )
 
 
@@ -566,20 +578,9 @@ def _check_arguments(threshold: float | None, min_rows: int) -> None:
     if threshold is not None and (
         isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold)
     ):
-        raise ValueError(f"threshold must be a finite number or None, got {threshold!r}")
+        raise ValueError(f"data.threshold must be a finite number or None, got {threshold!r}")
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
         raise ValueError(f"min_rows must be an integer >= 1, got {min_rows!r}")
-
-
-def _check_fractions(validation_fraction: float, test_fraction: float) -> None:
-    for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-            raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    if validation_fraction + test_fraction >= 1:
-        raise ValueError(
-            "validation_fraction + test_fraction must leave rows to train on, "
-            f"got {validation_fraction} + {test_fraction}"
-        )
 
 
 def _sha256(path: Path) -> str:

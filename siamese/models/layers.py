@@ -1,7 +1,9 @@
-"""Custom layers shared by the model builders.
+"""Pieces of the heads that compare two encodings, shared by the model builders.
 
-Registered as serializable and written with `keras.ops` only, so saved `.keras` models reload
-under safe mode (no `Lambda`) and the models run on any Keras backend.
+Built from Keras' own layers only: a saved `.keras` model then loads anywhere Keras is
+installed, in safe mode, with nothing of this project imported (`mlflow.keras.load_model` and
+`mlflow.pyfunc.load_model` of a registered version in a fresh process). A custom layer would be
+found at load time only if its module had been imported first.
 """
 
 from __future__ import annotations
@@ -11,16 +13,22 @@ import keras
 from siamese.config import Head
 
 
-@keras.saving.register_keras_serializable(package="siamese")
-class AbsoluteDifference(keras.layers.Layer):
-    """`|a - b|` of two equally shaped tensors: symmetric in its inputs, no weights."""
+def absolute_difference(left, right, *, name: str, dtype_policy: str | None = None):
+    """`|a - b|` of two equally shaped tensors, as `max(a - b, b - a)`: symmetric, no weights.
 
-    def call(self, inputs):
-        left, right = inputs
-        return keras.ops.abs(left - right)
+    Exactly `keras.ops.abs(a - b)` in value, spelled with built-in layers so that the saved model
+    needs no custom class.
+    """
+    forward = keras.layers.Subtract(dtype=dtype_policy, name=f"{name}_forward")([left, right])
+    backward = keras.layers.Subtract(dtype=dtype_policy, name=f"{name}_backward")([right, left])
+    return keras.layers.Maximum(dtype=dtype_policy, name=name)([forward, backward])
 
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
+
+def comparison_features(left, right, *, name: str, dtype_policy: str | None = None):
+    """`[|a-b|, a*b]`: what matches and what differs, the same for (a, b) and (b, a)."""
+    difference = absolute_difference(left, right, name=f"{name}_difference", dtype_policy=dtype_policy)
+    product = keras.layers.Multiply(dtype=dtype_policy, name=f"{name}_product")([left, right])
+    return difference, product
 
 
 def similarity_head(left_encoding, right_encoding, head: Head | str):
@@ -35,8 +43,7 @@ def similarity_head(left_encoding, right_encoding, head: Head | str):
     if head is Head.CONCAT:
         features = keras.layers.Concatenate(name="concat")([left_encoding, right_encoding])
     else:
-        difference = AbsoluteDifference(name="abs_difference")([left_encoding, right_encoding])
-        product = keras.layers.Multiply(name="product")([left_encoding, right_encoding])
+        difference, product = comparison_features(left_encoding, right_encoding, name="symmetric")
         features = keras.layers.Concatenate(name="symmetric_features")([difference, product])
     # float32 output even under mixed precision: a float16 sigmoid saturates and breaks the loss.
     return keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="similarity")(features)

@@ -32,12 +32,11 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from enum import StrEnum
 
 import keras
 
-from siamese.config import MIN_IMAGE_SIZE, XCEPTION_MIN_IMAGE_SIZE, Backbone, Pooling, Task, VisionHead
-from siamese.models.layers import AbsoluteDifference
+from siamese.config import MIN_IMAGE_SIZE, XCEPTION_MIN_IMAGE_SIZE, Backbone, Pooling, Task, VisionHead, member_of
+from siamese.models.layers import comparison_features
 
 COMPACT_STAGES = 3  # each halves the image: 16 pixels leave a 2x2 map
 # Keras' default 0.99 averages over ~100 steps: a run of a few hundred steps would validate with
@@ -75,7 +74,7 @@ def build_backbone(
     Raises:
         ValueError: an unknown backbone, or a size, channel count or filter count out of range.
     """
-    backbone = _member(backbone, Backbone, "backbone")
+    backbone = member_of(Backbone, backbone, "backbone")
     _check_sizes(backbone=backbone, image_size=image_size, channels=channels, filters=filters)
     pixels = keras.Input(shape=(image_size, image_size, channels), name=f"{name}_pixels")
     scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, dtype=dtype_policy, name="rescaling")(pixels)
@@ -174,7 +173,7 @@ def _camera_inputs(image_size: int, channels: int) -> tuple[keras.KerasTensor, k
 
 def _head_options(head, pooling, task) -> tuple[VisionHead, Pooling, Task]:
     """Checked before any backbone is built: Xception takes a second to build."""
-    return _member(head, VisionHead, "head"), _member(pooling, Pooling, "pooling"), _member(task, Task, "task")
+    return member_of(VisionHead, head, "head"), member_of(Pooling, pooling, "pooling"), member_of(Task, task, "task")
 
 
 def _head(left_map, right_map, head: VisionHead, pooling: Pooling, task: Task, *, filters: int, dtype_policy: str):
@@ -184,8 +183,7 @@ def _head(left_map, right_map, head: VisionHead, pooling: Pooling, task: Task, *
     if head is VisionHead.SYMMETRIC:
         # One pooling layer (no weights) on each view: the branch outputs are pooled vectors.
         left_vector, right_vector = pool(left_map), pool(right_map)
-        difference = AbsoluteDifference(dtype=dtype_policy, name="abs_difference")([left_vector, right_vector])
-        product = keras.layers.Multiply(dtype=dtype_policy, name="product")([left_vector, right_vector])
+        difference, product = comparison_features(left_vector, right_vector, name="symmetric", dtype_policy=dtype_policy)
         features = keras.layers.Concatenate(dtype=dtype_policy, name="symmetric_features")([difference, product])
     elif head is VisionHead.CONCAT:
         features = keras.layers.Concatenate(axis=-1, dtype=dtype_policy, name="concat")([left_map, right_map])
@@ -195,8 +193,7 @@ def _head(left_map, right_map, head: VisionHead, pooling: Pooling, task: Task, *
         # views at each location and its neighbours. Without |a-b| and a*b, a convolution over
         # [a, b] has to learn to compare from scratch: on the stereo data its test MAE stayed at
         # the mean predictor's (8 and 25 epochs); with them it is about a third of that in 8.
-        difference = AbsoluteDifference(dtype=dtype_policy, name="map_difference")([left_map, right_map])
-        product = keras.layers.Multiply(dtype=dtype_policy, name="map_product")([left_map, right_map])
+        difference, product = comparison_features(left_map, right_map, name="map", dtype_policy=dtype_policy)
         features = keras.layers.Concatenate(axis=-1, dtype=dtype_policy, name="fusion_features")(
             [left_map, right_map, difference, product]
         )
@@ -223,14 +220,6 @@ def _check_sizes(*, backbone: Backbone, image_size: int, channels: int, filters:
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
     if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
         raise ValueError(f"filters must be an integer >= 1, got {filters!r}")
-
-
-def _member(value, enum: type[StrEnum], argument: str):
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(member.value for member in enum)
-        raise ValueError(f"{argument} must be one of {allowed}; got {value!r}") from None
 
 
 @contextlib.contextmanager

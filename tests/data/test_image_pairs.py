@@ -29,6 +29,7 @@ FORMATS = [
     (".png", "L"), (".png", "RGB"), (".jpg", "L"), (".jpg", "RGB"), (".pgm", "L"), (".ppm", "RGB"), (".bmp", "RGB")
 ]
 HEADER = "left_path,right_path,label\n"
+SIZE = {"image_size": 8, "channels": 3}  # the size pair files are read at, where the test does not read them
 
 
 def write_image(path: Path, pixels: np.ndarray) -> Path:
@@ -185,7 +186,7 @@ def test_read_pair_csv_resolves_relative_paths_from_the_csvs_folder(csv_folder, 
     rows = f"images/a.png,x,images/b.jpg,1\n\n {absolute} ,y,./images/a.png,0\n"  # a blank line, padded cells
     path = write_csv(csv_folder, "left_path,note,right_path,label\n" + rows)
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))  # relative to the CSV, not the working directory
-    pairs = read_pair_csv(path, "similarity")
+    pairs = read_pair_csv(path, "similarity", **SIZE)
     images = csv_folder / "images"
     assert list(pairs.left) == [str(images / "a.png"), str(absolute)]
     assert list(pairs.right) == [str(images / "b.jpg"), str(images / "a.png")]
@@ -196,9 +197,9 @@ def test_read_pair_csv_resolves_relative_paths_from_the_csvs_folder(csv_folder, 
 
 def test_read_pair_csv_takes_any_finite_number_for_regression(csv_folder):
     path = write_csv(csv_folder, HEADER + "images/a.png,images/b.jpg,2.5\nimages/a.png,images/c.pgm,-1e-3\n")
-    np.testing.assert_allclose(read_pair_csv(path, "regression").labels, [2.5, -1e-3])
-    with pytest.raises(ImageDataError, match=r"line 2 \(2\.5\), line 3 \(-0\.001\).*task 'regression'"):
-        read_pair_csv(path, "similarity")
+    np.testing.assert_allclose(read_pair_csv(path, "regression", **SIZE).labels, [2.5, -1e-3])
+    with pytest.raises(ImageDataError, match=r"data\.task 'similarity' needs .*line 2 \(2\.5\), line 3 \(-0\.001\).*set data\.task to 'regression'"):
+        read_pair_csv(path, "similarity", **SIZE)
 
 
 CSV_ERRORS = {
@@ -237,7 +238,7 @@ def test_read_pair_csv_errors_name_the_csv_and_the_problem(csv_folder, case):
     text, patterns = CSV_ERRORS[case]
     path = write_csv(csv_folder, text)
     with pytest.raises(ImageDataError) as error:
-        read_pair_csv(path, "similarity")
+        read_pair_csv(path, "similarity", **SIZE)
     message = str(error.value)
     assert str(path) in message
     for pattern in patterns:
@@ -247,18 +248,18 @@ def test_read_pair_csv_errors_name_the_csv_and_the_problem(csv_folder, case):
 def test_read_pair_csv_lists_five_bad_rows_and_counts_them_all(csv_folder):
     path = write_csv(csv_folder, HEADER + "images/a.png,images/b.jpg,x\n" * 8)
     with pytest.raises(ImageDataError, match=r"8 row\(s\).*line 2 .*line 6 \('x'\) and 3 more") as error:
-        read_pair_csv(path, "regression")
+        read_pair_csv(path, "regression", **SIZE)
     assert "line 7" not in str(error.value)
 
 
 def test_read_pair_csv_reports_a_missing_or_unparseable_file(csv_folder):
     with pytest.raises(ImageDataError, match=r"pair CSV .*nowhere\.csv does not exist"):
-        read_pair_csv(csv_folder / "nowhere.csv", "similarity")
+        read_pair_csv(csv_folder / "nowhere.csv", "similarity", **SIZE)
     binary = csv_folder / "images" / "a.png"  # an image given where the CSV belongs
     with pytest.raises(ImageDataError, match=rf"pair CSV {re.escape(str(binary))} cannot be parsed"):
-        read_pair_csv(binary, "similarity")
-    with pytest.raises(ValueError, match="task must be one of similarity, regression"):
-        read_pair_csv(csv_folder / "nowhere.csv", "ranking")
+        read_pair_csv(binary, "similarity", **SIZE)
+    with pytest.raises(ValueError, match="data.task must be one of similarity, regression"):
+        read_pair_csv(csv_folder / "nowhere.csv", "ranking", **SIZE)
 
 
 # ImagePairFiles
@@ -266,30 +267,34 @@ def test_read_pair_csv_reports_a_missing_or_unparseable_file(csv_folder):
 
 def test_save_and_load_round_trip_paths_and_exact_labels(tmp_path):
     awkward = [str(tmp_path / "a,1.png"), str(tmp_path / 'q"d.png')]  # a comma and a quote: CSV quoting
-    pairs = ImagePairFiles([awkward[0], "/x/b.png"], ["/x/c.png", awkward[1]], [0.1, 1 / 3])
-    path = tmp_path / "pairs.csv"
+    pairs = ImagePairFiles([awkward[0], "/x/b.png"], ["/x/c.png", awkward[1]], [0.1, 1 / 3], image_size=8, channels=1)
+    path = tmp_path / f"pairs{ImagePairFiles.suffix}"
     assert pairs.save(path) == path
-    loaded = ImagePairFiles.load(path)  # images need not exist: load does not open them
+    loaded = ImagePairFiles.load(path, image_size=8, channels=1)  # images need not exist: load does not open them
     np.testing.assert_array_equal(loaded.left, pairs.left)
     np.testing.assert_array_equal(loaded.right, pairs.right)
     np.testing.assert_array_equal(loaded.labels, pairs.labels)
+    assert (loaded.image_size, loaded.channels) == (8, 1)
     empty = pairs.take(np.array([], int))
-    assert len(ImagePairFiles.load(empty.save(tmp_path / "empty.csv"))) == 0  # an unused validation split
-    assert empty.to_pair_set(image_size=8, channels=1).left.shape == (0, 8, 8, 1)
+    assert (empty.image_size, empty.channels) == (8, 1)  # a subset is read at the same size
+    assert len(ImagePairFiles.load(empty.save(tmp_path / "empty.csv"), image_size=8, channels=1)) == 0  # an unused split
+    assert empty.head(4).left.shape == (0, 8, 8, 1)
 
 
 def test_take_selects_pairs_by_indices_or_slice():
-    pairs = ImagePairFiles(["a", "b", "c"], ["d", "e", "f"], [0, 1, 0])
+    pairs = ImagePairFiles(["a", "b", "c"], ["d", "e", "f"], [0, 1, 0], **SIZE)
     assert list(pairs.take(np.array([2, 0])).left) == ["c", "a"]
     assert list(pairs.take(slice(1, None)).right) == ["e", "f"]
     with pytest.raises(ValueError, match="one entry per pair"):
-        ImagePairFiles(["a"], ["b", "c"], [1])
+        ImagePairFiles(["a"], ["b", "c"], [1], **SIZE)
+    with pytest.raises(ValueError, match=r"data\.channels must be 1 \(grayscale\) or 3 \(RGB\), got 2"):
+        ImagePairFiles(["a"], ["b"], [1], image_size=8, channels=2)
 
 
 def test_split_pairs_splits_image_pair_files_without_overlap():
     num_pairs = 40
     pairs = ImagePairFiles(
-        [f"/l/{i}.png" for i in range(num_pairs)], [f"/r/{i}.png" for i in range(num_pairs)], np.arange(num_pairs) % 2
+        [f"/l/{i}.png" for i in range(num_pairs)], [f"/r/{i}.png" for i in range(num_pairs)], np.arange(num_pairs) % 2, **SIZE
     )
     splits = split_pairs(pairs, 0.2, 0.2, np.random.default_rng(0), stratify=True)
     parts = [splits.train, splits.validation, splits.test]
@@ -320,7 +325,7 @@ def make_class_folder(root: Path, num_classes: int, images_per_class: int | list
 
 
 def draw(root: Path, seed: int = 0, **overrides):
-    arguments = {"num_pairs": 60, "split_by": "class", "validation_fraction": 0.2, "test_fraction": 0.2} | overrides
+    arguments = {"num_pairs": 60, "split_by": "class", "validation_fraction": 0.2, "test_fraction": 0.2, **SIZE} | overrides
     return pairs_from_class_folders(root, rng=np.random.default_rng(seed), **arguments)
 
 
@@ -409,8 +414,27 @@ def test_few_pairs_still_give_every_split_both_labels(class_folder):
     splits = parts(draw(class_folder, num_pairs=10))
     assert {name: len(pairs) for name, pairs in splits.items()} == {"train": 2, "validation": 4, "test": 4}
     assert all(set(pairs.labels) == {0.0, 1.0} for pairs in splits.values())
-    with pytest.raises(ValueError, match="num_pairs=9 is too few"):
+    with pytest.raises(ValueError, match="data.num_pairs = 9 is too few"):
         draw(class_folder, num_pairs=9)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"validation_fraction": 0.5, "test_fraction": 0.45}, "data.validation_fraction + data.test_fraction must leave at least 10%"),
+        ({"test_fraction": 0.0}, "data.test_fraction must be a number > 0.0 and < 1.0, got 0.0"),
+        ({"split_by": "pixel"}, "data.split_by must be one of class, image; got 'pixel'"),
+    ],
+)
+def test_class_folder_arguments_are_checked_with_their_config_keys(class_folder, overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        draw(class_folder, **overrides)
+
+
+def test_class_folder_pairs_are_read_at_the_size_asked(class_folder):
+    splits = draw(class_folder, num_pairs=20, image_size=12, channels=1)
+    assert all((pairs.image_size, pairs.channels) == (12, 1) for pairs in parts(splits).values())
+    assert splits.test.head(2).left.shape == (2, 12, 12, 1)
 
 
 def build_missing(root: Path) -> Path:
@@ -459,11 +483,15 @@ FOLDER_ERRORS = {
     "no class folders": (build_loose_images, {}, ["has no class subfolders", "move its 2 images into one folder"]),
     "no images": (build_no_images, {}, [r"1 class folder\(s\) but no images", r"\.jpeg, \.jpg, .*\.png", "hidden"]),
     "single image": (build_single_image_class, {}, [r"only one image: .*class_7", "add images or remove"]),
-    "few classes": (build_four_classes, {}, ["has 4 classes, too few to split by class", "use split_by 'image'"]),
+    "few classes": (build_four_classes, {}, ["has 4 classes, too few to split by class", r"set data\.split_by to 'image'"]),
     "image split": (
         build_two_classes_of_two,
         {"split_by": "image"},  # a 20% share of 2 images is 0.4: validation and test get none
-        ["no class with 2 images in the validation split", "raise validation_fraction", "split_by 'class'"],
+        [
+            r"data\.split_by 'image' leaves no class with 2 images in the validation split",
+            r"raise data\.validation_fraction",
+            r"set data\.split_by to 'class'",
+        ],
     ),
     "unreadable": (build_unreadable, {}, [r"class_5/broken\.png \(not an image PIL can read\)"]),
 }
@@ -494,17 +522,17 @@ def mixed_pairs(tmp_path) -> ImagePairFiles:
     ]
     left = [files[i] for i in (0, 1, 2, 3, 0)]
     right = [files[i] for i in (3, 2, 1, 0, 2)]
-    return ImagePairFiles([str(path) for path in left], [str(path) for path in right], [1, 0, 1, 0, 0.5])
+    return ImagePairFiles([str(path) for path in left], [str(path) for path in right], [1, 0, 1, 0, 0.5], image_size=16, channels=3)
 
 
 def test_dataset_batches_float_pixels_equal_to_the_in_memory_pairs(mixed_pairs):
-    dataset = mixed_pairs.dataset(image_size=16, channels=3, batch_size=2)
+    dataset = mixed_pairs.dataset(batch_size=2)
     inputs_spec, labels_spec = dataset.element_spec
     assert set(inputs_spec) == {"left", "right"}
     assert tuple(inputs_spec["left"].shape) == (None, 16, 16, 3)  # static, for the model's input layer
     batches = list(dataset.as_numpy_iterator())
     assert [len(labels) for _, labels in batches] == [2, 2, 1]
-    in_memory = mixed_pairs.to_pair_set(image_size=16, channels=3)
+    in_memory = mixed_pairs.head(len(mixed_pairs))
     assert in_memory.left.dtype == np.uint8 and in_memory.left.shape == (5, 16, 16, 3)
     for side in ("left", "right"):
         streamed = np.concatenate([inputs[side] for inputs, _ in batches])
@@ -517,10 +545,10 @@ def test_dataset_batches_float_pixels_equal_to_the_in_memory_pairs(mixed_pairs):
 
 def test_dataset_shuffles_deterministically_per_seed_and_anew_each_epoch(tmp_path):
     image = str(noise_image(tmp_path / "a.png", seed=0))
-    pairs = ImagePairFiles([image] * 16, [image] * 16, np.arange(16))  # labels number the pairs
+    pairs = ImagePairFiles([image] * 16, [image] * 16, np.arange(16), image_size=8, channels=1)  # labels number the pairs
 
     def epochs(shuffle: bool, seed: int = 0, count: int = 2) -> list[list[float]]:
-        dataset = pairs.dataset(image_size=8, channels=1, batch_size=16, shuffle=shuffle, seed=seed)
+        dataset = pairs.dataset(batch_size=16, shuffle=shuffle, seed=seed)
         return [list(next(iter(dataset))[1].numpy()) for _ in range(count)]
 
     assert epochs(shuffle=False) == [list(range(16))] * 2
@@ -535,7 +563,7 @@ def test_a_corrupt_file_mid_stream_raises_an_error_naming_it(mixed_pairs):
     import tensorflow as tf
 
     corrupt = truncate(Path(mixed_pairs.right[0]))  # d.png: its header still opens
-    dataset = mixed_pairs.take(slice(1, None)).dataset(image_size=16, channels=3, batch_size=1)
+    dataset = mixed_pairs.take(slice(1, None)).dataset(batch_size=1)
     with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(str(corrupt))):
         list(dataset.as_numpy_iterator())
 

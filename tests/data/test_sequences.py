@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -154,12 +156,26 @@ def test_split_pairs_is_deterministic_given_the_rng():
     np.testing.assert_array_equal(first.train.labels, second.train.labels)
 
 
+@pytest.mark.parametrize(
+    ("validation", "test", "message"),
+    [
+        (0.5, 0.45, "data.validation_fraction + data.test_fraction must leave at least 10% for training"),
+        (0.2, 0.0, "data.test_fraction must be a number > 0.0 and < 1.0, got 0.0"),
+    ],
+)
+def test_split_pairs_and_label_counts_check_fractions_by_the_config_rule(validation, test, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        split_pairs(generate("random"), validation, test, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        split_label_counts(60, validation, test)
+
+
 def test_split_pairs_with_too_few_pairs_of_a_label_raises():
     pairs = generate("paraphrase", num_pairs=20)
     positives, negatives = np.flatnonzero(pairs.labels == 1), np.flatnonzero(pairs.labels == 0)
     skewed = pairs.take(np.concatenate([positives[:2], negatives]))  # 2 positives, 10 negatives
     # Test and validation need one positive each, which would leave none to train on.
-    with pytest.raises(ValueError, match="only 2 pairs have label 1: too few to split"):
+    with pytest.raises(ValueError, match=r"only 2 pairs have label 1: too few to split data\.validation_fraction = 0\.2"):
         split_pairs(skewed, 0.2, 0.2, np.random.default_rng(0))
     # Without a validation split it fits: test gets 1 positive + 2 negatives, train the rest.
     splits = split_pairs(skewed, 0.0, 0.2, np.random.default_rng(0))

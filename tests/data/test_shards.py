@@ -9,11 +9,25 @@ import numpy as np
 import pytest
 
 from siamese.config import SequenceDataConfig
+from siamese.data.pairs import SPLIT_NAMES, PairSplits
 from siamese.data.sequences import PairSet, generate_sequence_splits, split_label_counts
 from siamese.data.shards import MANIFEST, PairShards, ShardError, pairs_per_shard, write_shards
-from siamese.data.sources import load_split, prepare_splits, save_split
 
 ITEM_SHAPE = (3, 2)
+
+
+def sequence_splits(config: SequenceDataConfig, seed: int, directory: Path | None = None) -> PairSplits:
+    """Generated sequence splits as a run makes them: a shard at a time into `<split>.shards`, or the same pairs in memory."""
+    item_shape = (config.timesteps, config.features)
+    blocks = generate_sequence_splits(config, np.random.default_rng(seed), pairs_per_shard(item_shape))
+    if directory is None:
+        return PairSplits(**{name: PairSet.concatenate(list(getattr(blocks, name)), item_shape) for name in SPLIT_NAMES})
+    return PairSplits(
+        **{
+            name: write_shards(getattr(blocks, name), directory / f"{name}{PairShards.suffix}", item_shape, {"seed": seed})
+            for name in SPLIT_NAMES
+        }
+    )
 
 
 def numbered_blocks(sizes: list[int]) -> list[PairSet]:
@@ -41,6 +55,19 @@ def epoch_ids(dataset) -> np.ndarray:
     return np.concatenate([pair_ids(inputs["left"].numpy()) for inputs, _ in dataset])
 
 
+def test_head_reads_the_first_pairs_from_the_first_shards_only(shards):
+    head = shards.head(12)
+    assert type(head) is PairSet and len(head) == 12
+    np.testing.assert_array_equal(pair_ids(head.left), np.arange(12))
+    assert len(shards.head(100)) == 23
+
+
+def test_autotuning_is_off_unless_asked(shards):
+    assert shards.dataset(4).options().autotune.enabled is False
+    assert shards.dataset(4, autotune=False).options().autotune.enabled is False
+    assert shards.dataset(4, autotune=True).options().autotune.enabled is not False
+
+
 def test_round_trip_keeps_every_pair_and_the_manifest(shards, tmp_path):
     expected = PairSet.concatenate(numbered_blocks([10, 10, 3]), ITEM_SHAPE)
     loaded = PairShards.load(tmp_path / "train.shards")
@@ -60,11 +87,12 @@ def test_round_trip_keeps_every_pair_and_the_manifest(shards, tmp_path):
     assert not (tmp_path / "train.shards.partial").exists()
 
 
-def test_save_split_and_load_split_dispatch_on_the_shards_suffix(shards, tmp_path):
-    assert save_split(shards, tmp_path, "train") == shards.path  # already there: nothing copied
-    copied = save_split(shards, tmp_path / "elsewhere", "test")
+def test_save_copies_the_shards_unless_they_are_there_already(shards, tmp_path):
+    assert shards.save(tmp_path / f"train{PairShards.suffix}") == shards.path  # already there: nothing copied
+    (tmp_path / "elsewhere").mkdir()
+    copied = shards.save(tmp_path / "elsewhere" / f"test{PairShards.suffix}")
     assert copied.name == "test.shards"
-    loaded = load_split(copied)
+    loaded = PairShards.load(copied)
     assert isinstance(loaded, PairShards)
     np.testing.assert_array_equal(loaded.take(slice(None)).left, shards.take(slice(None)).left)
 
@@ -83,8 +111,8 @@ def test_take_reads_across_shard_boundaries_in_the_order_asked(shards):
 
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("batch_size", [4, 10, 64])
-def test_stream_yields_every_pair_exactly_once_per_epoch(shards, shuffle, batch_size):
-    dataset = shards.stream(batch_size, shuffle=shuffle, seed=3)
+def test_dataset_yields_every_pair_exactly_once_per_epoch(shards, shuffle, batch_size):
+    dataset = shards.dataset(batch_size, shuffle=shuffle, seed=3)
     assert dataset.cardinality().numpy() == -(-23 // batch_size)
     for _ in range(2):  # two epochs
         batches = list(dataset)
@@ -101,7 +129,7 @@ def test_stream_yields_every_pair_exactly_once_per_epoch(shards, shuffle, batch_
 
 
 def test_seeded_shuffle_repeats_across_runs_and_differs_per_epoch_and_seed(shards):
-    first, again, other_seed = (shards.stream(4, shuffle=True, seed=seed) for seed in (7, 7, 8))
+    first, again, other_seed = (shards.dataset(4, shuffle=True, seed=seed) for seed in (7, 7, 8))
     first_epochs = [epoch_ids(first) for _ in range(3)]
     again_epochs = [epoch_ids(again) for _ in range(3)]
     for mine, theirs in zip(first_epochs, again_epochs):
@@ -113,10 +141,10 @@ def test_seeded_shuffle_repeats_across_runs_and_differs_per_epoch_and_seed(shard
     assert not np.array_equal(np.sort(first_epochs[0][:10]), first_epochs[0][:10])
 
 
-def test_stream_of_an_empty_split_is_empty(tmp_path):
+def test_dataset_of_an_empty_split_is_empty(tmp_path):
     empty = write_shards(iter([]), tmp_path / "validation.shards", ITEM_SHAPE)
     assert len(empty) == 0 and len(empty.labels) == 0
-    assert list(empty.stream(8)) == []
+    assert list(empty.dataset(8)) == []
 
 
 # Streamed generation
@@ -134,10 +162,12 @@ def test_generation_is_lazy_and_bounded_by_the_block_size():
 
 
 def test_generation_to_shards_equals_generation_in_memory_and_repeats(tmp_path):
-    on_disk = prepare_splits(CONFIG, np.random.default_rng(4), tmp_path / "a")
-    again = prepare_splits(CONFIG, np.random.default_rng(4), tmp_path / "b")
-    in_memory = prepare_splits(CONFIG, np.random.default_rng(4))
-    other_seed = prepare_splits(CONFIG, np.random.default_rng(5))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    on_disk = sequence_splits(CONFIG, 4, tmp_path / "a")
+    again = sequence_splits(CONFIG, 4, tmp_path / "b")
+    in_memory = sequence_splits(CONFIG, 4)
+    other_seed = sequence_splits(CONFIG, 5)
     for name in ("train", "validation", "test"):
         shards, repeated, arrays = getattr(on_disk, name), getattr(again, name), getattr(in_memory, name)
         assert isinstance(shards, PairShards) and shards.path == tmp_path / "a" / f"{name}.shards"
@@ -145,8 +175,7 @@ def test_generation_to_shards_equals_generation_in_memory_and_repeats(tmp_path):
             np.testing.assert_array_equal(getattr(shards.take(slice(None)), side), getattr(arrays, side))
             np.testing.assert_array_equal(getattr(repeated.take(slice(None)), side), getattr(arrays, side))
         assert not np.array_equal(arrays.left, getattr(other_seed, name).left)
-    assert on_disk.train.metadata["seed"]["entropy"] == 4
-    assert on_disk.train.metadata["data"]["num_pairs"] == 250
+    assert on_disk.train.metadata == {"seed": 4}
 
 
 def test_generated_shards_hold_at_most_a_shard_of_pairs(tmp_path):
@@ -199,7 +228,7 @@ def test_missing_or_damaged_manifest_is_named(shards):
         PairShards.load(shards.path)
     manifest.unlink()
     with pytest.raises(ShardError, match=rf"{manifest}: missing, so the shards were never completely written"):
-        load_split(shards.path)
+        PairShards.load(shards.path)
     with pytest.raises(ShardError, match="no such shard directory"):
         PairShards.load(shards.path.with_name("nowhere.shards"))
 
@@ -222,7 +251,7 @@ def test_damaged_shard_file_is_named_when_read_and_streamed(shards):
     import tensorflow as tf
 
     with pytest.raises(tf.errors.OpError, match=rf"{damaged}: cannot read shard 1"):
-        list(shards.stream(5))
+        list(shards.dataset(5))
 
 
 def test_shard_of_another_shape_is_refused(shards):
@@ -259,19 +288,19 @@ def test_blocks_of_the_wrong_shape_are_refused(tmp_path):
 
 
 def test_training_and_prediction_stream_shards_like_arrays(tmp_path):
-    """`siamese.training` streams anything with `stream`: predictions equal those on the same arrays."""
+    """`siamese.training` streams shards through their `dataset`: predictions equal those on the same arrays."""
     import keras
 
-    from siamese.config import Config, TrainingConfig
-    from siamese.models import build_siamese_model
+    from siamese.config import TrainingConfig
+    from siamese.models.text import build_text_model
     from siamese.training import compile_for_training, fit, predict
 
-    config = Config(data=CONFIG, training=TrainingConfig(epochs=2, batch_size=32))
-    splits = prepare_splits(CONFIG, np.random.default_rng(0), tmp_path)
+    training = TrainingConfig(epochs=2, batch_size=32)
+    splits = sequence_splits(CONFIG, 0, tmp_path)
     keras.utils.set_random_seed(0)
-    model = build_siamese_model(config)
-    compile_for_training(model, config.training)
-    result = fit(model, splits.train, splits.validation, config.training, verbose=0)
+    model = build_text_model(features=CONFIG.features, units=8, head="symmetric")
+    compile_for_training(model, training)
+    result = fit(model, splits.train, splits.validation, training, verbose=0)
     assert len(result.history["loss"]) == len(result.history["val_loss"]) == 2
     test = splits.test.take(slice(None))
     np.testing.assert_allclose(predict(model, splits.test, 16), model.predict(test.inputs(), verbose=0), atol=1e-6)

@@ -144,13 +144,13 @@ def test_noise_is_the_share_of_the_pixel_range_given():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"num_pairs": 3}, "num_pairs must be an integer >= 4, got 3"),
-        ({"num_pairs": 10.0}, "num_pairs must be an integer >= 4, got 10.0"),
-        ({"image_size": 15}, "image_size must be an integer >= 16, got 15"),
-        ({"channels": 2}, r"channels must be 1 \(grayscale\) or 3 \(RGB\), got 2"),
-        ({"noise": -0.1}, r"noise must be a number in \[0, 1\) .*got -0.1"),
-        ({"noise": 1.0}, r"noise must be a number in \[0, 1\) .*got 1.0"),
-        ({"task": "ranking"}, "task must be one of similarity, regression; got 'ranking'"),
+        ({"num_pairs": 3}, r"^data\.num_pairs must be an integer >= 4, got 3"),
+        ({"num_pairs": 10.0}, r"^data\.num_pairs must be an integer >= 4, got 10.0"),
+        ({"image_size": 15}, r"^data\.image_size must be an integer >= 16, got 15"),
+        ({"channels": 2}, r"^data\.channels must be 1 \(grayscale\) or 3 \(RGB\), got 2"),
+        ({"noise": -0.1}, r"^data\.noise must be a number in \[0, 1\) .*got -0.1"),
+        ({"noise": 1.0}, r"^data\.noise must be a number in \[0, 1\) .*got 1.0"),
+        ({"task": "ranking"}, r"^data\.task must be one of similarity, regression; got 'ranking'"),
     ],
 )
 def test_invalid_arguments_raise_value_error(overrides, message):

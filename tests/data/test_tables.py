@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from siamese.data.tables import (
+    TABLE_SUFFIXES,
     AtomicTableWriter,
     PairFileError,
     describe_rows,
@@ -17,7 +18,7 @@ from siamese.data.tables import (
     row_name,
 )
 
-SUFFIXES = [".csv", ".tsv", ".tab", ".parquet", ".pq", ".CSV"]
+SUFFIXES = [*TABLE_SUFFIXES, ".CSV"]  # every suffix the library (and the command line) accepts, in any case
 
 
 def sample(rows: int = 5) -> pd.DataFrame:
@@ -37,8 +38,13 @@ def write(path: Path, frame: pd.DataFrame) -> Path:
     return path
 
 
+def test_the_one_list_of_table_suffixes():
+    assert TABLE_SUFFIXES == (".csv", ".tsv", ".tab", ".parquet", ".pq")
+
+
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_each_format_round_trips_text_as_text(tmp_path, suffix):
+    """Written by AtomicTableWriter and read back, for every suffix in TABLE_SUFFIXES."""
     frame = sample()
     path = write(tmp_path / f"pairs{suffix}", frame)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from siamese.data.text_pairs import (
     unscorable_rows,
 )
 
-DROP_HINT = "--drop-invalid-rows (data.drop_invalid_rows = true)"
+DROP_HINT = "data.drop_invalid_rows = true"
 
 
 def quora(rows: int = 30) -> pd.DataFrame:
@@ -136,12 +137,11 @@ def test_no_recognisable_layout_says_how_to_name_the_columns():
         detect_columns(["a", "b", "c"], source="pairs.csv")
     message = str(error.value)
     assert message.startswith("pairs.csv: cannot tell which columns hold the two texts; its columns are: a, b, c")
-    assert "--left-column/--right-column/--label-column" in message
-    assert "data.left_column" in message
+    assert message.endswith("Name them with data.left_column, data.right_column and data.label_column")
 
 
 def test_a_label_is_required_for_training_but_not_for_scoring():
-    with pytest.raises(PairFileError, match=r"pairs\.csv: cannot tell which column holds the 0/1 label.*--label-"):
+    with pytest.raises(PairFileError, match=r"pairs\.csv: cannot tell which column holds the 0/1 label.*Name it with data\.label_column$"):
         detect_columns(["left", "right", "notes"], source="pairs.csv")
     assert detect_columns(["left", "right"], require_label=False, source="x") == PairColumns("left", "right", None)
     assert detect_columns(["Q1", "q2", "Label"], require_label=False, source="x") == PairColumns("Q1", "q2", "Label")
@@ -150,7 +150,7 @@ def test_a_label_is_required_for_training_but_not_for_scoring():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"left": "a"}, "name both text columns"),
+        ({"left": "a"}, r"name both text columns \(data\.left_column and data\.right_column\); only data\.left_column was given"),
         ({"left": "a", "right": "a"}, "column 'a' is named for two roles"),
         ({"left": "a", "right": "b", "label": "b"}, "column 'b' is named for two roles"),
     ],
@@ -184,7 +184,7 @@ def test_empty_and_missing_text_and_bad_labels_are_all_reported_with_lines(tmp_p
         f"{path}: column 'question2': 3 rows with empty or missing text (lines 4, 9, 12)",
         f"{path}: column 'is_duplicate': 1 row with no label (line 14)",
         f"{path}: column 'is_duplicate': 2 rows with labels that are not 0 or 1 (lines 5, 8: '2', 'maybe'); "
-        "for graded scores set a threshold (--threshold / data.threshold)",
+        "for graded scores set a threshold (data.threshold)",
         f"fix these rows, or drop invalid rows with {DROP_HINT}",
     ]
 
@@ -396,10 +396,36 @@ def test_a_split_without_a_label_says_which_and_asks_for_more_rows():
     assert message.endswith("more rows are needed")
 
 
-@pytest.mark.parametrize(("validation", "test"), [(-0.1, 0.2), (0.2, 1.0), (0.5, 0.5)])
-def test_split_fractions_are_checked(validation, test):
-    with pytest.raises(ValueError, match="fraction"):
+@pytest.mark.parametrize(
+    ("validation", "test", "message"),
+    [
+        (-0.1, 0.2, "data.validation_fraction must be a number >= 0.0 and < 1.0, got -0.1"),
+        (0.2, 1.0, "data.test_fraction must be a number > 0.0 and < 1.0, got 1.0"),
+        (0.5, 0.45, "data.validation_fraction + data.test_fraction must leave at least 10% for training"),
+    ],
+)
+def test_split_fractions_are_checked_by_the_config_rule(validation, test, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         split_text_pairs(synthetic_pairs(50), validation, test, seed=0)
+
+
+def test_no_message_names_a_command_line_flag(tmp_path):
+    """The library speaks in config keys; the command line translates them to its flags."""
+    path = write_csv(tmp_path / "pairs.csv", quora(), question2={2: ""}, is_duplicate={3: "2"})
+    failures = []
+    for attempt in (
+        lambda: load_text_pairs(path),
+        lambda: load_text_pairs(path, left_column="nope", right_column="question2"),
+        lambda: load_text_pairs(path, threshold=0.5),
+        lambda: detect_columns(["a", "b"], left="a", source="x"),
+        lambda: detect_columns(["a", "b", "c"], source="x"),
+        lambda: detect_columns(["left", "right"], source="x"),
+        lambda: split_text_pairs(text_pairs(["a"] * 20, [f"r{i}" for i in range(20)], [1, 1] + [0] * 18), 0.2, 0.2, 0),
+    ):
+        with pytest.raises(ValueError) as error:
+            attempt()
+        failures.append(str(error.value))
+    assert all("--" not in message and "data." in message for message in failures), failures
 
 
 # Scoring files

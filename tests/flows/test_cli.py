@@ -1,27 +1,64 @@
-"""The `siamese` command as a user runs it: a real process, its own temporary Prefect API."""
+"""The `siamese` command as a user runs it.
+
+One real `siamese train` process (a text pair file, its own temporary Prefect API, a store in
+its working directory), a real `siamese score` process on the model it registered and a real
+`siamese ui` there: the README's path for a new user (`question_file_commands`, started as
+collection ends). The other commands' wiring (flags to config keys, messages in flags, exit
+codes) runs `flows.cli.main` in this process, against the session's Prefect API: no interpreter
+start, TensorFlow import or Prefect server per test. `siamese retrain --fail-on-regression` ends
+the retraining sequence in test_retrain_flow.py.
+"""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import early
 import httpx
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from flows import cli
 from siamese.data.sample_questions import sample_question_pairs
 
 SIAMESE = str(Path(sys.executable).with_name("siamese"))
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
-    return subprocess.run([SIAMESE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+@pytest.fixture
+def siamese(tmp_path, monkeypatch, capsys):
+    """`siamese ARGS` run in this process from `tmp_path` (store `tmp_path/mlruns`), as its exit code and output."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for key, default in (("TF_CPP_MIN_LOG_LEVEL", "2"), ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")):
+        monkeypatch.setenv(key, os.environ.get(key, default))  # the command sets them; undone after the test
+
+    def run(*args: str) -> early.CommandResult:
+        capsys.readouterr()
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exit:  # argparse's errors: exit 2 with usage
+            code = exit.code
+        captured = capsys.readouterr()
+        return early.CommandResult(code, captured.out, captured.err)
+
+    return run
+
+
+def store(directory: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{directory}/mlruns/mlflow.db")
+
+
+@pytest.fixture
+def cli_store(tmp_path, new_store) -> MlflowClient:
+    """The store `siamese` uses in `tmp_path` (`mlruns/`), made empty beforehand: a copy is quicker than MLflow's creation."""
+    return MlflowClient(new_store(tmp_path / "mlruns" / "mlflow.db"))
+
+
+# The real processes
 
 
 def test_help_does_not_import_heavy_packages():
@@ -35,185 +72,42 @@ def test_help_does_not_import_heavy_packages():
     assert result.stdout.strip().endswith("[]")
 
 
-@pytest.mark.parametrize(
-    ("args", "config_text", "message"),
-    [
-        (["--epochs", "0"], None, "training.epochs must be an integer >= 1, got 0"),
-        (["--num-pairs", "-5"], None, "data.num_pairs must be an integer >= 10"),
-        (["--set", "data.num_pair=100"], None, "unknown key 'data.num_pair'"),
-        ([], '[data]\nmode = "noise"\n', "data.mode must be one of paraphrase, random; got 'noise'"),
-        ([], "[training\nepochs = 3\n", "is not valid TOML"),
-        ([], "[model]\nunits = true\n", "model.units must be an integer >= 1, got True"),
-    ],
-)
-def test_invalid_config_stops_before_any_work(tmp_path, args, config_text, message):
-    if config_text is not None:
-        (tmp_path / "bad.toml").write_text(config_text)
-        args = ["--config", "bad.toml", *args]
-
-    result = run_cli("train", *args, cwd=tmp_path)
-
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert not (tmp_path / "mlruns").exists(), "nothing may be logged for an invalid config"
-
-
-@pytest.mark.usefixtures("prefect_api")
-def test_train_command_end_to_end(tmp_path):
-    (tmp_path / "tiny.toml").write_text("seed = 3\n[data]\nnum_pairs = 120\ntimesteps = 5\n[training]\nbatch_size = 32\n")
-
-    result = run_cli("train", "--config", "tiny.toml", "--epochs", "1", "--set", "gate.min_quality=0.0", cwd=tmp_path)
-
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "registered model:  siamese-text-sequences version 1 (alias challenger, champion)" in result.stdout
-    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db" in result.stdout
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    (run,) = client.search_runs([client.get_experiment_by_name("siamese-text").experiment_id])
-    assert run.info.status == "FINISHED"
-    assert run.data.params["seed"] == "3" and run.data.params["training.epochs"] == "1"
-    assert list((tmp_path / "mlruns" / "artifacts").iterdir()), "artifacts live beside the database"
-
-
-@pytest.mark.usefixtures("prefect_api")
-def test_train_vision_on_a_folder_of_class_images(tmp_path, write_class_folders):
-    """As a new user: point `--images` at a folder of class folders; nothing else to set up."""
-    write_class_folders(tmp_path / "shapes")
-
-    result = run_cli(
-        "train", "--model", "vision", "--images", "shapes", "--image-size", "16", "--num-pairs", "60", "--epochs", "1",
-        "--set", "model.filters=4", cwd=tmp_path,
-    )  # fmt: skip
-
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "registered model:  siamese-vision version 1" in result.stdout
-    assert "test AUC" in result.stdout
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    (run,) = client.search_runs([client.get_experiment_by_name("siamese-vision").experiment_id])
-    assert run.data.params["data.source"] == "folder"
-    assert run.data.params["data.path"] == str((tmp_path / "shapes").resolve())
-
-
-def test_images_path_that_does_not_exist_stops_before_any_work(tmp_path):
-    result = run_cli("train", "--model", "vision", "--images", "nowhere", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "--images nowhere: no such folder or file" in result.stderr
-    assert not (tmp_path / "mlruns").exists()
-
-
-@pytest.mark.usefixtures("prefect_api")
-def test_unusable_image_folder_fails_with_the_class_named_and_nothing_logged(tmp_path, write_class_folders):
-    root = write_class_folders(tmp_path / "shapes")
-    for extra in sorted((root / "class_2").iterdir())[1:]:
-        extra.unlink()
-
-    result = run_cli("train", "--images", "shapes", "--image-size", "16", cwd=tmp_path)
-
-    assert result.returncode == 2
-    assert "class_2" in result.stderr
-    assert "siamese: invalid data" in result.stderr
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    assert client.search_model_versions() == []
-    experiment = client.get_experiment_by_name("siamese-vision")
-    assert experiment is None or client.search_runs([experiment.experiment_id]) == []
-
-
-@pytest.mark.usefixtures("prefect_api")
-def test_train_on_a_question_file_then_score_new_pairs_with_the_champion(tmp_path):
-    """The README's path for a new user: a CSV of labelled question pairs in, a file of scores out."""
-    sample_question_pairs(150, seed=3).to_csv(tmp_path / "questions.csv", index=False)
-    new_pairs = sample_question_pairs(40, seed=4).drop(columns="is_duplicate")
-    new_pairs.loc[5, "question2"] = ""
-    new_pairs.to_csv(tmp_path / "new_pairs.csv", index=False)
-
-    trained = run_cli(
-        "train", "--data", "questions.csv", "--epochs", "1", "--set", "model.units=8", "--set", "model.embedding_dim=16",
-        "--set", "gate.min_quality=0.0", cwd=tmp_path,
-    )  # fmt: skip
-    scored = run_cli(
-        "score", "--model", "models:/siamese-text@champion", "--input", "new_pairs.csv", "--output", "scores.parquet",
-        "--chunk-rows", "16", cwd=tmp_path,
-    )  # fmt: skip
-
+def test_train_on_a_question_file_records_registers_and_says_what_next(question_file_commands):
+    directory, trained = question_file_commands.directory, question_file_commands.train
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "registered model:  siamese-text version 1 (alias challenger, champion)" in trained.stdout
     assert "siamese score --model models:/siamese-text/1" in trained.stdout
+    assert f"mlflow ui --backend-store-uri sqlite:///{directory.resolve()}/mlruns/mlflow.db" in trained.stdout
+    client = store(directory)
+    (run,) = client.search_runs([client.get_experiment_by_name("siamese-text").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["kind"] == "text" and run.data.params["training.epochs"] == "1"
+    assert run.data.params["data.path"] == str((directory / "questions.csv").resolve())
+    assert list((directory / "mlruns" / "artifacts").iterdir()), "artifacts live beside the database"
+
+
+def test_score_new_pairs_with_the_champion(question_file_commands):
+    directory, scored = question_file_commands.directory, question_file_commands.score
     assert scored.returncode == 0, scored.stderr[-3000:]
     assert "Scored 39 of 40 rows into scores.parquet" in scored.stdout
     assert "1 row could not be scored (line 7; empty or missing right text: 1)" in scored.stdout
-    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    scores = pd.read_parquet(directory / "scores.parquet")
     assert len(scores) == 40 and scores.similarity.notna().sum() == 39
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["train", "--data", "missing.csv"], "--data missing.csv: no such file"),
-        (["train", "--model", "vision", "--data", "pairs.csv"], "--data is for text pairs; give image pairs with --images"),
-        (["score", "--model", "models:/m/1", "--input", "missing.csv", "--output", "s.parquet"], "--input missing.csv: no such file"),
-        (["score", "--model", "models:/m/1", "--input", "pairs.csv", "--output", "s.xlsx"], "--output s.xlsx: use a .parquet"),
-    ],
-)
-def test_bad_paths_stop_before_any_work(tmp_path, args, message):
-    (tmp_path / "pairs.csv").write_text("question1,question2\na,b\n")
-
-    result = run_cli(*args, cwd=tmp_path)
-
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert not (tmp_path / "mlruns").exists()
+def test_ui_serves_the_project_store_on_loopback(question_file_ui):
+    """`siamese ui` where a run was trained, with no MLFLOW_TRACKING_URI: its `mlruns/` store."""
+    port = question_file_ui.url.rsplit(":", 1)[1]
+    store_uri = f"sqlite:///{question_file_ui.directory.resolve()}/mlruns/mlflow.db"
+    assert f"MLflow UI on http://127.0.0.1:{port} (store {store_uri})" in question_file_ui.output.read_text()
+    page = httpx.get(f"{question_file_ui.url}/", timeout=10)
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    experiments = httpx.post(f"{question_file_ui.url}/ajax-api/2.0/mlflow/experiments/search", json={"max_results": 10})
+    assert experiments.status_code == 200
+    assert "siamese-text" in {experiment["name"] for experiment in experiments.json()["experiments"]}
 
 
-@pytest.mark.usefixtures("prefect_api")
-def test_invalid_pair_file_exits_2_naming_the_column(tmp_path):
-    pairs = sample_question_pairs(40, seed=6)
-    pairs.loc[[2, 3], "is_duplicate"] = 7
-    pairs.to_csv(tmp_path / "questions.csv", index=False)
-
-    result = run_cli("train", "--data", "questions.csv", cwd=tmp_path)
-
-    assert result.returncode == 2
-    assert "siamese: invalid data" in result.stderr
-    assert "column 'is_duplicate': 2 rows with labels that are not 0 or 1 (lines 4, 5" in result.stderr
-    assert not (tmp_path / "mlruns" / "artifacts").exists()
-
-
-@pytest.mark.usefixtures("prefect_api")
-def test_retrain_fails_on_regression_with_its_own_exit_code(tmp_path):
-    (tmp_path / "tiny.toml").write_text("seed = 3\n[data]\nnum_pairs = 120\ntimesteps = 5\n[gate]\nmin_quality = 0.99\n")
-
-    result = run_cli("retrain", "--config", "tiny.toml", "--epochs", "1", "--fail-on-regression", cwd=tmp_path)
-
-    assert result.returncode == 3, result.stderr[-3000:]
-    assert "outcome:           regression" in result.stdout
-    assert "siamese: regression (--fail-on-regression): " in result.stderr
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    assert "champion" not in client.get_registered_model("siamese-text-sequences").aliases
-
-
-def test_ui_serves_the_project_store_on_loopback(tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    ui = subprocess.Popen([SIAMESE, "ui", "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        page = None
-        for _ in range(120):
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except httpx.TransportError:
-                time.sleep(1)
-        assert page is not None and page.status_code == 200 and "<html" in page.text.lower()
-        experiments = httpx.post(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search", json={"max_results": 10})
-        assert experiments.status_code == 200
-    finally:
-        ui.terminate()
-        output = ui.communicate(timeout=30)[0]
-    assert f"MLflow UI on http://127.0.0.1:{port} (store sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db)" in output
-    assert (tmp_path / "mlruns" / "mlflow.db").exists(), "the UI opened the project's store"
-
-
+@pytest.mark.slow  # two full `siamese train` processes; the store's creation lock is tested in tests/tasks/test_store.py
 @pytest.mark.usefixtures("prefect_api")
 def test_two_training_runs_at_once_on_one_store_both_complete(tmp_path):
     (tmp_path / "tiny.toml").write_text(
@@ -229,7 +123,7 @@ def test_two_training_runs_at_once_on_one_store_both_complete(tmp_path):
 
     for run, (_, stderr) in zip(runs, outputs):
         assert run.returncode == 0, stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    client = store(tmp_path)
     recorded = client.search_runs([client.get_experiment_by_name("siamese-text").experiment_id])
     assert sorted(run.data.params["seed"] for run in recorded) == ["1", "2"]
     assert {run.info.status for run in recorded} == {"FINISHED"}
@@ -237,3 +131,125 @@ def test_two_training_runs_at_once_on_one_store_both_complete(tmp_path):
     assert versions == {"1", "2"}
     aliases = client.get_registered_model("siamese-text-sequences").aliases
     assert set(aliases) == {"champion", "challenger"} and {str(v) for v in aliases.values()} <= versions
+
+
+# The commands' wiring, in this process
+
+
+@pytest.mark.parametrize(
+    ("args", "config_text", "message"),
+    [
+        (["--epochs", "0"], None, "--epochs must be an integer >= 1, got 0"),
+        (["--num-pairs", "-5"], None, "--num-pairs must be an integer >= 10"),
+        (["--set", "data.num_pair=100"], None, "unknown key 'data.num_pair'"),
+        (["--set", "training.epoch=1"], None, "allowed: epochs, batch_size, learning_rate, precision, devices"),
+        ([], '[data]\nmode = "noise"\n', "data.mode must be one of paraphrase, random; got 'noise'"),
+        ([], "[training\nepochs = 3\n", "is not valid TOML"),
+        ([], "[model]\nunits = true\n", "--units must be an integer >= 1, got True"),
+        (["--model", "vision", "--image-size", "8"], None, "--image-size must be an integer >= 16, got 8"),
+    ],
+)
+def test_invalid_config_stops_before_any_work_naming_the_flag(siamese, tmp_path, args, config_text, message):
+    if config_text is not None:
+        (tmp_path / "bad.toml").write_text(config_text)
+        args = ["--config", "bad.toml", *args]
+
+    result = siamese("train", *args)
+
+    assert result.returncode == 2
+    assert "siamese: invalid configuration: " in result.stderr and message in result.stderr
+    assert not (tmp_path / "mlruns").exists(), "nothing may be logged for an invalid config"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--data", "missing.csv"], "--data missing.csv: no such file"),
+        (["train", "--model", "vision", "--data", "pairs.csv"], "--data is for text pairs; give image pairs with --images"),
+        (["train", "--model", "sequences", "--data", "pairs.csv"], "a file of text pairs trains --model text, not sequences"),
+        (["train", "--model", "vision", "--images", "nowhere"], "--images nowhere: no such folder or file"),
+        (["score", "--model", "models:/m/1", "--input", "missing.csv", "--output", "s.parquet"], "--input missing.csv: no such file"),
+        (
+            ["score", "--model", "models:/m/1", "--input", "pairs.csv", "--output", "s.xlsx"],
+            "--output s.xlsx: use a .csv, .tsv, .tab, .parquet, .pq file",
+        ),
+    ],
+)
+def test_bad_paths_stop_before_any_work(siamese, tmp_path, args, message):
+    (tmp_path / "pairs.csv").write_text("question1,question2\na,b\n")
+
+    result = siamese(*args)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_messages_name_the_flag_where_a_key_has_one():
+    assert cli.in_flags("data.left_column 'q' is not a column; data.noise must be >= 0") == (
+        "--left-column 'q' is not a column; data.noise must be >= 0"
+    )
+    assert cli.in_flags("kind must be one of sequences, text, vision") == "kind must be one of sequences, text, vision"
+    assert cli.in_flags("training.epochs_total") == "training.epochs_total", "only whole keys"
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_train_vision_on_a_folder_of_class_images(siamese, cli_store, tmp_path, write_class_folders):
+    """As a new user: point `--images` at a folder of class folders; nothing else to set up."""
+    write_class_folders(tmp_path / "shapes")
+
+    result = siamese(
+        "train", "--model", "vision", "--images", "shapes", "--image-size", "16", "--num-pairs", "60", "--epochs", "1",
+        "--set", "model.filters=4",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "registered model:  siamese-vision version 1" in result.stdout
+    assert "test AUC" in result.stdout
+    client = cli_store
+    (run,) = client.search_runs([client.get_experiment_by_name("siamese-vision").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.metrics["sharing/passed"] == 1.0
+    assert run.data.params["data.source"] == "folder"
+    assert run.data.params["data.path"] == str((tmp_path / "shapes").resolve())
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_unusable_image_folder_fails_with_the_class_named_and_nothing_logged(siamese, cli_store, tmp_path, write_class_folders):
+    root = write_class_folders(tmp_path / "shapes")
+    for extra in sorted((root / "class_2").iterdir())[1:]:
+        extra.unlink()
+
+    result = siamese("train", "--images", "shapes", "--image-size", "16")
+
+    assert result.returncode == 2
+    assert "class_2" in result.stderr
+    assert "siamese: invalid data" in result.stderr
+    client = cli_store
+    assert client.search_model_versions() == []
+    experiment = client.get_experiment_by_name("siamese-vision")
+    assert experiment is None or client.search_runs([experiment.experiment_id]) == []
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_invalid_pair_file_exits_2_naming_the_column(siamese, cli_store, tmp_path):
+    pairs = sample_question_pairs(40, seed=6)
+    pairs.loc[[2, 3], "is_duplicate"] = 7
+    pairs.to_csv(tmp_path / "questions.csv", index=False)
+
+    result = siamese("train", "--data", "questions.csv")
+
+    assert result.returncode == 2
+    assert "siamese: invalid data" in result.stderr
+    assert "column 'is_duplicate': 2 rows with labels that are not 0 or 1 (lines 4, 5" in result.stderr
+    assert not (tmp_path / "mlruns" / "artifacts").exists()
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_score_takes_every_table_suffix_the_library_reads(siamese, tmp_path):
+    (tmp_path / "pairs.tab").write_text("a\tb\nx\ty\n")
+
+    result = siamese("score", "--model", "models:/m/1", "--input", "pairs.tab", "--output", "scores.pq")
+
+    assert result.returncode == 2
+    assert "use a" not in result.stderr, "the output suffix was accepted"
+    assert "siamese: cannot score: " in result.stderr and "its columns are: a, b" in result.stderr

@@ -14,16 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from text_helpers import text_pairs_config
+from flow_helpers import text_pairs_config
 
 from flows.train import train_flow
+from siamese.config import ModelKind
 from siamese.data.sample_questions import sample_question_pairs
 from siamese.data.tables import PairFileError
-from tasks.tracking import model_name
+from siamese.families import family_of
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
-TEXT = model_name("text")
+FAMILY = family_of(ModelKind.TEXT)
+TEXT = FAMILY.registered_name
 
 
 def test_run_records_the_dataset_it_learned_from(text_run, text_store):
@@ -108,5 +110,5 @@ def test_invalid_file_stops_before_any_run_and_registers_nothing(tmp_path, mlflo
 
     client = MlflowClient(mlflow_store)
     assert client.search_registered_models() == []
-    experiment = client.get_experiment_by_name(TEXT)
+    experiment = client.get_experiment_by_name(FAMILY.experiment)
     assert experiment is None or client.search_runs([experiment.experiment_id]) == []

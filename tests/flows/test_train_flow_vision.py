@@ -1,6 +1,8 @@
-"""The training flow for `kind = vision`: generated stereo pairs, a folder of class images, bad input.
+"""The training flow for `kind = vision`: generated stereo pairs end to end, and bad image input stopped early.
 
 Real Prefect API, real MLflow store, real Keras training of the compact backbone on tiny images.
+The stereo run is the session's `stereo_run`; class folders train end to end in the command-line
+tests, and their splits and regression's metrics are checked in `tests/families` and `tests/tasks`.
 """
 
 from __future__ import annotations
@@ -13,28 +15,17 @@ import keras
 import mlflow
 import numpy as np
 import pytest
+from flow_helpers import IMAGE_SIZE, vision_config
 from mlflow import MlflowClient
 
 from flows.train import train_flow
-from siamese.config import Config, ImageDataConfig, TrainingConfig, VisionModelConfig
-from siamese.data.image_pairs import ImageDataError, ImagePairFiles
-from siamese.data.sources import in_memory, load_split
-from tasks.tracking import model_name
+from siamese.config import ModelKind
+from siamese.data.image_pairs import ImageDataError
+from siamese.families import family_of
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
-VISION = model_name("vision")
-IMAGE_SIZE = 16
-
-
-def vision_config(**data) -> Config:
-    """Seconds to train: a hundred 16x16 pairs, a 4-filter compact backbone, one epoch."""
-    return Config(
-        kind="vision",
-        data=ImageDataConfig(**{"num_pairs": 120, "image_size": IMAGE_SIZE} | data),
-        model=VisionModelConfig(filters=4),
-        training=TrainingConfig(epochs=1, batch_size=32),
-    )
+VISION = family_of(ModelKind.VISION)
 
 
 def artifact_paths(client: MlflowClient, run_id: str) -> set[str]:
@@ -42,34 +33,23 @@ def artifact_paths(client: MlflowClient, run_id: str) -> set[str]:
     return paths | {item.path for folder in ("evaluation", "sharing") for item in client.list_artifacts(run_id, folder)}
 
 
-@pytest.fixture(scope="module")
-def stereo_run(tmp_path_factory):
-    """One generated-stereo flow run shared by the tests that only read what it recorded."""
-    directory = tmp_path_factory.mktemp("stereo-run")
-    uri = f"sqlite:///{directory / 'mlflow' / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        result = train_flow(config=vision_config(), work_dir=directory / "work")
-        yield result, directory / "work", MlflowClient(uri)
-
-
-def test_stereo_run_is_verified_evaluated_and_registered(stereo_run):
-    result, work_dir, client = stereo_run
+def test_stereo_run_is_verified_evaluated_and_registered(stereo_run, stereo_store):
+    result, client = stereo_run.result, stereo_store
     run = client.get_run(result["run_id"])
     assert run.info.status == "FINISHED"
-    assert run.info.experiment_id == client.get_experiment_by_name(VISION).experiment_id
+    assert run.info.experiment_id == client.get_experiment_by_name(VISION.experiment).experiment_id
     assert run.data.params["kind"] == "vision" and run.data.params["data.source"] == "stereo"
     metrics = run.data.metrics
     assert {"test/roc_auc", "test/accuracy", "train/auc", "val/auc"} <= metrics.keys()
     assert {"evaluation/example_pairs.png", "evaluation/roc_curve.png", "evaluation/confusion_matrix.json"} <= artifact_paths(
         client, run.info.run_id
     )
-    assert result["registered"]["name"] == VISION and result["registered"]["version"] == "1"
+    assert result["registered"]["name"] == VISION.registered_name and result["registered"]["version"] == "1"
 
 
-def test_sharing_metrics_count_the_backbone_once(stereo_run):
-    result, work_dir, client = stereo_run
-    metrics = client.get_run(result["run_id"]).data.metrics
+def test_sharing_metrics_count_the_backbone_once(stereo_run, stereo_store):
+    result, work_dir = stereo_run.result, stereo_run.work_dir
+    metrics = stereo_store.get_run(result["run_id"]).data.metrics
     backbone = keras.saving.load_model(work_dir / "trained.keras").get_layer("backbone").count_params()
     assert metrics["sharing/passed"] == 1.0
     assert metrics["sharing/encoder_params"] == backbone
@@ -79,50 +59,18 @@ def test_sharing_metrics_count_the_backbone_once(stereo_run):
     assert report["passed"] and report["params_saved"] == backbone
 
 
-def test_registered_vision_model_predicts_like_the_trained_model(stereo_run):
-    result, work_dir, _ = stereo_run
+def test_registered_vision_model_predicts_like_the_trained_model(stereo_run, stereo_store):
+    result, work_dir = stereo_run.result, stereo_run.work_dir
     trained = keras.saving.load_model(work_dir / "trained.keras")
-    test = in_memory(load_split(work_dir / "test.npz"), 8, trained.inputs[0].shape)
+    test = VISION.load_split(vision_config(), work_dir / "test.npz").head(8)
     pixels = {side: images.astype(np.float32) for side, images in test.inputs().items()}
-    loaded = mlflow.pyfunc.load_model(f"models:/{VISION}/{result['registered']['version']}")
+    loaded = mlflow.pyfunc.load_model(f"models:/{VISION.registered_name}/{result['registered']['version']}")
     np.testing.assert_allclose(loaded.predict(pixels), trained.predict(pixels, verbose=0), atol=1e-5)
     inputs = loaded.metadata.signature.inputs.inputs
     assert [(spec.name, spec.shape) for spec in inputs] == [
         ("left", (-1, IMAGE_SIZE, IMAGE_SIZE, 3)),
         ("right", (-1, IMAGE_SIZE, IMAGE_SIZE, 3)),
     ]
-
-
-def test_disparity_regression_is_scored_against_the_trivial_predictor(mlflow_store, tmp_path):
-    result = train_flow(config=vision_config(task="regression"), work_dir=tmp_path / "work")
-
-    client = MlflowClient(mlflow_store)
-    run = client.get_run(result["run_id"])
-    assert {"test/mae", "test/rmse", "test/r2", "test/baseline_mae", "train/mae", "val/rmse"} <= run.data.metrics.keys()
-    artifacts = artifact_paths(client, run.info.run_id)
-    assert {"evaluation/predictions.png", "evaluation/example_pairs.png"} <= artifacts
-    assert "evaluation/confusion_matrix.json" not in artifacts
-    signature = mlflow.models.get_model_info(result["registered"]["model_uri"]).signature
-    assert signature.outputs.inputs[0].name == "prediction"
-
-
-def test_folder_of_class_images_trains_on_pairs_of_unseen_classes(mlflow_store, tmp_path, write_class_folders):
-    root = write_class_folders(tmp_path / "classes")
-    work_dir = tmp_path / "work"
-    result = train_flow(config=vision_config(source="folder", path=str(root), num_pairs=60, channels=1), work_dir=work_dir)
-
-    client = MlflowClient(mlflow_store)
-    run = client.get_run(result["run_id"])
-    assert run.info.status == "FINISHED"
-    assert run.data.metrics["sharing/passed"] == 1.0
-    assert int(run.data.params["data.test_pairs"]) > 0
-    classes = {name: _classes_in(load_split(work_dir / f"{name}.csv")) for name in ("train", "validation", "test")}
-    assert not classes["train"] & classes["test"] and not classes["train"] & classes["validation"]
-    assert client.get_model_version(VISION, result["registered"]["version"]).run_id == run.info.run_id
-
-
-def _classes_in(pairs: ImagePairFiles) -> set[str]:
-    return {Path(path).parent.name for path in (*pairs.left, *pairs.right)}
 
 
 def write_pair_csv(path: Path, rows: list[tuple[str, str, object]]) -> Path:
@@ -145,9 +93,8 @@ def test_missing_image_file_stops_before_any_mlflow_run(mlflow_store, tmp_path, 
 
     assert "line 7" in str(error.value)
     client = MlflowClient(mlflow_store)
-    assert client.get_experiment_by_name(VISION) is None or client.search_runs(
-        [client.get_experiment_by_name(VISION).experiment_id]
-    ) == []
+    experiment = client.get_experiment_by_name(VISION.experiment)
+    assert experiment is None or client.search_runs([experiment.experiment_id]) == []
     assert client.search_model_versions() == []
 
 

@@ -19,3 +19,9 @@ def all_layers(model: keras.Model) -> list[keras.Layer]:
         if isinstance(layer, keras.Model):
             layers += all_layers(layer)
     return layers
+
+
+def custom_layers(model: keras.Model) -> list[str]:
+    """Layers whose class is not Keras' own: a saved model with any loads only where their module is imported."""
+    modules = {layer.name: type(layer).__module__ for layer in all_layers(model)}
+    return [f"{name} ({module})" for name, module in modules.items() if not module.startswith("keras.")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from model_helpers import all_layers, score
+from model_helpers import all_layers, custom_layers, score
 
 from siamese.models.vision import (
     COMPACT_BATCH_NORM_MOMENTUM,
@@ -33,9 +33,11 @@ CONFIGS = [
 CONFIG_IDS = ["-".join(str(value) for value in config) for config in CONFIGS]
 HEAD_LAYER_NAMES = {
     "concat": {"concat", "pooling"},
-    "fusion": {"map_difference", "map_product", "fusion_features", "fusion_conv", "pooling"},
-    "symmetric": {"pooling", "abs_difference", "product", "symmetric_features"},
-}
+    "fusion": {"map_difference", "map_difference_forward", "map_difference_backward", "map_product", "fusion_features",
+               "fusion_conv", "pooling"},
+    "symmetric": {"pooling", "symmetric_difference", "symmetric_difference_forward", "symmetric_difference_backward",
+                  "symmetric_product", "symmetric_features"},
+}  # fmt: skip
 COMPACT_LAYER_NAMES = {"backbone", "backbone_pixels", "rescaling"} | {
     f"stage{stage}_{kind}" for stage in (1, 2, 3) for kind in ("conv", "bn", "relu", "pool")
 }
@@ -87,7 +89,7 @@ def test_output_layer_names_per_task():
 
 
 @pytest.mark.parametrize(("head", "pooling", "task", "channels", "image_size"), CONFIGS, ids=CONFIG_IDS)
-def test_keras_save_and_reload_keeps_predictions_without_lambda_layers(
+def test_keras_save_and_reload_keeps_predictions_with_keras_layers_only(
     head, pooling, task, channels, image_size, tmp_path
 ):
     model = build(head, pooling, task, channels, image_size)
@@ -98,6 +100,7 @@ def test_keras_save_and_reload_keeps_predictions_without_lambda_layers(
     np.testing.assert_array_equal(score(model, left, right), score(reloaded, left, right))
     assert reloaded.count_params() == model.count_params()
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in all_layers(reloaded))
+    assert custom_layers(model) == [], "the saved model must load where nothing of this project is imported"
     assert sorted(layer.name for layer in all_layers(reloaded)) == sorted(layer.name for layer in all_layers(model))
 
 

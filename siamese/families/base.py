@@ -1,0 +1,110 @@
+"""What every model family answers, and the values its answers are made of."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import ClassVar
+
+import keras
+import numpy as np
+
+from siamese.config import Config, ModelKind, Task
+from siamese.data.pairs import SPLIT_NAMES, Pairs, PairSplits
+from siamese.data.sequences import PairSet
+from siamese.training import task_loss
+
+
+class ModelFormat(StrEnum):
+    """How a family's model is shipped: what the registered model takes and which MLflow flavour holds it."""
+
+    KERAS = "keras"  # MLflow's Keras flavour: float32 tensors `left` and `right` in, one number per pair out
+    RAW_TEXT = "raw-text"  # a pyfunc over the `.keras` file: a DataFrame of `left`, `right` strings in
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """The user's file a run's pairs came from: enough to trace the run to its exact data."""
+
+    path: str  # absolute
+    content_hash: str  # sha256 of the file's bytes
+    total_rows: int
+    dropped: dict[str, int]  # reason -> rows dropped as invalid
+    columns: tuple[str, str, str]  # the file's left, right and label columns
+
+    @property
+    def dropped_rows(self) -> int:
+        return sum(self.dropped.values())
+
+
+@dataclass(frozen=True)
+class PreparedSplits:
+    """A run's splits as files (what tasks hand each other), their sizes, and where they came from."""
+
+    paths: dict[str, Path]  # train / validation / test -> the family's split files
+    sizes: dict[str, int]
+    labels: dict[str, str] = field(default_factory=dict)  # split -> its labels in words, for the log
+    source: SourceFile | None = None  # a user's pair file, when there is one
+
+
+class Family(ABC):
+    """One kind of pairs, from config to registered model (see `siamese.families`)."""
+
+    kind: ClassVar[ModelKind]
+    experiment: ClassVar[str]  # the MLflow experiment its runs go to
+    registered_name: ClassVar[str]  # one registered model per input contract: every version takes the same inputs
+    model_format: ClassVar[ModelFormat]
+
+    @abstractmethod
+    def prepare_splits(self, config: Config, directory: Path) -> PreparedSplits:
+        """Generate or load the pairs `config.data` describes, split them without leakage, write them to `directory`.
+
+        Raises:
+            ValueError (a subclass naming the file, folder or config key): the data cannot be used.
+        """
+
+    @abstractmethod
+    def load_split(self, config: Config, path: Path) -> Pairs:
+        """Read back a split written by `prepare_splits` (large splits stay on disk)."""
+
+    @abstractmethod
+    def build(self, config: Config, train: Pairs, dtype_policy: str) -> keras.Model:
+        """The untrained Siamese model: one shared encoder called on `left` and `right`, the head for the task.
+
+        `train` is the training split, for what a model learns from data before training (a vocabulary).
+        """
+
+    @abstractmethod
+    def data_name(self, config: Config) -> str:
+        """The data in a few words, for run names: a file name, a generator mode."""
+
+    def loss(self, config: Config) -> str:
+        """The loss the model trains with (and the sharing check's one optimizer step takes)."""
+        return task_loss(config.task)
+
+    def baselines(self, config: Config, train: Pairs, test: Pairs) -> dict[str, float]:
+        """Simple methods scored on the same test split, fitted on the training split only; bare metric names."""
+        return {}
+
+    def example_pairs(self, test: Pairs) -> PairSet | None:
+        """Test pairs drawn with their predictions for reviewers, where pictures say something (images)."""
+        return None
+
+    def write_splits(self, splits: PairSplits[Pairs], directory: Path, task: Task, source: SourceFile | None = None) -> PreparedSplits:
+        """Save each split in its container's format (shards already on disk stay where they are)."""
+        paths, sizes, labels = {}, {}, {}
+        for name in SPLIT_NAMES:
+            pairs = getattr(splits, name)
+            paths[name] = pairs.save(directory / f"{name}{pairs.suffix}")
+            sizes[name] = len(pairs)
+            labels[name] = describe_labels(pairs.labels, task)
+        return PreparedSplits(paths, sizes, labels, source)
+
+
+def describe_labels(labels: np.ndarray, task: Task) -> str:
+    """A split's labels in a few words: positives, or the range of the targets."""
+    if task is Task.REGRESSION:
+        return f"targets {labels.min():.3g}..{labels.max():.3g} (mean {labels.mean():.3g})" if len(labels) else "no targets"
+    return f"{int(np.count_nonzero(labels == 1))} positive"

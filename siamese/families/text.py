@@ -1,0 +1,77 @@
+"""Text pairs from a file: raw strings in, the shared `LSTM` behind a tokenizer and an embedding.
+
+Reads `[data]` as `TextFileDataConfig` (the file, its columns, a threshold for graded scores,
+dropping invalid rows, fractions) and `[model]` as `TextModelConfig` (units, head, vocabulary,
+sequence length, embedding width). The file is validated row by row, then split so that a pair,
+its swapped twin and its duplicates share a split (`siamese.data.text_pairs`). The tokenizer is
+adapted on the training split only and sits inside the shared encoder, so the saved model scores
+raw text. Similarity task, binary cross-entropy; baselines on the same test split: majority class
+and TF-IDF cosine. Shipped as `siamese-text`, a pyfunc over the `.keras` file that takes a
+DataFrame of `left` and `right` strings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from siamese.baselines import text_baselines
+from siamese.config import Config, ModelKind
+from siamese.data.tables import PairFileError
+from siamese.data.text_pairs import TextPairs, load_text_pairs, split_text_pairs
+from siamese.families.base import Family, ModelFormat, PreparedSplits, SourceFile
+from siamese.models.text import build_text_pair_model, build_tokenizer
+
+
+class TextPairFile(Family):
+    kind = ModelKind.TEXT
+    experiment = "siamese-text"
+    registered_name = "siamese-text"
+    model_format = ModelFormat.RAW_TEXT
+
+    def prepare_splits(self, config: Config, directory: Path) -> PreparedSplits:
+        """Validate the pair file and split it, twins together; the splits are written as Parquet.
+
+        Raises:
+            PairFileError: the file cannot be read, fails validation (naming the column, the rows and
+                the count), or has too few rows to give every split both labels.
+        """
+        data = config.data
+        loaded = load_text_pairs(
+            data.path,
+            left_column=data.left_column or None,
+            right_column=data.right_column or None,
+            label_column=data.label_column or None,
+            threshold=data.threshold,
+            drop_invalid_rows=data.drop_invalid_rows,
+        )
+        try:
+            splits = split_text_pairs(loaded.pairs, data.validation_fraction, data.test_fraction, config.seed)
+        except ValueError as error:  # too few pairs for a split to hold both labels
+            raise PairFileError(f"{Path(data.path).name}: {error}") from None
+        columns = loaded.columns
+        source = SourceFile(
+            loaded.source, loaded.content_hash, loaded.total_rows, loaded.dropped, (columns.left, columns.right, columns.label)
+        )
+        return self.write_splits(splits, directory, config.task, source)
+
+    def load_split(self, config: Config, path: Path) -> TextPairs:
+        return TextPairs.load(path)
+
+    def build(self, config: Config, train: TextPairs, dtype_policy: str) -> keras.Model:
+        """The tokenizer learns its vocabulary from the training split's texts (both sides), never from test."""
+        model = config.model
+        tokenizer = build_tokenizer(
+            np.concatenate([train.left, train.right]), vocabulary_size=model.vocabulary_size, sequence_length=model.sequence_length
+        )
+        return build_text_pair_model(
+            tokenizer, embedding_dim=model.embedding_dim, units=model.units, head=model.head, dtype_policy=dtype_policy
+        )
+
+    def baselines(self, config: Config, train: TextPairs, test: TextPairs) -> dict[str, float]:
+        return text_baselines(train.left, train.right, train.labels, test.left, test.right, test.labels)
+
+    def data_name(self, config: Config) -> str:
+        return Path(config.data.path).name

@@ -1,0 +1,86 @@
+"""The registry gate's steps: score a version, judge, record the decision, move the champion alias.
+
+`flows/gate.py` runs them in order as the `registry-gate` subflow; each is a task, so the flow
+run's page shows where a decision came from. Scores go to `.npy` files in the run's work
+directory: tasks hand each other paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from siamese.config import Config
+from siamese.families import family_of
+from siamese.gate import GateResult, judge_challenger, judge_first_model
+from tasks.registry import CHAMPION, champion_version, set_alias, version_scores
+from tasks.store import mlflow_client
+from tasks.tracking import MAX_TAG_LENGTH
+
+
+@task(name="find-champion", cache_policy=NO_CACHE)
+def find_champion(name: str) -> str | None:
+    """The registered model's champion version, or None when it has none yet."""
+    return champion_version(name)
+
+
+@task(name="score-version", cache_policy=NO_CACHE)
+def score_version(model_uri: str, test_path: Path, config: Config, output_path: Path) -> Path:
+    """Score the test split with a registered version, loaded from the registry as serving would load it.
+
+    Raises:
+        MlflowException, OSError, ValueError: the version cannot be loaded or scored; it is then never promoted.
+    """
+    family = family_of(config.kind)
+    scores = version_scores(model_uri, family.load_split(config, test_path), family.model_format)
+    np.save(output_path, scores)
+    get_run_logger().info("scored %d test pairs with %s", len(scores), model_uri)
+    return output_path
+
+
+@task(name="judge-challenger", cache_policy=NO_CACHE)
+def judge(config: Config, test_path: Path, challenger_scores: Path, champion_scores: Path | None) -> GateResult:
+    """A first model against the quality bar; a challenger against the champion with a paired bootstrap (`siamese.gate`)."""
+    labels = family_of(config.kind).load_split(config, test_path).labels
+    gate = config.gate
+    metric = gate.metric_for(config.task)
+    challenger = np.load(challenger_scores)
+    if champion_scores is None:
+        result = judge_first_model(labels, challenger, metric=metric, min_quality=gate.quality_bar(config.task))
+    else:
+        result = judge_challenger(
+            labels,
+            challenger,
+            np.load(champion_scores),
+            metric=metric,
+            min_improvement=gate.min_improvement,
+            bootstrap_samples=gate.bootstrap_samples,
+            confidence=gate.confidence,
+            seed=config.seed,
+        )
+    get_run_logger().info("gate: %s: %s", result.decision, result.reason)
+    return result
+
+
+@task(name="record-gate-decision", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def record_decision(run_id: str, name: str, version: str, champion: str | None, result: GateResult) -> None:
+    """The decision and its numbers as `gate.*` tags on the challenger (and its run), a note on the champion."""
+    client = mlflow_client()
+    tags = {f"gate.{key}": "" if value is None else str(value) for key, value in result.to_dict().items()}
+    tags["gate.champion_version"] = champion or ""
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+        client.set_tag(run_id, key, value[:MAX_TAG_LENGTH])
+    client.update_model_version(name, version, description=f"Gate: {result.decision} - {result.reason}")
+    if champion is not None:
+        note = f"version {version}: {result.decision} - {result.reason}"
+        client.set_model_version_tag(name, champion, "gate.last_challenge", note[:MAX_TAG_LENGTH])
+
+
+@task(name="move-champion-alias", cache_policy=NO_CACHE)
+def move_champion_alias(name: str, version: str) -> None:
+    """Point `champion` at the promoted version: the last step, after the decision is recorded."""
+    set_alias(name, CHAMPION, version)

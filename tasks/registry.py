@@ -1,0 +1,165 @@
+"""The MLflow model registry: log a run's model, register it, read and move aliases, load versions.
+
+A family's `model_format` decides how its model is logged: the Keras flavour (tensors in) or a
+pyfunc over the `.keras` file (raw text in). Either way the logged model holds built-in Keras
+layers only, so a registered version loads in a fresh process with nothing of this project
+imported.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema, TensorSpec
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from siamese.config import Config, Task
+from siamese.data.pairs import Pairs
+from siamese.families import ModelFormat, family_of
+from siamese.families.text import TextPairFile
+from tasks.model_files import load_model_file
+from tasks.store import mlflow_client
+
+EXAMPLE_PAIRS = 2  # pairs saved with the model as its input example
+CHAMPION, CHALLENGER = "champion", "challenger"  # registry aliases
+TEXT_PAIR_SCORER = Path(__file__).with_name("text_pair_scorer.py")  # the pyfunc of raw-text models, logged as code
+SCORING_CHUNK_BYTES = 64 << 20  # float32 inputs scored at a time through a pyfunc
+
+
+class ScoringModelError(ValueError):
+    """A model that cannot score raw text pairs; the message says which model to use instead."""
+
+
+@task(name="log-and-register-model", cache_policy=NO_CACHE)
+def log_and_register_model(run_id: str, model_path: Path, example_path: Path, config: Config) -> dict[str, object]:
+    """Log the model with signature and input example under the run; register it as a new version, alias `challenger`.
+
+    Only the gate moves `champion`.
+    """
+    family = family_of(config.kind)
+    model = load_model_file(model_path)
+    example = family.load_split(config, example_path).head(EXAMPLE_PAIRS)
+    client = mlflow_client()
+    client.log_text(run_id, _summary(model), "model_summary.txt")
+    experiment_id = client.get_run(run_id).info.experiment_id  # else MLflow files it under "Default"
+    logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id, experiment_id=experiment_id)
+    with tempfile.TemporaryDirectory(prefix="mlflow-model-") as directory:
+        # Saved into an existing directory, then uploaded: mlflow.keras.log_model (3.17) writes the
+        # input example before it creates its directory and fails (FileNotFoundError).
+        if family.model_format is ModelFormat.RAW_TEXT:
+            _save_raw_text_model(model_path, directory, example)
+        else:
+            _save_keras_model(model, directory, example.inputs(), config.task)
+        client.log_model_artifacts(logged.model_id, directory)
+    mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    model_uri = f"models:/{logged.model_id}"
+    registered = mlflow.register_model(model_uri, family.registered_name, tags={"run_id": run_id})
+    client.set_registered_model_alias(registered.name, CHALLENGER, str(registered.version))
+    return {"model_uri": model_uri, "name": registered.name, "version": str(registered.version), "aliases": [CHALLENGER]}
+
+
+def _save_keras_model(model: keras.Model, directory: str, example: dict[str, np.ndarray], task: Task) -> None:
+    mlflow.keras.save_model(
+        model,
+        directory,
+        signature=_tensor_signature(model, task),
+        input_example={side: array.astype(np.float32) for side, array in example.items()},
+        pip_requirements=_requirements(),
+    )
+
+
+def _save_raw_text_model(model_path: Path, directory: str, example) -> None:
+    """A pyfunc over the `.keras` file, logged as code (`text_pair_scorer.py`, which imports nothing of the project)."""
+    mlflow.pyfunc.save_model(
+        directory,
+        python_model=str(TEXT_PAIR_SCORER),
+        artifacts={"keras_model": str(model_path)},
+        signature=ModelSignature(
+            inputs=Schema([ColSpec("string", "left"), ColSpec("string", "right")]),
+            outputs=Schema([ColSpec("double", "similarity")]),
+        ),
+        input_example=pd.DataFrame({"left": example.left, "right": example.right}),
+        pip_requirements=_requirements() + [f"pandas=={version('pandas')}"],
+    )
+
+
+def _requirements() -> list[str]:
+    # Explicit requirements: letting MLflow infer them costs seconds per run.
+    return [f"tensorflow=={version('tensorflow')}", f"keras=={version('keras')}"]
+
+
+def _tensor_signature(model: keras.Model, task: Task) -> ModelSignature:
+    """float32 `left` and `right` in the model's input shapes (sequences or pixels), one number per pair out."""
+    float32 = np.dtype("float32")
+    inputs = [TensorSpec(float32, tuple(-1 if size is None else size for size in tensor.shape), tensor.name) for tensor in model.inputs]
+    output = "similarity" if task is Task.SIMILARITY else "prediction"
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([TensorSpec(float32, (-1, 1), output)]))
+
+
+def _summary(model: keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line), expand_nested=True)
+    return "\n".join(lines)
+
+
+def champion_version(name: str) -> str | None:
+    """The version the `champion` alias points at, or None when there is no champion yet."""
+    champion = mlflow_client().get_registered_model(name).aliases.get(CHAMPION)
+    return None if champion is None else str(champion)
+
+
+def set_alias(name: str, alias: str, model_version: str) -> None:
+    mlflow_client().set_registered_model_alias(name, alias, model_version)
+
+
+def version_scores(model_uri: str, pairs: Pairs, model_format: ModelFormat) -> np.ndarray:
+    """A registered version's scores on `pairs`, through its pyfunc: what serving would return.
+
+    Tensor inputs are read and scored about `SCORING_CHUNK_BYTES` of float32 at a time, so a split
+    larger than memory (shards, image files) is never held whole: only its scores are. Raw text
+    (a split held in memory) is scored as one DataFrame.
+    """
+    mlflow_client()  # points MLflow at the project's store, so `models:/...` resolves there
+    model = mlflow.pyfunc.load_model(model_uri)
+    if model_format is ModelFormat.RAW_TEXT:
+        return model.predict(pd.DataFrame(pairs.head(len(pairs)).inputs()))["similarity"].to_numpy()
+    if not len(pairs):
+        return np.zeros(0, np.float32)
+    pair_bytes = sum(4 * array[0].size for array in pairs.head(1).inputs().values())
+    chunk_pairs = max(1, SCORING_CHUNK_BYTES // pair_bytes)
+    scores = []
+    for start in range(0, len(pairs), chunk_pairs):
+        chunk = pairs.take(slice(start, start + chunk_pairs)).head(chunk_pairs).inputs()
+        scores.append(np.asarray(model.predict({side: array.astype(np.float32) for side, array in chunk.items()})).reshape(-1))
+    return np.concatenate(scores)
+
+
+@task(name="load-text-pair-model", cache_policy=NO_CACHE)  # MLflow's HTTP client retries network errors itself
+def load_text_pair_scorer(model_uri: str):
+    """Load a registered raw-text model; its `predict` takes a DataFrame of `left`, `right` strings.
+
+    Raises:
+        ScoringModelError: the model's signature takes something else (sequence tensors or
+            images): the error names what it takes and which model scores raw text.
+    """
+    mlflow_client()
+    model = mlflow.pyfunc.load_model(model_uri)
+    inputs = model.metadata.get_input_schema()
+    takes = {(spec.name, spec.type.name) for spec in inputs.inputs} if inputs is not None else set()
+    if takes != {("left", "string"), ("right", "string")}:
+        described = ", ".join(str(spec) for spec in inputs.inputs) if inputs is not None else "no signature"
+        raise ScoringModelError(
+            f"{model_uri} does not take raw text pairs (it takes {described}): score with a model "
+            f"trained on a text pair file (`siamese train --data pairs.csv`), e.g. models:/{TextPairFile.registered_name}@{CHAMPION}"
+        )
+    return model.predict

@@ -1,0 +1,133 @@
+"""The text pair family: a user's file validated, split with its lineage and read back; a model over raw strings; baselines."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from siamese.config import Config, ModelKind, TextFileDataConfig, TextModelConfig
+from siamese.data.sample_questions import sample_question_pairs
+from siamese.data.tables import PairFileError
+from siamese.data.text_pairs import TextPairs
+from siamese.families import family_of
+
+FAMILY = family_of(ModelKind.TEXT)
+SMALL_MODEL = TextModelConfig(units=3, embedding_dim=5, vocabulary_size=40, sequence_length=6, head="concat")
+
+
+def write_questions(path, rows: int = 60, seed: int = 0, **cells: dict[int, object]):
+    """Write sample question pairs after overwriting cells: `column={row: value}`."""
+    frame = sample_question_pairs(rows, seed)
+    for column, values in cells.items():
+        for row, value in values.items():
+            frame.loc[row, column] = value
+    frame.to_csv(path, index=False)
+    return path
+
+
+def config(path, **data) -> Config:
+    return Config(kind=ModelKind.TEXT, data=TextFileDataConfig(path=str(path), **data), model=SMALL_MODEL)
+
+
+def load_all(run_config: Config, paths) -> dict[str, TextPairs]:
+    return {name: FAMILY.load_split(run_config, path) for name, path in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("text")
+    run_config = config(write_questions(directory / "questions.csv"))
+    return run_config, FAMILY.prepare_splits(run_config, directory)
+
+
+def test_file_is_split_into_parquet_files_every_row_in_one_split(prepared):
+    run_config, splits = prepared
+    assert {name: path.name for name, path in splits.paths.items()} == {
+        "train": "train.parquet", "validation": "validation.parquet", "test": "test.parquet",
+    }  # fmt: skip
+    loaded = load_all(run_config, splits.paths)
+    assert {name: len(pairs) for name, pairs in loaded.items()} == splits.sizes
+    assert all(set(np.unique(pairs.labels)) == {0.0, 1.0} for pairs in loaded.values())
+    rows = np.concatenate([pairs.rows for pairs in loaded.values()])
+    assert sorted(rows.tolist()) == list(range(60)), "every file row lands in exactly one split"
+    assert splits.labels["test"] == f"{int(loaded['test'].labels.sum())} positive"
+
+
+def test_the_run_records_where_its_pairs_came_from(prepared):
+    run_config, splits = prepared
+    source = splits.source
+    assert source.path == str(Path(run_config.data.path).absolute())
+    assert re.fullmatch(r"[0-9a-f]{64}", source.content_hash)
+    assert (source.total_rows, source.dropped, source.dropped_rows) == (60, {}, 0)
+    assert source.columns == ("question1", "question2", "is_duplicate")
+
+
+def test_the_same_seed_gives_the_same_split(prepared, tmp_path):
+    run_config, splits = prepared
+    again = FAMILY.prepare_splits(run_config, tmp_path)
+    np.testing.assert_array_equal(
+        FAMILY.load_split(run_config, again.paths["test"]).rows, FAMILY.load_split(run_config, splits.paths["test"]).rows
+    )
+
+
+def test_invalid_rows_are_dropped_and_counted_or_stop_the_run_naming_the_file(prepared, tmp_path):
+    broken = write_questions(tmp_path / "broken.csv", question1={3: ""}, is_duplicate={5: 7})
+    splits = FAMILY.prepare_splits(config(broken, drop_invalid_rows=True), tmp_path)
+    assert splits.source.content_hash != prepared[1].source.content_hash
+    assert splits.source.dropped_rows == 2 and splits.source.total_rows == 60
+    assert sum(splits.sizes.values()) == 58
+    kept = np.concatenate([pairs.rows for pairs in load_all(config(broken), splits.paths).values()])
+    assert 3 not in kept and 5 not in kept
+
+    with pytest.raises(PairFileError, match="broken.csv"):
+        FAMILY.prepare_splits(config(broken), tmp_path / "strict")
+
+
+def test_a_file_too_small_for_its_splits_is_a_pair_file_error_naming_the_file(tmp_path):
+    # 20 rows pass the row count, but one duplicate cannot give three splits both labels.
+    labels = {row: 0 for row in range(20)} | {0: 1}
+    path = write_questions(tmp_path / "few.csv", rows=20, is_duplicate=labels)
+    with pytest.raises(PairFileError) as error:
+        FAMILY.prepare_splits(config(path), tmp_path)
+    assert str(error.value).startswith("few.csv: ")
+    assert "has no pair labelled 1" in str(error.value) and "more rows are needed" in str(error.value)
+
+
+def test_an_empty_validation_split_is_written_and_reads_back_empty(tmp_path):
+    path = write_questions(tmp_path / "questions.csv", rows=40)
+    run_config = config(path, validation_fraction=0.0)
+    splits = FAMILY.prepare_splits(run_config, tmp_path)
+    assert splits.sizes["validation"] == 0 and splits.sizes["test"] > 0
+    assert len(FAMILY.load_split(run_config, splits.paths["validation"])) == 0
+
+
+def test_build_learns_its_vocabulary_from_the_training_split_only(prepared):
+    run_config, splits = prepared
+    train, test = (FAMILY.load_split(run_config, splits.paths[name]) for name in ("train", "test"))
+    model = FAMILY.build(run_config, train, "float32")
+    assert model.name == "siamese_text_pairs"
+    assert all(tuple(tensor.shape) == (None,) and tensor.dtype == "string" for tensor in model.inputs)
+    encoder = model.get_layer("encoder")
+    vocabulary = [str(word) for word in encoder.get_layer("tokenizer").get_vocabulary()]
+    train_words = {word for text in (*train.left, *train.right) for word in re.findall(r"[a-z0-9]+", text.lower())}
+    assert vocabulary[:2] == ["", "[UNK]"] and set(vocabulary[2:]) <= train_words
+    assert len(vocabulary) <= SMALL_MODEL.vocabulary_size
+    assert encoder.get_layer("embedding").count_params() == len(vocabulary) * 5
+    assert encoder.get_layer("lstm").units == 3
+    assert "concat" in {layer.name for layer in model.layers}
+    scores = model.predict(test.head(4).inputs(), verbose=0)
+    assert scores.shape == (4, 1) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_baselines_are_scored_on_the_test_split_and_runs_are_named_after_the_file(prepared):
+    run_config, splits = prepared
+    train, test = (FAMILY.load_split(run_config, splits.paths[name]) for name in ("train", "test"))
+    baselines = FAMILY.baselines(run_config, train, test)
+    assert {"majority_accuracy", "majority_auc", "tfidf_cosine_auc", "tfidf_cosine_accuracy"} <= baselines.keys()
+    assert baselines["majority_auc"] == 0.5
+    assert FAMILY.loss(run_config) == "binary_crossentropy"
+    assert FAMILY.example_pairs(test) is None
+    assert FAMILY.data_name(run_config) == "questions.csv"

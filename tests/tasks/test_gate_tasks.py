@@ -1,0 +1,86 @@
+"""The registry gate's steps called directly: find the champion, score versions from the registry, judge, record, move the alias."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from task_helpers import register_untrained, sequences_config
+
+from siamese.config import GateConfig
+from siamese.families import family_of
+from siamese.gate import Decision
+from tasks.gate import find_champion, judge, move_champion_alias, record_decision, score_version
+
+NAME = "siamese-text-sequences"
+
+
+@pytest.fixture(scope="module")
+def versions(module_store, tmp_path_factory):
+    """Two registered versions (seeds 0 and 1); the second's run holds the test split both are judged on."""
+    first = register_untrained(sequences_config(), tmp_path_factory.mktemp("first"))
+    second_config = dataclasses.replace(sequences_config(), seed=1)
+    second = register_untrained(second_config, tmp_path_factory.mktemp("second"))
+    return first, second, second_config
+
+
+@pytest.fixture(scope="module")
+def scores(versions, tmp_path_factory):
+    """Both versions' scores on the second run's test split, as the gate's score step writes them."""
+    _, (_, paths, _, _), config = versions
+    directory = tmp_path_factory.mktemp("scores")
+    return {
+        version: score_version.fn(f"models:/{NAME}/{version}", paths["test"], config, directory / f"v{version}.npy")
+        for version in ("1", "2")
+    }
+
+
+def test_no_champion_before_the_first_promotion(versions):
+    assert find_champion.fn(NAME) is None
+
+
+def test_a_version_is_scored_from_the_registry_into_a_file(versions, scores):
+    _, (_, paths, _, _), config = versions
+    assert scores["1"].suffix == ".npy"
+    one, two = np.load(scores["1"]), np.load(scores["2"])
+    assert len(one) == len(two) == len(family_of(config.kind).load_split(config, paths["test"]))
+    assert np.all((one >= 0) & (one <= 1)) and not np.allclose(one, two), "two seeds, two models"
+
+
+def test_a_first_model_is_judged_against_the_quality_bar(versions, scores):
+    _, (_, paths, _, _), config = versions
+    promoted = judge.fn(config, paths["test"], scores["2"], None)
+    assert promoted.decision is Decision.PROMOTE and promoted.champion is None and promoted.metric == "roc_auc"
+    unreachable = dataclasses.replace(config, gate=GateConfig(min_quality=0.99))
+    kept = judge.fn(unreachable, paths["test"], scores["2"], None)
+    assert kept.decision is Decision.KEEP and "0.99" in kept.reason
+
+
+def test_a_challenger_is_judged_against_the_champion_on_the_same_pairs(versions, scores):
+    _, (_, paths, _, _), config = versions
+    result = judge.fn(config, paths["test"], scores["2"], scores["1"])
+    assert result.champion is not None and result.ci_low <= result.improvement <= result.ci_high
+    assert result.improvement == pytest.approx(result.challenger - result.champion)
+    same = judge.fn(config, paths["test"], scores["1"], scores["1"])
+    assert same.decision is Decision.KEEP and same.improvement == 0.0
+
+
+def test_the_decision_is_recorded_on_both_versions_and_the_run_then_the_alias_moves(versions, scores, module_store):
+    (_, _, _, _), (registered, paths, _, run_id), config = versions
+    client = MlflowClient(module_store)
+    move_champion_alias.fn(NAME, "1")
+    assert find_champion.fn(NAME) == "1"
+
+    result = dataclasses.replace(judge.fn(config, paths["test"], scores["2"], scores["1"]), decision=Decision.PROMOTE)
+    record_decision.fn(run_id, NAME, registered["version"], "1", result)
+    move_champion_alias.fn(NAME, registered["version"])
+
+    version = client.get_model_version(NAME, "2")
+    assert version.tags["gate.decision"] == "promote" and version.tags["gate.champion_version"] == "1"
+    assert version.tags["gate.metric"] == "roc_auc" and float(version.tags["gate.challenger"]) == result.challenger
+    assert version.description.startswith("Gate: promote - ")
+    assert client.get_run(run_id).data.tags["gate.decision"] == "promote"
+    assert client.get_model_version(NAME, "1").tags["gate.last_challenge"].startswith("version 2: promote")
+    assert find_champion.fn(NAME) == "2"

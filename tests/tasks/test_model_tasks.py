@@ -1,0 +1,103 @@
+"""Model tasks called directly: devices, a seeded build, training logged per epoch, sharing verification, evaluation.
+
+They hand each other `.keras` paths: each test reads what the previous step wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from task_helpers import sequences_config, vision_config
+
+from siamese.models.text import build_unshared_text_model
+from tasks.data import prepare_pairs
+from tasks.model import build_model, choose_devices, evaluate_model, train_model, verify_sharing
+from tasks.tracking import start_run
+
+
+def run_steps(config, work_dir):
+    """prepare -> devices -> MLflow run -> build -> train, as the training flow runs them."""
+    prepared = prepare_pairs.fn(config, work_dir)
+    plan = choose_devices.fn(config.training)
+    run_id = start_run.fn(config)
+    initial = build_model.fn(config, plan, prepared.paths["train"], work_dir)
+    trained = train_model.fn(initial, prepared.paths, config, plan, run_id, work_dir)
+    return SimpleNamespace(config=config, work_dir=work_dir, prepared=prepared, plan=plan, run_id=run_id, initial=initial, trained=trained)
+
+
+@pytest.fixture(scope="module")
+def sequences(module_store, tmp_path_factory):
+    return run_steps(sequences_config(), tmp_path_factory.mktemp("sequences-work"))
+
+
+def weights(path) -> list[np.ndarray]:
+    return keras.saving.load_model(path, compile=False).get_weights()
+
+
+def test_devices_follow_the_training_config(sequences):
+    assert sequences.plan.devices == ("/cpu:0",) and sequences.plan.dtype_policy == "float32"
+
+
+def test_build_saves_a_model_seeded_by_the_config(sequences, tmp_path):
+    assert sequences.initial == (sequences.work_dir / "initial.keras").resolve()
+    again = build_model.fn(sequences.config, sequences.plan, sequences.prepared.paths["train"], tmp_path)
+    for first, second in zip(weights(sequences.initial), weights(again)):
+        np.testing.assert_array_equal(first, second)
+    other_seed = dataclasses.replace(sequences.config, seed=1)
+    (tmp_path / "other").mkdir()
+    different = build_model.fn(other_seed, sequences.plan, sequences.prepared.paths["train"], tmp_path / "other")
+    assert any(not np.array_equal(a, b) for a, b in zip(weights(sequences.initial), weights(different)))
+
+
+def test_training_saves_a_new_file_and_logs_every_epoch_to_the_run(sequences, module_store):
+    trained = sequences.trained
+    assert trained.path == (sequences.work_dir / "trained.keras").resolve()
+    assert trained.seconds > 0 and trained.pairs_per_second > 0
+    assert any(not np.array_equal(a, b) for a, b in zip(weights(sequences.initial), weights(trained.path))), (
+        "initial.keras still holds the untrained weights"
+    )
+    client = MlflowClient(module_store)
+    epochs = sequences.config.training.epochs
+    for key in ("train/loss", "train/auc", "val/loss", "val/auc"):
+        assert [point.step for point in client.get_metric_history(sequences.run_id, key)] == list(range(epochs)), key
+
+
+def test_sharing_is_verified_on_the_trained_file(sequences):
+    report = verify_sharing.fn(sequences.trained.path, sequences.prepared.paths["test"], sequences.config)
+    assert report.passed, report.failures()
+    assert report.encoder_params == 4 * (4 * (8 + 4) + 4)
+    assert report.unshared_params == 2 * report.encoder_params + report.head_params
+
+
+def test_an_unshared_model_fails_verification(sequences, tmp_path):
+    config = sequences.config
+    unshared = build_unshared_text_model(features=config.data.features, units=config.model.units, head=config.model.head)
+    path = tmp_path / "unshared.keras"
+    unshared.save(path)
+    report = verify_sharing.fn(path, sequences.prepared.paths["test"], config)
+    assert not report.passed
+    assert any(failure.startswith("same_encoder_object") for failure in report.failures())
+
+
+def test_similarity_evaluation_gives_metrics_a_confusion_matrix_and_plots(sequences):
+    result = evaluate_model.fn(sequences.trained.path, sequences.prepared.paths, sequences.config, sequences.work_dir)
+    assert {"roc_auc", "accuracy", "precision", "recall", "f1", "log_loss"} <= result.metrics.keys()
+    assert np.sum(result.confusion_matrix) == sequences.prepared.sizes["test"]
+    assert sorted(path.name for path in result.plots) == ["roc_curve.png", "score_histogram.png"]
+    assert all(path.read_bytes().startswith(b"\x89PNG") for path in result.plots)
+    assert result.baselines == {}, "generated sequences have no baselines"
+
+
+def test_regression_is_trained_and_evaluated_against_the_training_mean(module_store, tmp_path):
+    steps = run_steps(vision_config(task="regression"), tmp_path)
+    history = MlflowClient(module_store).get_run(steps.run_id).data.metrics
+    assert {"train/mae", "train/rmse", "val/mae", "val/rmse"} <= history.keys()
+    result = evaluate_model.fn(steps.trained.path, steps.prepared.paths, steps.config, tmp_path)
+    assert {"mae", "rmse", "r2", "baseline_mae"} <= result.metrics.keys()
+    assert result.confusion_matrix is None
+    assert sorted(path.name for path in result.plots) == ["example_pairs.png", "predictions.png"]

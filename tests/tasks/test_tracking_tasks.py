@@ -1,0 +1,126 @@
+"""MLflow tracking tasks called directly against a real SQLite store: runs, params, metrics, artifacts."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from task_helpers import sequences_config, text_config
+
+from siamese.devices import DevicePlan
+from siamese.families import SourceFile
+from siamese.sharing import SharingCheck, SharingReport
+from tasks.tracking import (
+    TrackingUnavailableError,
+    check_tracking_store,
+    end_run,
+    epoch_metrics_logger,
+    log_dataset,
+    log_evaluation,
+    log_sharing_report,
+    log_training,
+    start_run,
+)
+
+REPORT = SharingReport(
+    checks=(SharingCheck("same_encoder_object", True, "one encoder"),),
+    encoder_params=100,
+    head_params=9,
+    total_params=109,
+    unshared_params=209,
+    max_encoding_difference=0.0,
+)
+
+
+@pytest.fixture
+def client(mlflow_store) -> MlflowClient:
+    return MlflowClient(mlflow_store)
+
+
+def test_a_local_store_needs_no_check(mlflow_store):
+    assert check_tracking_store.fn() == mlflow_store
+
+
+def test_a_tracking_server_that_does_not_answer_fails_fast_naming_it(monkeypatch):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens there once closed
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.monotonic()
+    with pytest.raises(TrackingUnavailableError, match=re.escape(f"MLflow tracking server {uri} is unreachable after 2 attempts")):
+        check_tracking_store.fn(attempts=2, delay_seconds=0.0)
+    assert time.monotonic() - started < 15
+
+
+def test_a_run_goes_to_its_familys_experiment_with_the_whole_config(client, mlflow_store):
+    config = sequences_config()
+    run = client.get_run(start_run.fn(config))
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "siamese-text"
+    store = mlflow_store.removeprefix("sqlite:///").rsplit("/", 1)[0]
+    assert experiment.artifact_location.startswith(f"file://{store}/artifacts/"), "artifacts beside the database"
+    assert run.data.params == config.to_params()
+    assert run.info.run_name == "sequences paraphrase symmetric seed 0"
+    assert run.data.tags["mlflow.note.content"].startswith("A sequences Siamese model (symmetric head, similarity) trained on paraphrase")
+    assert run.data.tags["mlflow.source.git.commit"]
+    logged = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config.json"))
+    assert logged == config.to_dict()
+
+
+def test_a_text_run_is_named_after_its_file(client, tmp_path):
+    run = client.get_run(start_run.fn(text_config(tmp_path)))
+    assert run.info.run_name == "text questions.csv symmetric seed 0"
+
+
+def test_training_dataset_sharing_and_evaluation_are_logged_under_their_keys(client, tmp_path):
+    run_id = start_run.fn(sequences_config())
+    log_training.fn(run_id, DevicePlan("tensorflow", ("/cpu:0",), "float32"), 2.5, 40.0, {"train": 6, "validation": 2, "test": 2})
+    source = SourceFile("/data/q.csv", "ab" * 32, 12, {"empty or missing left text": 2}, ("q1", "q2", "y"))
+    log_dataset.fn(run_id, source, {"train": 6, "validation": 2, "test": 2})
+    log_sharing_report.fn(run_id, REPORT)
+    plot = tmp_path / "roc_curve.png"
+    plot.write_bytes(b"\x89PNG")
+    log_evaluation.fn(run_id, {"roc_auc": 0.75}, [[3, 1], [0, 4]], [plot], {"majority_auc": 0.5})
+
+    run = client.get_run(run_id)
+    params, metrics = run.data.params, run.data.metrics
+    assert params["devices.devices"] == "/cpu:0" and params["data.train_pairs"] == "6"
+    assert metrics["train/seconds"] == 2.5 and metrics["train/pairs_per_second"] == 40.0
+    assert params["data.sha256"] == "ab" * 32 and params["data.columns"] == "q1, q2, y" and params["data.dropped_rows"] == "2"
+    assert metrics["data/dropped_rows"] == 2
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "q.csv" and json.loads(dataset_input.dataset.source) == {"uri": "/data/q.csv"}
+    assert json.loads(dataset_input.dataset.profile) == {
+        "file_rows": 12, "dropped_rows": 2, "train_rows": 6, "validation_rows": 2, "test_rows": 2,
+    }  # fmt: skip
+    assert metrics["sharing/passed"] == 1.0 and metrics["sharing/params_saved"] == 100
+    assert metrics["test/roc_auc"] == 0.75 and metrics["baseline/majority_auc"] == 0.5
+    artifacts = {item.path for folder in ("", "data", "evaluation", "sharing") for item in client.list_artifacts(run_id, folder or None)}
+    assert {
+        "config.json", "data/dropped_rows.json", "sharing/report.json", "evaluation/confusion_matrix.json", "evaluation/roc_curve.png",
+    } <= artifacts  # fmt: skip
+    matrix = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation/confusion_matrix.json"))
+    assert matrix["counts"] == [[3, 1], [0, 4]]
+
+
+def test_a_run_ends_finished_or_failed_with_its_reason(client):
+    finished, failed = start_run.fn(sequences_config()), start_run.fn(sequences_config())
+    end_run.fn(finished, None)
+    end_run.fn(failed, "WeightSharingError: weight-sharing verification failed")
+    assert client.get_run(finished).info.status == "FINISHED" and "failure" not in client.get_run(finished).data.tags
+    assert client.get_run(failed).info.status == "FAILED"
+    assert client.get_run(failed).data.tags["failure"] == "WeightSharingError: weight-sharing verification failed"
+
+
+def test_epoch_metrics_are_namespaced_train_and_val(client):
+    run_id = start_run.fn(sequences_config())
+    logger = epoch_metrics_logger(run_id)
+    logger.on_epoch_end(0, {"loss": 0.7, "auc": 0.6, "val_loss": 0.8, "val_auc": 0.55})
+    logger.on_epoch_end(1, {"loss": 0.5, "auc": 0.7, "val_loss": 0.6, "val_auc": 0.65})
+    assert set(client.get_run(run_id).data.metrics) == {"train/loss", "train/auc", "val/loss", "val/auc"}
+    assert [(point.step, point.value) for point in client.get_metric_history(run_id, "val/auc")] == [(0, 0.55), (1, 0.65)]
