@@ -236,6 +236,7 @@ def _ui(args: argparse.Namespace) -> int:
     if uri.startswith(("http://", "https://")):
         print(f"the runs are on a tracking server: open {uri}")
         return EXIT_OK
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")  # no job runner processes for a local UI
     mlflow = str(Path(sys.executable).with_name("mlflow"))
     command = [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
     print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
@@ -275,7 +276,7 @@ def _headline(metrics: dict[str, float]) -> str:
 
 def _overrides(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, object]:
     overrides: dict[str, object] = {
-        key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag) not in (None, False)
+        key: value for flag, key in FLAG_TO_KEY.items() if (value := getattr(args, flag)) is not None and value is not False
     }
     if args.data is not None:
         overrides |= _data_overrides(args, parser)

@@ -117,7 +117,7 @@ class SequenceDataConfig:
 class TextFileDataConfig:
     """Labelled text pairs from a CSV, TSV or Parquet file (a `path` in `[data]` selects this)."""
 
-    path: str
+    path: str = ""  # required: checked below, so that a missing path gets the message, not a TypeError
     left_column: str = ""  # "" detects common layouts: question1/question2, left/right, sentence1/sentence2, ...
     right_column: str = ""
     label_column: str = ""  # is_duplicate, label, score, ...
@@ -383,7 +383,11 @@ def _kind(values: Mapping[str, Any]) -> ModelKind:
 
 def _kind_hint(kind: ModelKind, section: str, key: str) -> str:
     """What to change when a key belongs to another kind's section."""
-    owners = [other for other, classes in KIND_SECTIONS.items() if key in {f.name for f in dataclasses.fields(classes[section])}]
+    owners = [
+        other
+        for other, classes in KIND_SECTIONS.items()
+        if section in classes and key in {f.name for f in dataclasses.fields(classes[section])}
+    ]
     if not owners:
         return ""
     return f" ('{section}.{key}' is read by kind {' and '.join(map(str, owners))}: set kind = \"{owners[0]}\")"
