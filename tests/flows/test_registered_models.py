@@ -14,7 +14,6 @@ import sys
 import keras
 import mlflow
 import numpy as np
-import pytest
 
 # Run by the fresh interpreter: load each model both ways, predict on its own input example.
 LOAD_AND_PREDICT = """
