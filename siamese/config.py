@@ -283,7 +283,9 @@ class Config:
             if value is None:
                 object.__setattr__(self, section, cls())
             elif not isinstance(value, cls):
-                raise ConfigError(f"[{section}] of a {self.kind} run must be a {cls.__name__}, got {type(value).__name__}")
+                kinds = [str(kind) for kind, classes in KIND_SECTIONS.items() if isinstance(value, classes[section])]
+                hint = f": a {type(value).__name__} belongs to kind {' or '.join(kinds)}" if kinds else ""
+                raise ConfigError(f"[{section}] of a {self.kind} run must be a {cls.__name__}, got {type(value).__name__}{hint}")
         if (
             self.kind is ModelKind.VISION
             and self.model.backbone is Backbone.XCEPTION
