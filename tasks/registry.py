@@ -22,10 +22,9 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from siamese.config import Config, Task
+from siamese.config import Config, ModelKind, Task
 from siamese.data.pairs import Pairs
 from siamese.families import ModelFormat, family_of
-from siamese.families.text import TextPairFile
 from tasks.model_files import load_model_file
 from tasks.store import mlflow_client
 
@@ -160,6 +159,6 @@ def load_text_pair_scorer(model_uri: str):
         described = ", ".join(str(spec) for spec in inputs.inputs) if inputs is not None else "no signature"
         raise ScoringModelError(
             f"{model_uri} does not take raw text pairs (it takes {described}): score with a model "
-            f"trained on a text pair file (`siamese train --data pairs.csv`), e.g. models:/{TextPairFile.registered_name}@{CHAMPION}"
+            f"trained on a text pair file (`siamese train --data pairs.csv`), e.g. models:/{family_of(ModelKind.TEXT).registered_name}@{CHAMPION}"
         )
     return model.predict
