@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from siamese.baselines import accuracy_threshold, majority_class, text_baselines, tfidf_cosine_scores
+from siamese.baselines import accuracy_threshold, majority_class, siamese_linear_scores, text_baselines, tfidf_cosine_scores
 from siamese.evaluation import roc_auc
 
 # Duplicates reword the same question; non-duplicates share no content word.
@@ -145,7 +145,11 @@ def test_text_baselines_keys_and_high_auc_when_duplicates_share_words():
     train_left, train_right, train_labels = columns(LARGER_TRAIN)
     test_left, test_right, test_labels = columns(LARGER_TEST)
     baselines = text_baselines(train_left, train_right, train_labels, test_left, test_right, test_labels)
-    assert set(baselines) == {"majority_accuracy", "majority_auc", "tfidf_cosine_auc", "tfidf_cosine_accuracy"}
+    assert set(baselines) == {
+        f"{name}_{metric}"
+        for name in ("majority", "tfidf_cosine", "char_tfidf_cosine", "siamese_linear")
+        for metric in ("auc", "accuracy")
+    }
     assert all(isinstance(value, float) for value in baselines.values())
     assert baselines["majority_accuracy"] == 0.5 and baselines["majority_auc"] == 0.5
     assert baselines["tfidf_cosine_auc"] > 0.9
@@ -174,3 +178,25 @@ def test_text_baselines_rejects_a_ragged_train_split():
     test_left, test_right, test_labels = columns(TEST_PAIRS)
     with pytest.raises(ValueError, match="train split"):
         text_baselines(train_left, train_right, train_labels[:-1], test_left, test_right, test_labels)
+
+
+def test_siamese_linear_learns_which_shared_words_matter_from_train_only():
+    # Duplicates share the topic word; non-duplicates share only the filler "please": a cosine
+    # counts both alike, the linear model learns from the training pairs which overlap matters.
+    topics = ["chess", "piano", "python", "garden", "violin", "tennis", "coffee", "bread", "salsa", "kayak"]
+    def pairs(words, offset):
+        left, right, labels = [], [], []
+        for index, word in enumerate(words):
+            other = words[(index + offset) % len(words)]
+            left += [f"how to learn {word} please", f"how to learn {word} please"]
+            right += [f"best way to study {word}", f"please tell me about {other}"]
+            labels += [1.0, 0.0]
+        return left, right, np.array(labels)
+
+    train_left, train_right, train_labels = pairs(topics[:6], 1)
+    test_left, test_right, test_labels = pairs(topics[6:], 1)
+    train_scores, test_scores = siamese_linear_scores(train_left, train_right, train_labels, test_left, test_right)
+    assert roc_auc(train_labels, train_scores) == 1.0
+    assert roc_auc(test_labels, test_scores) > 0.9
+    symmetric = siamese_linear_scores(train_left, train_right, train_labels, test_right, test_left)[1]
+    np.testing.assert_allclose(symmetric, test_scores)  # [|a-b|, a*b]: the order of the sides does not matter
