@@ -23,6 +23,8 @@ from siamese.config import (
     ImageSource,
     ModelKind,
     Precision,
+    Quoting,
+    TableFormat,
     Task,
     VisionHead,
     load_config,
@@ -33,6 +35,7 @@ FLAG_TO_KEY = {
     "epochs": "training.epochs",
     "batch_size": "training.batch_size",
     "learning_rate": "training.learning_rate",
+    "patience": "training.patience",
     "devices": "training.devices",
     "precision": "training.precision",
     "num_pairs": "data.num_pairs",
@@ -49,6 +52,9 @@ FLAG_TO_KEY = {
     "label_column": "data.label_column",
     "threshold": "data.threshold",
     "drop_invalid_rows": "data.drop_invalid_rows",
+    "split_column": "data.split_column",
+    "format": "data.format",
+    "quoting": "data.quoting",
 }
 SWITCHES = {"drop_invalid_rows"}  # flags that take no value: `--drop-invalid-rows` sets the key to true
 # Config keys as messages name them -> the flag that sets them, e.g. `data.left_column` -> `--left-column`,
@@ -174,6 +180,8 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"--output {args.output}: use a {', '.join(TABLE_SUFFIXES)} file")
     if args.chunk_rows < 1:
         parser.error(f"--chunk-rows must be >= 1, got {args.chunk_rows}")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:  # also NaN
+        parser.error(f"--threshold must be from 0 to 1 (similarities lie in 0..1), got {args.threshold}")
     _quiet_start()
     from flows.temporary_api import PrefectApiError, temporary_prefect_api
 
@@ -191,6 +199,7 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 left_column=args.left_column,
                 right_column=args.right_column,
                 chunk_rows=args.chunk_rows,
+                threshold=args.threshold,
             )
         except PrefectApiError as error:
             print(f"siamese: {error}", file=sys.stderr)
@@ -202,12 +211,13 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"\nsiamese: scoring failed: {error}", file=sys.stderr)
             return EXIT_FAILED
     print(f"\nScored {summary.scored:,} of {summary.rows:,} rows into {args.output} in {summary.seconds:.1f} s.")
+    print(f"  is_similar: similarity >= {summary.threshold.value:.4g} ({summary.threshold.source})")
     if summary.unscorable_count:
         reasons = "; ".join(f"{reason}: {count:,}" for reason, count in summary.unscorable.items())
         count = summary.unscorable_count
         print(
             f"  {count:,} {'row' if count == 1 else 'rows'} could not be scored ({summary.unscorable_rows}; {reasons}): "
-            "their `similarity` is empty and `error` says why."
+            "their `similarity` and `is_similar` are empty and `error` says why."
         )
     return EXIT_OK
 
@@ -271,7 +281,10 @@ def _headline(metrics: dict[str, float]) -> str:
     """The test metrics a user looks at first: AUC for similarity, errors for regression."""
     if "roc_auc" in metrics:
         return f"test AUC {metrics['roc_auc']:.3f}, accuracy {metrics['accuracy']:.3f}"
-    return f"test MAE {metrics['mae']:.3g} (predicting the mean: {metrics['baseline_mae']:.3g}), RMSE {metrics['rmse']:.3g}"
+    return (
+        f"test MAE {metrics['mae']:.3g} (predicting the mean: {metrics['baseline_mae']:.3g}), RMSE {metrics['rmse']:.3g}, "
+        f"Pearson {metrics['pearson']:.3f}"
+    )
 
 
 def _overrides(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, object]:
@@ -373,9 +386,12 @@ def _add_training_arguments(train: argparse.ArgumentParser) -> None:
         choices=[kind.value for kind in ModelKind],
         help="model family: sequences (generated, the default), text (pairs from --data FILE) or vision",
     )
-    train.add_argument("--epochs", type=int)
+    train.add_argument("--epochs", type=int, help="the most epochs to train; training stops sooner when validation stops improving")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--learning-rate", type=float)
+    train.add_argument(
+        "--patience", type=int, help="stop after this many epochs without a better validation metric (0: run every epoch)"
+    )
     train.add_argument("--num-pairs", type=int)
     train.add_argument("--timesteps", type=int, help="text: longest sequence; shorter ones are padded")
     train.add_argument(
@@ -386,9 +402,24 @@ def _add_training_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--left-column", help="text file: the left text column (default: detected, e.g. question1)")
     train.add_argument("--right-column", help="text file: the right text column (default: detected, e.g. question2)")
     train.add_argument("--label-column", help="text file: the 0/1 label or score column (default: detected, e.g. is_duplicate)")
-    train.add_argument("--threshold", type=float, help="text file: the label is a graded score; pairs scoring >= THRESHOLD are similar")
+    train.add_argument(
+        "--threshold",
+        type=float,
+        help="text file: the label is a graded score; pairs scoring >= THRESHOLD are similar (not with --task regression)",
+    )
     train.add_argument(
         "--drop-invalid-rows", action="store_true", help="text file: drop (and count) invalid rows instead of stopping"
+    )
+    train.add_argument(
+        "--split-column", help="text file: a column naming each row's split (train, dev/validation/trial, test): use the file's split"
+    )
+    train.add_argument(
+        "--format", choices=[table.value for table in TableFormat], help="text file: csv, tsv or parquet (default: from the suffix)"
+    )
+    train.add_argument(
+        "--quoting",
+        choices=[quoting.value for quoting in Quoting],
+        help="text file: csv (standard quoting) or none (quotes are text); default: detected per file",
     )
     train.add_argument("--units", type=int, help="text: LSTM units of the shared encoder")
     train.add_argument(
@@ -403,7 +434,11 @@ def _add_training_arguments(train: argparse.ArgumentParser) -> None:
         help="vision: a folder of class folders (root/<class>/<image>) or a CSV of left_path,right_path,label "
         "(default: generated stereo pairs)",
     )
-    train.add_argument("--task", choices=[task.value for task in Task], help="vision: similarity (default) or regression")
+    train.add_argument(
+        "--task",
+        choices=[task.value for task in Task],
+        help="similarity (default) or regression: vision targets, or a text file's graded scores predicted on their scale",
+    )
     train.add_argument("--backbone", choices=[backbone.value for backbone in Backbone], help="vision: compact (default) or xception")
     train.add_argument("--image-size", type=int, help="vision: images are resized to SIZE x SIZE (xception: >= 71)")
     train.add_argument("--devices", choices=[device.value for device in DevicePreference])
@@ -421,8 +456,10 @@ def _add_score_command(commands: argparse._SubParsersAction) -> None:
         help="score a file of raw text pairs with a registered model",
         description=(
             "Run the scoring flow: read a CSV, TSV or Parquet file of text pairs in chunks, score each "
-            "row with a registered text pair model, and write the rows with a `similarity` column (and "
-            "an `error` column for rows that cannot be scored). The output appears only when complete."
+            "row with a registered text pair model, and write the rows with a `similarity` column, an "
+            "`is_similar` decision (similarity >= the threshold stored with the model: maximum F1 on its "
+            "validation split) and an `error` column for rows that cannot be scored. The output appears "
+            "only when complete."
         ),
     )
     score.add_argument("--model", required=True, metavar="URI", help="e.g. models:/siamese-text@champion or models:/siamese-text/3")
@@ -431,6 +468,12 @@ def _add_score_command(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--left-column", help="the left text column (default: detected, e.g. question1 or left)")
     score.add_argument("--right-column", help="the right text column (default: detected, e.g. question2 or right)")
     score.add_argument("--chunk-rows", type=int, default=50_000, help="rows scored at a time; bounds memory (default 50000)")
+    score.add_argument(
+        "--threshold",
+        type=float,
+        help="decide is_similar at similarity >= THRESHOLD instead of the model's stored threshold "
+        "(default: stored; 0.5 for a model registered without one)",
+    )
 
 
 if __name__ == "__main__":

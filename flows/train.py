@@ -65,8 +65,9 @@ def train_flow(
             and it reaches `gate.min_quality`.
 
     Returns:
-        The MLflow run id, the registered model version and its aliases, the test metrics and
-        the gate's decision (None when plain training left an existing champion alone).
+        The MLflow run id, the registered model version and its aliases, the test metrics, the
+        decision threshold stored with the model (None for regression) and the gate's decision
+        (None when plain training left an existing champion alone).
 
     Raises:
         WeightSharingError: verification failed; the MLflow run is marked FAILED and nothing
@@ -93,18 +94,23 @@ def train_flow(
                 publish_summary(run_id, report, None, None)
                 raise WeightSharingError("weight-sharing verification failed: " + "; ".join(report.failures()))
 
-            evaluation = evaluate_model(trained.path, splits, config, directory)
-            log_evaluation(run_id, evaluation.metrics, evaluation.confusion_matrix, evaluation.plots, evaluation.baselines)
-            registered = log_and_register_model(run_id, trained.path, splits["test"], config)
+            evaluation = evaluate_model(trained.path, splits, config, directory)  # decides at the validation-calibrated threshold
+            calibration = evaluation.calibration
+            log_evaluation(
+                run_id, evaluation.metrics, evaluation.confusion_matrix, evaluation.plots, evaluation.baselines, calibration
+            )
+            threshold = None if calibration is None else calibration.threshold
+            registered = log_and_register_model(run_id, trained.path, splits["test"], config, threshold)
             gate = gate_flow(run_id, registered, splits["test"], config, against_champion, directory)
             if gate is not None and gate.decision is Decision.PROMOTE:
                 registered["aliases"] = [*registered["aliases"], CHAMPION]
-            publish_summary(run_id, report, evaluation.metrics, registered, evaluation.baselines, gate)
+            publish_summary(run_id, report, evaluation.metrics, registered, evaluation.baselines, gate, calibration)
     return {
         "run_id": run_id,
         "tracking_uri": tracking_uri(),
         "registered": registered,
         "test_metrics": evaluation.metrics,
+        "threshold": threshold,
         "gate": gate,
     }
 

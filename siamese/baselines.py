@@ -5,6 +5,8 @@ counting shared words scores as well, the model has learned nothing worth shippi
 numbers sit beside the model's so a reviewer can tell. Everything that is tuned or fitted
 (the majority class, the TF-IDF vocabulary and IDF weights, the decision threshold) comes from
 the training split only, so the test split stays as unseen for the baselines as for the model.
+Graded scores (0-5, 1-5, ...) get the same lexical methods judged by correlation
+(`graded_text_baselines`), the Siamese-linear one as a Ridge regression on the file's scale.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 
-from siamese.evaluation import evaluate_scores
+from siamese.evaluation import evaluate_regression, evaluate_scores, pearson, spearman
 
 
 def majority_class(train_labels: np.ndarray, test_labels: np.ndarray) -> dict[str, float]:
@@ -129,6 +131,64 @@ def siamese_linear_scores(
         classifier.predict_proba(_pair_features(vectorizer, train_left, train_right))[:, 1],
         classifier.predict_proba(_pair_features(vectorizer, left, right))[:, 1],
     )
+
+
+def graded_text_baselines(
+    train_left: Sequence[str],
+    train_right: Sequence[str],
+    train_scores: np.ndarray,
+    test_left: Sequence[str],
+    test_right: Sequence[str],
+    test_scores: np.ndarray,
+) -> dict[str, float]:
+    """Word and character TF-IDF cosine and a lexical Siamese-linear Ridge regression, for graded scores.
+
+    Each baseline's Pearson and Spearman correlation with the test scores (`*_pearson`,
+    `*_spearman`), the same definitions as the model's test metrics. Correlation ignores the
+    scale, so the cosines (0..1) are compared as they are; the Ridge regression predicts on the
+    file's scale, so its MAE and RMSE (`siamese_linear_mae`, `siamese_linear_rmse`) sit beside
+    the model's too. Fitted on the training split only; bare metric names.
+
+    Raises:
+        ValueError: a split's texts and scores differ in length, or the scores are empty or not finite.
+    """
+    train_scores = _graded_scores(train_scores, "train_scores", len(train_left), len(train_right))
+    test_scores = _graded_scores(test_scores, "test_scores", len(test_left), len(test_right))
+    train_texts = [*train_left, *train_right]
+    baselines: dict[str, float] = {}
+    for name, vectorizer in (("tfidf_cosine", _fitted_vectorizer(train_texts)), ("char_tfidf_cosine", _char_vectorizer(train_texts))):
+        baselines |= _correlations(name, test_scores, _cosine_scores(vectorizer, test_left, test_right))
+    predictions = siamese_linear_regression(train_left, train_right, train_scores, test_left, test_right)
+    errors = evaluate_regression(test_scores, predictions, baseline=float(train_scores.mean()))
+    return baselines | _correlations("siamese_linear", test_scores, predictions) | {
+        "siamese_linear_mae": errors["mae"],
+        "siamese_linear_rmse": errors["rmse"],
+    }
+
+
+def siamese_linear_regression(
+    train_left: Sequence[str], train_right: Sequence[str], train_scores: np.ndarray, left: Sequence[str], right: Sequence[str]
+) -> np.ndarray:
+    """The lexical Siamese model for graded scores: `[|a-b|, a*b]` of a shared character TF-IDF encoder into Ridge.
+
+    Fitted on the training pairs' scores only; returns its predictions for (`left`, `right`) on their scale.
+    """
+    vectorizer = _char_vectorizer([*train_left, *train_right])
+    regression = Ridge(alpha=1.0).fit(_pair_features(vectorizer, train_left, train_right), train_scores)
+    return regression.predict(_pair_features(vectorizer, left, right))
+
+
+def _correlations(name: str, scores: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    return {f"{name}_pearson": pearson(scores, predictions), f"{name}_spearman": spearman(scores, predictions)}
+
+
+def _graded_scores(scores: np.ndarray, name: str, num_left: int, num_right: int) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if not num_left == num_right == len(scores) or not len(scores):
+        raise ValueError(f"{name}: {num_left} left, {num_right} right texts and {len(scores)} scores (need as many, > 0)")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"{name} must be finite numbers")
+    return scores
 
 
 def _pair_features(vectorizer: TfidfVectorizer, left: Sequence[str], right: Sequence[str]) -> scipy.sparse.csr_matrix:

@@ -22,7 +22,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from siamese.evaluation import LOG_LOSS_EPSILON, evaluate_regression, evaluate_scores, roc_auc
+from siamese.evaluation import LOG_LOSS_EPSILON, evaluate_regression, evaluate_scores, pearson, roc_auc
 
 SIMILARITY_THRESHOLD = 0.5  # evaluate_scores' default: the accuracy the gate bootstraps must be the one reported
 MIN_BOOTSTRAP_SAMPLES = 100  # fewer resamples make the tails of the interval, which decide, mostly noise
@@ -295,6 +295,26 @@ def _resampled_rmse(targets: np.ndarray, predictions: np.ndarray, counts: np.nda
     return np.sqrt(_resampled_mean(_squared_error)(targets, predictions, counts))
 
 
+def _resampled_pearson(targets: np.ndarray, predictions: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Pearson's correlation of each resample from count-weighted moments (0.0 where a side is constant, as `pearson`).
+
+    Centred first, so that scores far from zero (a 1-5 scale) lose no precision in the differences
+    of moments; a spread below a billionth of the whole set's counts as constant (rounding, not data).
+    """
+    targets, predictions = targets - targets.mean(), predictions - predictions.mean()
+
+    def moment(values: np.ndarray) -> np.ndarray:
+        return counts @ values / targets.size
+
+    mean_target, mean_prediction = moment(targets), moment(predictions)
+    covariance = moment(targets * predictions) - mean_target * mean_prediction
+    target_variance = np.maximum(moment(targets**2) - mean_target**2, 0.0)
+    prediction_variance = np.maximum(moment(predictions**2) - mean_prediction**2, 0.0)
+    spread = np.sqrt(target_variance * prediction_variance)
+    constant = spread <= 1e-9 * np.sqrt(np.mean(targets**2) * np.mean(predictions**2))
+    return np.divide(covariance, spread, out=np.zeros(len(counts)), where=~constant)
+
+
 GATE_METRICS: dict[str, GateMetric] = {
     metric.name: metric
     for metric in (
@@ -305,6 +325,7 @@ GATE_METRICS: dict[str, GateMetric] = {
         # regression: numeric targets and predictions
         GateMetric("mae", False, _mae, _resampled_mean(_absolute_error)),
         GateMetric("rmse", False, _rmse, _resampled_rmse),
+        GateMetric("pearson", True, pearson, _resampled_pearson),
     )
 }
 

@@ -2,8 +2,13 @@
 
 Training is Keras' own, as in the keras.io Siamese examples: `model.fit` on the pairs' `tf.data`
 view (`Pairs.dataset`), validating after every epoch. With every speed-up off
-(`FitOptions.plain()`) `fit` is exactly that call on the canonical model. By default it runs the
-same math faster (BENCHMARKS.md, "Training throughput"); each speed-up is a `FitOptions` field:
+(`FitOptions.plain()`) `fit` is exactly that call on the canonical model, plus the callbacks that
+make training stop by itself (`stopping_callbacks`): `training.epochs` is a maximum, training ends
+after `training.patience` epochs without a better validation metric (`MONITORED`), the learning
+rate can drop on a plateau, and the model keeps the weights of its best validation epoch.
+
+By default `fit` runs the same math faster (BENCHMARKS.md, "Training throughput"); each speed-up
+is a `FitOptions` field:
 
 - `stacked_encoder`: when the shared encoder treats each example on its own (no batch
   statistics), training runs through `StackedSiamese`: one encoder call on the left and right
@@ -113,11 +118,27 @@ class FitOptions:
         )
 
 
+# The validation metric that early stopping and the learning-rate schedule watch, per task, and
+# whether higher is better: the task's headline metric, the one the registry gate compares by default.
+MONITORED = {
+    Task.SIMILARITY: ("val_auc", "max"),
+    Task.REGRESSION: ("val_mae", "min"),
+}
+
+
 @dataclass(frozen=True)
 class TrainingResult:
-    history: dict[str, list[float]]  # Keras' per-epoch history: loss, val_loss, accuracy, ...
+    history: dict[str, list[float]]  # Keras' per-epoch history: loss, val_loss, accuracy, ..., learning_rate
     seconds: float  # wall time of `fit`, tracing and validation included
     pairs_per_second: float  # training pairs processed per second of that wall time
+    # The epoch (1-based) whose weights the model ends with, the best on the monitored validation
+    # metric; None when nothing was monitored (no validation pairs).
+    best_epoch: int | None = None
+
+    @property
+    def stopped_epoch(self) -> int:
+        """Epochs run: `training.epochs`, or fewer when early stopping ended training."""
+        return len(self.history["loss"])
 
 
 def compile_for_training(model: keras.Model, training: TrainingConfig, task: Task | str = Task.SIMILARITY) -> None:
@@ -153,7 +174,7 @@ def fit(
     seed: int = 0,
     options: FitOptions = FitOptions(),
 ) -> TrainingResult:
-    """Train a compiled model on `train`, validating on `validation` after every epoch.
+    """Train a compiled model on `train`, validating on `validation` after every epoch, for at most `training.epochs`.
 
     Both go to Keras as their `tf.data` views (`Pairs.dataset`: arrays in memory, shards and
     image files streamed from disk, so data larger than memory trains too): training pairs
@@ -161,11 +182,18 @@ def fit(
     `options.validation_batch_multiple` times larger. The model is trained through
     `training_model`; callbacks therefore see that model, whose variables are `model`'s: save
     `model`, not the callbacks' `self.model`.
+
+    With validation pairs, training stops by itself and `model` ends with the weights of its best
+    epoch on the validation metric of the task it was compiled for (`stopping_callbacks`);
+    `callbacks` run after those, so their logs include the epoch's `learning_rate` when the rate
+    can drop. Without validation pairs there is nothing to judge an epoch by: every epoch runs at
+    the configured rate and the last epoch's weights are kept (`best_epoch` is None).
     """
     batch_size = training.batch_size
     steps = training.epochs * math.ceil(len(train) / batch_size)
     trainer = training_model(model, [train, validation], long_run=steps >= options.min_steps_for_long_run, options=options)
     autotune = options.tf_data_autotuning
+    stopping = stopping_callbacks(model, training) if len(validation) else []
     started = time.perf_counter()
     history = trainer.fit(
         train.dataset(batch_size, shuffle=True, seed=seed, autotune=autotune),
@@ -174,15 +202,55 @@ def fit(
             validation.dataset(batch_size * options.validation_batch_multiple, autotune=autotune) if len(validation) else None
         ),
         epochs=training.epochs,
-        callbacks=callbacks,
+        callbacks=[*stopping, *(callbacks or [])],
         verbose=verbose,
     )
     seconds = time.perf_counter() - started
+    epochs_run = len(history.epoch)
     return TrainingResult(
         history={key: [float(value) for value in values] for key, values in history.history.items()},
         seconds=seconds,
-        pairs_per_second=len(train) * training.epochs / seconds,
+        pairs_per_second=len(train) * epochs_run / seconds,
+        best_epoch=_best_epoch(stopping[0]) if stopping else None,
     )
+
+
+def monitored_metric(model: keras.Model) -> tuple[str, str]:
+    """The validation metric that `fit` judges `model`'s epochs by, and its mode (`max`: higher is better).
+
+    For a model compiled by `compile_for_training`, its task's (`MONITORED`), told by the loss it
+    was compiled with, so that it always names a metric the model reports; for any other loss,
+    the validation loss.
+    """
+    task = next((task for task in Task if model.loss == task_loss(task)), None)
+    return MONITORED[task] if task is not None else ("val_loss", "min")
+
+
+def stopping_callbacks(model: keras.Model, training: TrainingConfig) -> list[keras.callbacks.Callback]:
+    """Early stopping that keeps the best epoch's weights, then reduce-on-plateau; both watch `monitored_metric(model)`.
+
+    Keras' `EarlyStopping(restore_best_weights=True)` restores the best epoch's weights at the end
+    of training whether or not it stopped early (Keras 3), through the trained model's
+    `set_weights`: for a `StackedSiamese` those are the canonical model's own variables. With
+    `training.patience` 0 it stays to restore the best weights but never stops: a wait of
+    `training.epochs` cannot be reached, since the first epoch always counts as an improvement.
+    `ReduceLROnPlateau` (left out when `training.reduce_lr_patience` is 0) also adds the epoch's
+    rate to the logs as `learning_rate`.
+    """
+    monitor, mode = monitored_metric(model)
+    patience = training.patience or training.epochs
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.EarlyStopping(monitor, mode=mode, patience=patience, restore_best_weights=True)
+    ]
+    if training.reduce_lr_patience:
+        factor, wait = training.reduce_lr_factor, training.reduce_lr_patience
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor, mode=mode, factor=factor, patience=wait))
+    return callbacks
+
+
+def _best_epoch(stopper: keras.callbacks.EarlyStopping) -> int | None:
+    """The 1-based epoch whose weights the stopper restored; None if the monitored metric never appeared."""
+    return stopper.best_epoch + 1 if stopper.best_weights is not None else None
 
 
 def training_model(

@@ -9,18 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 from matplotlib.figure import Figure
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from siamese.config import Config, Task, TrainingConfig
 from siamese.devices import DevicePlan, distribution_scope, plan_devices
-from siamese.evaluation import report_test_split
+from siamese.data.pairs import Pairs
+from siamese.evaluation import DEFAULT_THRESHOLD, Calibration, calibrate_threshold, report_test_split
 from siamese.families import family_of
 from siamese.sharing import SharingReport, verify_weight_sharing
 from siamese.training import compile_for_training, fit, predict
 from tasks.model_files import load_model_file, save_model_file
-from tasks.tracking import epoch_metrics_logger
+from tasks.tracking import epoch_metrics_logger, log_stopping
 
 SHARING_PROBE_PAIRS = 16  # pairs of the test split used for the behavioural sharing checks
 
@@ -38,6 +40,7 @@ class EvaluationResult:
     confusion_matrix: list[list[int]] | None  # similarity only
     plots: list[Path]
     baselines: dict[str, float]  # the family's baselines on the same test split (text pairs: majority, TF-IDF)
+    calibration: Calibration | None  # the decision threshold chosen on the validation split; None: regression, or uncalibrated
 
 
 @task(name="choose-devices", cache_policy=NO_CACHE)
@@ -67,14 +70,25 @@ def build_model(config: Config, plan: DevicePlan, train_path: Path, work_dir: Pa
 def train_model(
     model_path: Path, splits: dict[str, Path], config: Config, plan: DevicePlan, run_id: str, work_dir: Path
 ) -> TrainedModel:
-    """Fit under the device plan's strategy, logging every epoch to the MLflow run; save the result as `trained.keras`."""
+    """Fit under the device plan's strategy, logging every epoch and where training stopped to the MLflow run.
+
+    The model, with the weights of its best validation epoch, is saved as `trained.keras`.
+    """
     family = family_of(config.kind)
     train, validation = (family.load_split(config, splits[name]) for name in ("train", "validation"))
     with distribution_scope(plan):
         model = load_model_file(model_path, to_change=True)
         compile_for_training(model, config.training, config.task)
         result = fit(model, train, validation, config.training, callbacks=[epoch_metrics_logger(run_id)], seed=config.seed)
-    get_run_logger().info("trained in %.1f s (%.0f pairs/s)", result.seconds, result.pairs_per_second)
+    log_stopping(run_id, result.stopped_epoch, result.best_epoch)
+    get_run_logger().info(
+        "trained %d of at most %d epochs in %.1f s (%.0f pairs/s); kept epoch %s",
+        result.stopped_epoch,
+        config.training.epochs,
+        result.seconds,
+        result.pairs_per_second,
+        result.best_epoch or "the last (no validation pairs)",
+    )
     return TrainedModel(save_model_file(model, work_dir / "trained.keras"), result.seconds, result.pairs_per_second)
 
 
@@ -91,20 +105,54 @@ def verify_sharing(model_path: Path, probe_path: Path, config: Config) -> Sharin
 
 @task(name="evaluate-model", cache_policy=NO_CACHE)
 def evaluate_model(model_path: Path, splits: dict[str, Path], config: Config, work_dir: Path) -> EvaluationResult:
-    """Score the held-out test split beside the family's baselines; write the task's plots as PNGs."""
+    """Score the held-out test split beside the family's baselines; write the task's plots as PNGs.
+
+    Similarity models decide at the threshold calibrated on the validation split (max F1), so
+    the test split judges the decision the registered model will make; every family takes
+    this one path.
+    """
     family = family_of(config.kind)
-    train, test = (family.load_split(config, splits[name]) for name in ("train", "test"))
-    predictions = predict(load_model_file(model_path), test)
-    training_mean = float(train.labels.mean()) if config.task is Task.REGRESSION else None  # the trivial predictor
-    report = report_test_split(config.task, test.labels, predictions, training_mean, family.example_pairs(test))
+    train, validation, test = (family.load_split(config, splits[name]) for name in ("train", "validation", "test"))
+    model = load_model_file(model_path)
+    predictions = predict(model, test)
+    regression = config.task is Task.REGRESSION
+    training_mean = float(train.labels.mean()) if regression else None  # the trivial predictor
+    calibration = None if regression else _calibrate(model, validation)
+    threshold = DEFAULT_THRESHOLD if calibration is None else calibration.threshold
+    report = report_test_split(config.task, test.labels, predictions, training_mean, family.example_pairs(test), threshold)
     plots = [_save_figure(figure, work_dir / f"{name}.png") for name, figure in report.figures.items()]
     logger = get_run_logger()
-    logger.info("test metrics: %s", _rounded(report.metrics))
+    logger.info("test metrics%s: %s", "" if regression else f" at threshold {threshold:.4g}", _rounded(report.metrics))
     baselines = family.baselines(config, train, test)
     if baselines:
         logger.info("baselines on the test split: %s", _rounded(baselines))
     confusion = None if report.confusion_matrix is None else report.confusion_matrix.tolist()
-    return EvaluationResult(report.metrics, confusion, plots, baselines)
+    return EvaluationResult(report.metrics, confusion, plots, baselines, calibration)
+
+
+def _calibrate(model: keras.Model, validation: Pairs) -> Calibration | None:
+    """The threshold of maximum F1 on the validation split, or None (decide at 0.5) when it lacks a class.
+
+    A split without validation pairs (`data.validation_fraction = 0`) has nothing to calibrate on.
+    """
+    logger = get_run_logger()
+    if len(np.unique(validation.labels)) < 2:
+        logger.warning(
+            "the validation split (%d pairs) lacks a class to calibrate on: deciding at the default threshold %g",
+            len(validation),
+            DEFAULT_THRESHOLD,
+        )
+        return None
+    calibration = calibrate_threshold(validation.labels, predict(model, validation))
+    logger.info(
+        "threshold %.4g (max F1 %.4f on %d validation pairs); equal-error rate %.4f at %.4g",
+        calibration.threshold,
+        calibration.f1,
+        len(validation),
+        calibration.equal_error_rate,
+        calibration.equal_error_threshold,
+    )
+    return calibration
 
 
 def _rounded(metrics: dict[str, float]) -> dict[str, float]:

@@ -3,14 +3,18 @@
 A family's `model_format` decides how its model is logged: the Keras flavour (tensors in) or a
 pyfunc over the `.keras` file (raw text in). Either way the logged model holds built-in Keras
 layers only, so a registered version loads in a fresh process with nothing of this project
-imported.
+imported. A similarity model carries its decision threshold in its MLflow metadata
+(`mlflow.models.get_model_info(uri).metadata["threshold"]`), so deciding needs no run. A model of
+graded scores carries the scale it predicts on (`score_min`, `score_max`) there instead.
 """
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Callable
 
 import keras
 import mlflow
@@ -25,6 +29,7 @@ from prefect.cache_policies import NO_CACHE
 from siamese.config import Config, ModelKind, Task
 from siamese.data.pairs import Pairs
 from siamese.families import ModelFormat, family_of
+from siamese.models.layers import score_scale
 from tasks.model_files import load_model_file
 from tasks.store import mlflow_client
 
@@ -32,16 +37,34 @@ EXAMPLE_PAIRS = 2  # pairs saved with the model as its input example
 CHAMPION, CHALLENGER = "champion", "challenger"  # registry aliases
 TEXT_PAIR_SCORER = Path(__file__).with_name("text_pair_scorer.py")  # the pyfunc of raw-text models, logged as code
 SCORING_CHUNK_BYTES = 64 << 20  # float32 inputs scored at a time through a pyfunc
+THRESHOLD_KEY = "threshold"  # in a similarity model's metadata and version tags: similar when similarity >= it
+THRESHOLD_RULE = "similar when similarity >= threshold; the threshold of maximum F1 on the validation split"
+SCALE_KEYS = ("score_min", "score_max")  # a graded-score model's scale: metadata, version tags, `data.` run params
 
 
 class ScoringModelError(ValueError):
     """A model that cannot score raw text pairs; the message says which model to use instead."""
 
 
+@dataclass(frozen=True)
+class TextPairModel:
+    """A loaded raw-text model: its scorer, and the decision threshold it was registered with."""
+
+    predict: Callable[[pd.DataFrame], pd.DataFrame]  # DataFrame(left, right) -> DataFrame(similarity, ...)
+    threshold: float | None  # None: a version registered before thresholds were stored
+
+
 @task(name="log-and-register-model", cache_policy=NO_CACHE)
-def log_and_register_model(run_id: str, model_path: Path, example_path: Path, config: Config) -> dict[str, object]:
+def log_and_register_model(
+    run_id: str, model_path: Path, example_path: Path, config: Config, threshold: float | None = None
+) -> dict[str, object]:
     """Log the model with signature and input example under the run; register it as a new version, alias `challenger`.
 
+    A similarity model's `threshold` (calibrated on the validation split) goes into the model's
+    metadata, where `siamese score` reads it, and a `threshold` tag on the version, where the
+    registry UI shows it; a raw-text model's pyfunc then adds an `is_similar` column itself.
+    A model of graded scores (`on_score_scale`) records the scale it predicts on the same way
+    (`score_min`, `score_max`), and as the run's `data.score_min` and `data.score_max` params.
     Only the gate moves `champion`.
     """
     family = family_of(config.kind)
@@ -49,47 +72,79 @@ def log_and_register_model(run_id: str, model_path: Path, example_path: Path, co
     example = family.load_split(config, example_path).head(EXAMPLE_PAIRS)
     client = mlflow_client()
     client.log_text(run_id, _summary(model), "model_summary.txt")
+    scale = _scale_metadata(model)
+    for key, value in scale.items():
+        client.log_param(run_id, f"data.{key}", value)
+    metadata = (_threshold_metadata(threshold) or {}) | scale or None
     experiment_id = client.get_run(run_id).info.experiment_id  # else MLflow files it under "Default"
     logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id, experiment_id=experiment_id)
     with tempfile.TemporaryDirectory(prefix="mlflow-model-") as directory:
         # Saved into an existing directory, then uploaded: mlflow.keras.log_model (3.17) writes the
         # input example before it creates its directory and fails (FileNotFoundError).
         if family.model_format is ModelFormat.RAW_TEXT:
-            _save_raw_text_model(model_path, directory, example)
+            _save_raw_text_model(model_path, directory, example, threshold, metadata)
         else:
-            _save_keras_model(model, directory, example.inputs(), config.task)
+            _save_keras_model(model, directory, example.inputs(), config.task, metadata)
         client.log_model_artifacts(logged.model_id, directory)
     mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
     model_uri = f"models:/{logged.model_id}"
-    registered = mlflow.register_model(model_uri, family.registered_name, tags={"run_id": run_id})
+    tags = {"run_id": run_id} | {key: str(value) for key, value in (metadata or {}).items() if key != "threshold_rule"}
+    registered = mlflow.register_model(model_uri, family.registered_name, tags=tags)
     client.set_registered_model_alias(registered.name, CHALLENGER, str(registered.version))
     return {"model_uri": model_uri, "name": registered.name, "version": str(registered.version), "aliases": [CHALLENGER]}
 
 
-def _save_keras_model(model: keras.Model, directory: str, example: dict[str, np.ndarray], task: Task) -> None:
+def _save_keras_model(
+    model: keras.Model, directory: str, example: dict[str, np.ndarray], task: Task, metadata: dict[str, object] | None
+) -> None:
     mlflow.keras.save_model(
         model,
         directory,
         signature=_tensor_signature(model, task),
         input_example={side: array.astype(np.float32) for side, array in example.items()},
         pip_requirements=_requirements(),
+        metadata=metadata,
     )
 
 
-def _save_raw_text_model(model_path: Path, directory: str, example) -> None:
-    """A pyfunc over the `.keras` file, logged as code (`text_pair_scorer.py`, which imports nothing of the project)."""
+def _save_raw_text_model(
+    model_path: Path, directory: str, example, threshold: float | None, metadata: dict[str, object] | None
+) -> None:
+    """A pyfunc over the `.keras` file, logged as code (`text_pair_scorer.py`, which imports nothing of the project).
+
+    The threshold also goes into the pyfunc's model config, from which it adds `is_similar`;
+    `mlflow.pyfunc.load_model(uri, model_config={"threshold": t})` decides at another one. A model
+    of graded scores has no threshold: its `similarity` column is the score on the file's scale.
+    """
+    outputs = [ColSpec("double", "similarity")] + ([] if threshold is None else [ColSpec("boolean", "is_similar")])
     mlflow.pyfunc.save_model(
         directory,
         python_model=str(TEXT_PAIR_SCORER),
         artifacts={"keras_model": str(model_path)},
-        signature=ModelSignature(
-            inputs=Schema([ColSpec("string", "left"), ColSpec("string", "right")]),
-            outputs=Schema([ColSpec("double", "similarity")]),
-        ),
+        signature=ModelSignature(inputs=Schema([ColSpec("string", "left"), ColSpec("string", "right")]), outputs=Schema(outputs)),
         input_example=pd.DataFrame({"left": example.left, "right": example.right}),
         pip_requirements=_requirements() + [f"pandas=={version('pandas')}"],
+        metadata=metadata,
+        model_config=None if threshold is None else {THRESHOLD_KEY: threshold},
     )
+
+
+def _threshold_metadata(threshold: float | None) -> dict[str, object] | None:
+    """The model's MLflow metadata: its decision threshold and the rule behind it (None without one)."""
+    return None if threshold is None else {THRESHOLD_KEY: threshold, "threshold_rule": THRESHOLD_RULE}
+
+
+def _scale_metadata(model: keras.Model) -> dict[str, float]:
+    """The scale a graded-score model predicts on (`SCALE_KEYS`), empty for a 0..1 model."""
+    scale = score_scale(model)
+    return {} if scale is None else dict(zip(SCALE_KEYS, scale))
+
+
+def _stored_threshold(metadata: dict[str, object] | None) -> float | None:
+    """The decision threshold in a model's MLflow metadata; None for versions registered before thresholds were stored."""
+    value = (metadata or {}).get(THRESHOLD_KEY)
+    return None if value is None else float(value)
 
 
 def _requirements() -> list[str]:
@@ -144,8 +199,11 @@ def version_scores(model_uri: str, pairs: Pairs, model_format: ModelFormat) -> n
 
 
 @task(name="load-text-pair-model", cache_policy=NO_CACHE)  # MLflow's HTTP client retries network errors itself
-def load_text_pair_scorer(model_uri: str):
-    """Load a registered raw-text model; its `predict` takes a DataFrame of `left`, `right` strings.
+def load_text_pair_scorer(model_uri: str) -> TextPairModel:
+    """Load a registered raw-text model (its `predict` takes a DataFrame of `left`, `right` strings) and its threshold.
+
+    The threshold is read from the loaded model itself, so a moving alias cannot pair one
+    version's scores with another's threshold.
 
     Raises:
         ScoringModelError: the model's signature takes something else (sequence tensors or
@@ -161,4 +219,4 @@ def load_text_pair_scorer(model_uri: str):
             f"{model_uri} does not take raw text pairs (it takes {described}): score with a model "
             f"trained on a text pair file (`siamese train --data pairs.csv`), e.g. models:/{family_of(ModelKind.TEXT).registered_name}@{CHAMPION}"
         )
-    return model.predict
+    return TextPairModel(model.predict, _stored_threshold(model.metadata.metadata))

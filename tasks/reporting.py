@@ -6,6 +6,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from siamese.evaluation import Calibration
 from siamese.gate import GateResult
 from siamese.sharing import SharingReport
 from tasks.scoring import ScoringSummary
@@ -19,8 +20,9 @@ def publish_summary(
     registered: dict[str, object] | None,
     baselines: dict[str, float] | None = None,
     gate: GateResult | None = None,
+    calibration: Calibration | None = None,
 ) -> str:
-    """Publish a markdown artifact: the sharing verdict, test metrics beside any baselines, the gate's decision."""
+    """Publish a markdown artifact: the sharing verdict, the decision threshold, test metrics beside any baselines, the gate's decision."""
     verdict = "passed" if report.passed else "**FAILED**: " + "; ".join(report.failures())
     lines = [
         "# Siamese training run",
@@ -36,6 +38,12 @@ def publish_summary(
         )
     if gate is not None:
         lines.append(f"- Gate: **{gate.decision}**: {gate.reason}")
+    if calibration is not None:
+        lines.append(
+            f"- Decision threshold: similar when similarity >= {calibration.threshold:.4g} (maximum F1 {calibration.f1:.4f} "
+            f"on the validation split; equal-error rate {calibration.equal_error_rate:.4f} at {calibration.equal_error_threshold:.4g}); "
+            "the test metrics are at this threshold"
+        )
     if metrics:
         lines += ["", "| test metric | value |", "| --- | --- |"]
         lines += [f"| {key} | {value:.4f} |" for key, value in metrics.items()]
@@ -51,6 +59,7 @@ def publish_scoring_summary(model_uri: str, summary: ScoringSummary) -> str:
         f"- Model: `{model_uri}`",
         f"- Input: `{summary.input_path}` ({summary.rows:,} rows)",
         f"- Output: `{summary.output_path}` ({summary.scored:,} rows scored in {summary.seconds:.1f} s)",
+        f"- Decision: `is_similar` = similarity >= {summary.threshold.value:.4g} ({summary.threshold.source})",
     ]
     if summary.unscorable_count:
         lines.append(f"- **{summary.unscorable_count:,} rows could not be scored** (first: {summary.unscorable_rows}):")

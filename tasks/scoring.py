@@ -1,7 +1,8 @@
-"""Batch scoring tasks: find the text columns, score a file chunk by chunk, write the output atomically."""
+"""Batch scoring tasks: find the text columns, choose the decision threshold, score a file chunk by chunk, write the output atomically."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,12 +17,21 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from siamese.data.tables import AtomicTableWriter, describe_rows, iter_table_chunks, read_columns
 from siamese.data.text_pairs import PairColumns, detect_columns, unscorable_rows
+from siamese.evaluation import DEFAULT_THRESHOLD
 
 CHUNK_ROWS = 50_000  # rows read, scored and written at a time: bounds memory for files of any length
-SCORE_COLUMN, ERROR_COLUMN = "similarity", "error"  # added to every input row in the output
+SCORE_COLUMN, DECISION_COLUMN, ERROR_COLUMN = "similarity", "is_similar", "error"  # added to every input row in the output
 SHOWN_ROWS = 5  # unscorable rows named in the summary
 
 Scorer = Callable[[pd.DataFrame], pd.DataFrame]  # DataFrame(left, right) -> DataFrame(similarity)
+
+
+@dataclass(frozen=True)
+class DecisionThreshold:
+    """The threshold `is_similar` is decided at (similarity >= it), and where it came from."""
+
+    value: float
+    source: str  # for the log and the summary, e.g. "stored with the model"
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ class ScoringSummary:
     output_path: str
     rows: int
     scored: int
+    threshold: DecisionThreshold
     unscorable: dict[str, int] = field(default_factory=dict)  # reason -> rows
     unscorable_rows: str = ""  # where the first ones are, e.g. "lines 4, 9"
     seconds: float = 0.0
@@ -49,14 +60,42 @@ def find_text_columns(input_path: Path, left_column: str | None, right_column: s
     return columns
 
 
+@task(name="choose-threshold", cache_policy=NO_CACHE)
+def choose_threshold(stored: float | None, given: float | None) -> DecisionThreshold:
+    """The threshold `is_similar` is decided at: `given` if any, else the model's stored one, else 0.5 (said in the log).
+
+    Raises:
+        ValueError: `given` is not a number from 0 to 1 (similarities lie in 0..1).
+    """
+    if given is not None and not (math.isfinite(given) and 0 <= given <= 1):
+        raise ValueError(f"threshold must be a number from 0 to 1 (similarity >= threshold is similar), got {given!r}")
+    logger = get_run_logger()
+    if given is not None:
+        chosen = DecisionThreshold(float(given), "given" + ("" if stored is None else f", instead of the stored {stored:.4g}"))
+    elif stored is not None:
+        chosen = DecisionThreshold(stored, "stored with the model: maximum F1 on its validation split")
+    else:
+        chosen = DecisionThreshold(DEFAULT_THRESHOLD, "default: the model was registered without a threshold")
+        logger.warning("the model stores no decision threshold (registered before thresholds were): deciding at %g", chosen.value)
+        return chosen
+    logger.info("is_similar = similarity >= %.4g (%s)", chosen.value, chosen.source)
+    return chosen
+
+
 @task(name="score-file", cache_policy=NO_CACHE)
 def score_file(
-    scorer: Scorer, input_path: Path, output_path: Path, columns: PairColumns, chunk_rows: int = CHUNK_ROWS
+    scorer: Scorer,
+    input_path: Path,
+    output_path: Path,
+    columns: PairColumns,
+    threshold: DecisionThreshold,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> ScoringSummary:
-    """Score every row of `input_path` into `output_path`: its columns plus `similarity` and `error`.
+    """Score every row of `input_path` into `output_path`: its columns plus `similarity`, `is_similar` and `error`.
 
-    Rows with missing or blank text are kept with an empty score and the reason in `error`, and
-    counted. The output appears only when every chunk is written: a crash leaves no partial file.
+    Rows with missing or blank text are kept with an empty score and decision and the reason in
+    `error`, and counted. The output appears only when every chunk is written: a crash leaves
+    no partial file.
     """
     logger = get_run_logger()
     started = time.perf_counter()
@@ -68,7 +107,7 @@ def score_file(
         for chunk in iter_table_chunks(input_path, chunk_rows):
             problems = unscorable_rows(chunk.frame[columns.left], chunk.frame[columns.right])
             scores = _score_chunk(scorer, chunk.frame, columns, problems.isna().to_numpy())
-            writer.write(_output_frame(chunk.frame, scores, problems))
+            writer.write(_output_frame(chunk.frame, scores, problems, threshold.value))
             bad = np.flatnonzero(problems.notna().to_numpy())
             reasons.update(problems.iloc[bad])
             first_unscorable += [chunk.first_row + int(index) for index in bad][: SHOWN_ROWS - len(first_unscorable)]
@@ -81,6 +120,7 @@ def score_file(
         output_path=str(output_path),
         rows=rows,
         scored=scored,
+        threshold=threshold,
         unscorable=dict(reasons),
         unscorable_rows=describe_rows(input_path, first_unscorable) if first_unscorable else "",
         seconds=time.perf_counter() - started,
@@ -101,16 +141,24 @@ def _score_chunk(scorer: Scorer, frame: pd.DataFrame, columns: PairColumns, scor
     return scores
 
 
-def _output_frame(frame: pd.DataFrame, scores: np.ndarray, problems: pd.Series) -> pd.DataFrame:
-    """The input rows with their score and error; input columns of those names become `input_<name>`."""
-    renamed = frame.rename(columns={name: f"input_{name}" for name in (SCORE_COLUMN, ERROR_COLUMN) if name in frame})
-    return renamed.assign(**{SCORE_COLUMN: scores, ERROR_COLUMN: problems.astype("string").to_numpy()})
+def _output_frame(frame: pd.DataFrame, scores: np.ndarray, problems: pd.Series, threshold: float) -> pd.DataFrame:
+    """The input rows with their score, decision and error; input columns of those names become `input_<name>`.
+
+    The decision is a nullable boolean, empty where there is no score. Decision and error keep
+    their types even in a chunk where every value is missing, so a Parquet output's schema,
+    taken from the first chunk, fits the later ones.
+    """
+    added = (SCORE_COLUMN, DECISION_COLUMN, ERROR_COLUMN)
+    renamed = frame.rename(columns={name: f"input_{name}" for name in added if name in frame})
+    decisions = pd.arrays.BooleanArray(scores >= threshold, mask=np.isnan(scores))
+    errors = pd.array(problems, dtype="string")  # an array, not a Series: no alignment on the chunk's index
+    return renamed.assign(**{SCORE_COLUMN: scores, DECISION_COLUMN: decisions, ERROR_COLUMN: errors})
 
 
 def _empty_output(input_path: Path) -> pd.DataFrame:
     """The output's columns for an input with a header and no rows."""
     header = pd.DataFrame(columns=read_columns(input_path), dtype="string")
-    return _output_frame(header, np.array([]), pd.Series([], dtype="string"))
+    return _output_frame(header, np.array([]), pd.Series([], dtype="string"), DEFAULT_THRESHOLD)
 
 
 def _progress_bar(input_path: Path) -> Progress:

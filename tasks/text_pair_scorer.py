@@ -1,4 +1,7 @@
-"""The MLflow model of a text pair run: raw `left` and `right` strings in, one similarity per row out.
+"""The MLflow model of a text pair run: raw `left` and `right` strings in, a similarity (and decision) per row out.
+
+A similarity model's `similarity` lies in 0..1; a model of graded scores (0-5, 1-5, ...) returns
+the score on its file's scale there (the Keras model itself ends on that scale), with no decision.
 
 Logged as code (MLflow's "models from code"): MLflow copies this file into the model and runs it
 on loading. It imports nothing of this project, and the Keras model it wraps holds built-in
@@ -19,13 +22,21 @@ SHOWN_PROBLEMS = 5
 
 
 class TextPairScorer(PythonModel):
-    """Scores a DataFrame with string columns `left` and `right` with the run's Keras model."""
+    """Scores a DataFrame with string columns `left` and `right` with the run's Keras model.
+
+    The model config's `threshold` (the one calibrated in training, unless the loader passes
+    another) decides `is_similar`; without one, only similarities come out.
+    """
 
     def load_context(self, context) -> None:
         self._model = keras.saving.load_model(context.artifacts["keras_model"])
+        threshold = (context.model_config or {}).get("threshold")
+        self._threshold = None if threshold is None else float(threshold)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        """A `similarity` column in 0..1, one row per input row, in order.
+        """A `similarity` column (0..1, or a graded score on its file's scale) and, given a threshold, `is_similar`.
+
+        One row per input row, in order; `is_similar` is similarity >= the threshold.
 
         Raises:
             ValueError: some rows have missing or blank text; names the first few by position.
@@ -39,13 +50,19 @@ class TextPairScorer(PythonModel):
             )
             raise ValueError(f"{len(positions)} of {len(model_input)} rows cannot be scored ({shown})")
         if model_input.empty:
-            return pd.DataFrame({"similarity": pd.Series([], dtype="float64")})
+            return self._output(np.zeros(0), model_input.index)
         scores = self._model.predict(
             {side: model_input[side].to_numpy(dtype=object) for side in ("left", "right")},
             batch_size=PREDICT_BATCH_SIZE,
             verbose=0,
         )
-        return pd.DataFrame({"similarity": scores[:, 0].astype("float64")}, index=model_input.index)
+        return self._output(scores[:, 0].astype("float64"), model_input.index)
+
+    def _output(self, scores: np.ndarray, index: pd.Index) -> pd.DataFrame:
+        output = pd.DataFrame({"similarity": scores}, index=index)
+        if self._threshold is not None:
+            output["is_similar"] = scores >= self._threshold
+        return output
 
 
 def _blank(values: pd.Series) -> np.ndarray:

@@ -7,6 +7,7 @@ Models and the registry are `tasks.registry`'s job.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -24,6 +25,7 @@ from prefect.runtime import flow_run
 
 from siamese.config import Config
 from siamese.devices import DevicePlan
+from siamese.evaluation import Calibration
 from siamese.families import SourceFile, family_of
 from siamese.sharing import SharingReport
 from tasks.store import is_server, mlflow_client, sqlite_database, tracking_uri
@@ -98,7 +100,7 @@ def _run_description(config: Config) -> str:
     training = config.training
     return (
         f"A {config.kind} Siamese model ({config.model.head} head, {config.task}) trained on "
-        f"{family_of(config.kind).data_name(config)} for {training.epochs} epochs (batch {training.batch_size}, learning "
+        f"{family_of(config.kind).data_name(config)} for up to {training.epochs} epochs (batch {training.batch_size}, learning "
         f"rate {training.learning_rate:g}), seed {config.seed}. Prefect flow run: {flow_run.name} ({flow_run.id})."
     )
 
@@ -166,12 +168,18 @@ def log_evaluation(
     confusion_matrix: list[list[int]] | None,
     plots: list[Path],
     baselines: dict[str, float],
+    calibration: Calibration | None = None,
 ) -> None:
-    """Test metrics as `test/...`, baselines on the same split as `baseline/...`, the
-    confusion matrix (if any) as JSON, the plots as PNG artifacts."""
+    """Test metrics as `test/...`, baselines on the same split as `baseline/...`, the decision
+    threshold chosen on the validation split as `calibration/...` (`threshold`, `f1`,
+    `equal_error_rate`, `equal_error_threshold`), the confusion matrix (if any) as JSON, the
+    plots as PNG artifacts."""
     client = mlflow_client()
     logged = {f"test/{key}": value for key, value in metrics.items()}
-    _log(run_id, metrics=logged | {f"baseline/{key}": value for key, value in baselines.items()})
+    logged |= {f"baseline/{key}": value for key, value in baselines.items()}
+    if calibration is not None:
+        logged |= {f"calibration/{key}": value for key, value in dataclasses.asdict(calibration).items()}
+    _log(run_id, metrics=logged)
     if confusion_matrix is not None:
         labels = ["different (0)", "same (1)"]
         matrix = {"rows_true": labels, "columns_predicted": labels, "counts": confusion_matrix}
@@ -193,8 +201,20 @@ def end_run(run_id: str, failure: str | None) -> None:
 
 
 def epoch_metrics_logger(run_id: str) -> keras.callbacks.Callback:
-    """A Keras callback logging each epoch's `train/...` and `val/...` metrics to `run_id`."""
+    """A Keras callback logging each epoch's `train/...` and `val/...` metrics to `run_id`.
+
+    Keras' `learning_rate` (in the logs when the rate can drop on a plateau) becomes `train/learning_rate`.
+    """
     return _EpochMetricsLogger(run_id)
+
+
+def log_stopping(run_id: str, stopped_epoch: int, best_epoch: int | None) -> None:
+    """Where training stopped (`train/stopped_epoch`, epochs run) and which epoch's weights it kept (`train/best_epoch`).
+
+    Both 1-based. `train/best_epoch` is absent when no validation metric chose one.
+    """
+    metrics = {"train/stopped_epoch": stopped_epoch} | ({} if best_epoch is None else {"train/best_epoch": best_epoch})
+    _log(run_id, metrics=metrics)
 
 
 class _EpochMetricsLogger(keras.callbacks.Callback):

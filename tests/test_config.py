@@ -119,6 +119,9 @@ def test_to_dict_round_trips_through_config_from_a_file(tmp_path):
         ({"training.batch_size": 0}, "training.batch_size must be an integer >= 1, got 0"),
         ({"model.units": 0}, "model.units must be an integer >= 1, got 0"),
         ({"training.learning_rate": 0}, "training.learning_rate must be a number > 0.0, got 0"),
+        ({"training.patience": -1}, "training.patience must be an integer >= 0, got -1"),
+        ({"training.reduce_lr_patience": 1.5}, "training.reduce_lr_patience must be an integer >= 0, got 1.5"),
+        ({"training.reduce_lr_factor": 1}, "training.reduce_lr_factor must be a number > 0.0 and < 1.0, got 1"),
         ({"data.test_fraction": 1.5}, "data.test_fraction must be a number > 0.0 and < 1.0, got 1.5"),
         ({"data.mode": "noise"}, "data.mode must be one of paraphrase, random; got 'noise'"),
         ({"model.head": "cosine"}, "model.head must be one of concat, symmetric; got 'cosine'"),
@@ -265,6 +268,8 @@ def test_a_data_path_selects_text_pairs_from_a_file_and_keeps_the_text_model():
     assert config.data.path == "pairs.csv" and config.data.left_column == ""
     assert config.data.threshold == 4.0 and type(config.data.threshold) is float  # an integer score becomes a float
     assert config.data.drop_invalid_rows is False
+    assert (config.data.format, config.data.quoting, config.data.split_column) == ("auto", "auto", "")
+    assert load_config(overrides={"data.path": "p.tsv", "data.quoting": ""}).data.quoting == "auto"  # blank: detect
     assert config.model.vocabulary_size == 50
     assert isinstance(load_config(overrides={"data.num_pairs": 50}).data, SequenceDataConfig)
 
@@ -298,6 +303,9 @@ def test_text_model_defaults_give_the_reference_lstm_input_width():
         ({"data.path": "q.csv", "data.threshold": "inf"}, "data.threshold must be a number (the score at which a pair counts as similar), got inf"),
         ({"data.path": "q.csv", "data.drop_invalid_rows": 1}, "data.drop_invalid_rows must be true or false, got 1"),
         ({"data.path": "q.csv", "data.drop_invalid_rows": "yes"}, "data.drop_invalid_rows must be true or false, got 'yes'"),
+        ({"data.path": "q.txt", "data.quoting": "single"}, "data.quoting must be one of auto, csv, none; got 'single'"),
+        ({"data.path": "q.txt", "data.format": "xlsx"}, "data.format must be one of auto, csv, tsv, parquet; got 'xlsx'"),
+        ({"data.path": "q.csv", "data.split_column": 1}, "data.split_column must be a string, got 1"),
         ({"data.path": "q.csv", "data.test_fraction": 0}, "data.test_fraction must be a number > 0.0 and < 1.0, got 0"),
         ({"data.path": "q.csv", "data.validation_fraction": -0.1}, "data.validation_fraction must be a number >= 0.0 and < 1.0, got -0.1"),
         ({"data.path": "q.csv", "data.validation_fraction": 0.7, "data.test_fraction": 0.25}, "must leave at least 10% for training"),
@@ -319,7 +327,7 @@ def test_unknown_keys_name_which_kind_of_text_data_they_were_read_for():
         load_config(overrides={"data.path": "q.csv", "data.num_pairs": 100})
     message = str(error.value)
     assert "unknown key 'data.num_pairs'" in message and "text pairs from a file" in message
-    assert "allowed: path, left_column, right_column, label_column, threshold, drop_invalid_rows" in message
+    assert "allowed: path, left_column, right_column, label_column, threshold, task, drop_invalid_rows" in message
 
     with pytest.raises(ConfigError) as error:
         load_config(overrides={"data.threshold": 0.5})  # no path: generated sequences, which have no threshold
@@ -374,7 +382,7 @@ def test_gate_defaults_follow_the_task():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"gate.metric": "f1"}, "gate.metric must be one of accuracy, log_loss, mae, rmse, roc_auc"),
+        ({"gate.metric": "f1"}, "gate.metric must be one of accuracy, log_loss, mae, pearson, rmse, roc_auc"),
         ({"gate.metric": "mae"}, "gate.metric 'mae' does not fit a similarity model; use one of roc_auc, accuracy, log_loss"),
         ({"gate.min_improvement": -0.1}, "gate.min_improvement must be a number >= 0.0"),
         ({"gate.bootstrap_samples": 10}, "gate.bootstrap_samples must be an integer >= 100"),

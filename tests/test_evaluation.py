@@ -12,12 +12,16 @@ from sklearn import metrics as sklearn_metrics
 from siamese.config import Task
 from siamese.data.sequences import PairSet
 from siamese.evaluation import (
+    calibrate_threshold,
+    equal_error_rate,
     evaluate_regression,
     evaluate_scores,
     plot_example_pairs,
+    plot_precision_recall_curve,
     plot_predictions,
     plot_roc_curve,
     plot_score_histogram,
+    precision_recall_curve,
     report_test_split,
     roc_auc,
     roc_curve,
@@ -115,10 +119,84 @@ def test_roc_curve_runs_from_origin_to_one_one_without_going_back():
     np.testing.assert_allclose(tpr, [0, 0.25, 0.5, 0.5, 0.75, 0.75, 1, 1, 1])
 
 
-@pytest.mark.parametrize("function", [evaluate_scores, roc_auc, roc_curve, plot_roc_curve, plot_score_histogram])
+def test_precision_recall_curve_by_hand():
+    # Highest first: 0.9 (1), 0.8 (1), 0.7 (0), 0.6 (1), 0.5 (0), 0.4 (1), 0.2 (0), 0.1 (0).
+    recall, precision = precision_recall_curve(LABELS, SCORES)
+    np.testing.assert_allclose(recall, [0, 0.25, 0.5, 0.5, 0.75, 0.75, 1, 1, 1])
+    np.testing.assert_allclose(precision, [1, 1, 1, 2 / 3, 3 / 4, 3 / 5, 4 / 6, 4 / 7, 4 / 8])
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_precision_recall_curve_matches_sklearn_where_both_define_it(decimals):
+    labels, scores = random_labels_and_scores(5, decimals=decimals)
+    recall, precision = precision_recall_curve(labels, scores)
+    expected_precision, expected_recall, _ = sklearn_metrics.precision_recall_curve(labels, scores)
+    # scikit-learn lists thresholds lowest first and stops at the first one reaching full recall.
+    shared = len(expected_recall)
+    np.testing.assert_allclose(recall[:shared], expected_recall[::-1])
+    np.testing.assert_allclose(precision[:shared], expected_precision[::-1])
+
+
+def test_calibration_by_hand_max_f1_and_equal_error_rate():
+    # At each distinct score s (similar when score >= s): F1 = 2TP / (TP + FP + 4).
+    # s = 0.4 gives TP 4, FP 2: F1 8/10, the best; the threshold sits midway to the next score, 0.2.
+    # s = 0.6 gives TP 3, FP 1: false-positive rate 1/4 = false-negative rate 1/4, the equal-error point.
+    calibration = calibrate_threshold(LABELS, SCORES)
+    assert calibration.threshold == pytest.approx(0.3)
+    assert calibration.f1 == pytest.approx(0.8)
+    assert calibration.f1 == pytest.approx(evaluate_scores(LABELS, SCORES, calibration.threshold).metrics["f1"])
+    assert calibration.equal_error_threshold == pytest.approx(0.55)
+    assert calibration.equal_error_rate == pytest.approx(0.25)
+    assert equal_error_rate(LABELS, SCORES) == calibration.equal_error_rate
+
+
+def test_separable_scores_get_a_threshold_between_the_classes():
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    scores = np.array([0.05, 0.61, 0.2, 0.9, 0.31, 0.7])
+    calibration = calibrate_threshold(labels, scores)
+    assert calibration.threshold == pytest.approx((0.31 + 0.61) / 2)
+    assert calibration.f1 == 1.0 and calibration.equal_error_rate == 0.0
+    assert calibration.equal_error_threshold == calibration.threshold
+
+
+def test_calibration_is_the_best_f1_of_any_threshold_and_does_not_depend_on_order():
+    labels, scores = random_labels_and_scores(6, decimals=2)  # many ties
+    calibration = calibrate_threshold(labels, scores)
+    best = max(evaluate_scores(labels, scores, candidate).metrics["f1"] for candidate in np.unique(scores))
+    assert calibration.f1 == pytest.approx(best)
+    assert evaluate_scores(labels, scores, calibration.threshold).metrics["f1"] == pytest.approx(best)
+    assert not np.any(scores == calibration.threshold), "between two scores, not on one"
+    order = np.random.default_rng(0).permutation(len(labels))
+    assert calibrate_threshold(labels[order], scores[order]) == calibration
+
+
+def test_ties_go_to_the_higher_threshold_and_the_lowest_score_stands_alone():
+    # Similar when >= 0.9: TP 1, FP 0, F1 2/3. When >= 0.3: TP 2, FP 2, F1 4/6, the same: the higher one wins.
+    labels, scores = np.array([1, 0, 0, 1]), np.array([0.9, 0.7, 0.5, 0.3])
+    calibration = calibrate_threshold(labels, scores)
+    assert (calibration.threshold, calibration.f1) == (pytest.approx(0.8), pytest.approx(2 / 3))
+    # All scores tied: the only candidate calls everything similar, at that score.
+    tied = calibrate_threshold(np.array([0, 1, 0, 1]), np.full(4, 0.4))
+    assert (tied.threshold, tied.f1, tied.equal_error_rate) == (0.4, pytest.approx(2 / 3), 0.5)
+
+
+def test_calibration_refuses_scores_that_are_not_finite():
+    with pytest.raises(ValueError, match="must be finite"):
+        calibrate_threshold(np.array([0, 1]), np.array([0.2, np.nan]))
+
+
+@pytest.mark.parametrize(
+    "function",
+    [evaluate_scores, roc_auc, roc_curve, precision_recall_curve, calibrate_threshold, plot_roc_curve, plot_score_histogram],
+)
 def test_one_class_labels_raise(function):
     with pytest.raises(ValueError, match="one class only"):
         function(np.ones(4), np.array([0.1, 0.5, 0.7, 0.9]))
+
+
+def test_no_pairs_raise():
+    with pytest.raises(ValueError, match="no pairs"):
+        calibrate_threshold(np.array([]), np.array([]))
 
 
 @pytest.mark.parametrize("function", [evaluate_scores, roc_auc, roc_curve])
@@ -140,10 +218,13 @@ def test_column_of_scores_is_accepted():
     np.testing.assert_array_equal(column.confusion_matrix, flat.confusion_matrix)
 
 
-@pytest.mark.parametrize("plot", [plot_roc_curve, plot_score_histogram])
-def test_plots_render_to_png(plot, tmp_path):
+@pytest.mark.parametrize("threshold", [None, 0.4])
+@pytest.mark.parametrize("plot", [plot_roc_curve, plot_precision_recall_curve, plot_score_histogram])
+def test_plots_render_to_png(plot, threshold, tmp_path):
     labels, scores = random_labels_and_scores(4)
-    figure = plot(labels, scores)
+    figure = plot(labels, scores, threshold)
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert ("threshold 0.4" in legend) == (threshold is not None)
     assert isinstance(figure, Figure)
     assert figure.axes and figure.axes[0].get_title()
     path = tmp_path / f"{plot.__name__}.png"
@@ -191,10 +272,10 @@ def test_prediction_and_example_pair_plots_render_to_png(tmp_path):
 
 
 def test_test_split_report_suits_the_task():
-    similarity = report_test_split(Task.SIMILARITY, LABELS, SCORES, training_mean=None, examples=None)
-    assert similarity.metrics == evaluate_scores(LABELS, SCORES).metrics
-    np.testing.assert_array_equal(similarity.confusion_matrix, [[2, 2], [1, 3]])
-    assert set(similarity.figures) == {"roc_curve", "score_histogram"}
+    similarity = report_test_split(Task.SIMILARITY, LABELS, SCORES, training_mean=None, examples=None, threshold=0.75)
+    assert similarity.metrics == evaluate_scores(LABELS, SCORES, threshold=0.75).metrics | {"equal_error_rate": 0.25}
+    np.testing.assert_array_equal(similarity.confusion_matrix, [[4, 0], [2, 2]])
+    assert set(similarity.figures) == {"roc_curve", "precision_recall_curve", "score_histogram"}
 
     targets = np.array([1.0, 2.0, 3.0])
     regression = report_test_split(Task.REGRESSION, targets, targets + 0.5, training_mean=2.0, examples=None)

@@ -122,7 +122,7 @@ def test_resampled_roc_auc_is_nan_without_both_classes():
 def test_gate_knows_every_metric_the_config_allows():
     assert set(GATE_METRICS) == {name for names in config.GATE_METRICS.values() for name in names}
     for task, names in config.GATE_METRICS.items():
-        assert all(GATE_METRICS[name].higher_is_better == (name in ("roc_auc", "accuracy")) for name in names), task
+        assert all(GATE_METRICS[name].higher_is_better == (name in ("roc_auc", "accuracy", "pearson")) for name in names), task
 
 
 def test_first_model_roc_auc_bar(clear_case):
@@ -176,7 +176,7 @@ SCORES = np.array([0.2, 0.7, 0.4, 0.9, 0.6, 0.3])
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"metric": "f1"}, "unknown gate metric 'f1'; known: accuracy, log_loss, mae, rmse, roc_auc"),
+        ({"metric": "f1"}, "unknown gate metric 'f1'; known: accuracy, log_loss, mae, pearson, rmse, roc_auc"),
         ({"champion_scores": SCORES[:-1]}, "got lengths labels 6, challenger scores 6, champion scores 5"),
         ({"labels": [], "challenger_scores": [], "champion_scores": []}, "test set is empty"),
         ({"confidence": 0.0}, "confidence must be a number in \\(0, 1\\)"),
@@ -198,7 +198,7 @@ def test_judge_challenger_rejects(arguments, message):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"metric": "auc"}, "unknown gate metric 'auc'; known: accuracy, log_loss, mae, rmse, roc_auc"),
+        ({"metric": "auc"}, "unknown gate metric 'auc'; known: accuracy, log_loss, mae, pearson, rmse, roc_auc"),
         ({"challenger_scores": SCORES[:3]}, "got lengths labels 6, challenger scores 3"),
         ({"labels": [], "challenger_scores": []}, "test set is empty"),
         ({"challenger_scores": np.r_[np.nan, SCORES[1:]]}, "challenger scores contain NaN"),

@@ -22,6 +22,7 @@ from siamese.training import (
     TrainingResult,
     compile_for_training,
     fit,
+    monitored_metric,
     training_model,
 )
 
@@ -41,7 +42,7 @@ def train(data: SequenceDataConfig, training: TrainingConfig, head: str) -> tupl
 
 def test_loss_goes_down_on_a_tiny_set():
     """Overfit a small batch: if this fails, nothing bigger will train either."""
-    training = TrainingConfig(epochs=6, batch_size=16, learning_rate=3e-3)
+    training = TrainingConfig(epochs=6, batch_size=16, learning_rate=3e-3, patience=0)  # every epoch, however validation goes
     _, splits, result = train(SequenceDataConfig(num_pairs=64, timesteps=6, features=16), training, head="symmetric")
     loss = result.history["loss"]
     assert loss[-1] < 0.9 * loss[0], loss
@@ -56,11 +57,13 @@ def test_fit_without_a_validation_split_reports_no_validation_metrics():
     splits = seeded_splits(SequenceDataConfig(num_pairs=40, timesteps=5, features=8))
     empty = splits.validation.take(np.arange(0))
     model = build_text_model(features=8, units=4, head="symmetric")
-    training = TrainingConfig(epochs=1, batch_size=16)
+    training = TrainingConfig(epochs=3, batch_size=16, patience=1, reduce_lr_patience=1)
     compile_for_training(model, training)
     result = fit(model, splits.train, empty, training, verbose=0)
     assert "loss" in result.history
     assert not any(key.startswith("val_") for key in result.history)
+    # Nothing to judge an epoch by: no early stopping, no plateau, the last weights kept.
+    assert result.best_epoch is None and result.stopped_epoch == 3 and "learning_rate" not in result.history
 
 
 def test_compile_for_training_uses_rmsprop_at_the_configured_rate():
@@ -124,6 +127,103 @@ def test_regression_is_compiled_with_squared_error_and_error_metrics():
     splits = seeded_splits(SequenceDataConfig(num_pairs=40, timesteps=5, features=8))
     result = fit(model, splits.train, splits.validation, TrainingConfig(epochs=1, batch_size=16), verbose=0)
     assert {"loss", "mae", "rmse", "val_mae", "val_rmse"} <= set(result.history)
+
+
+# Training that stops by itself: early stopping, the best epoch's weights, a rate that drops on a plateau
+
+
+def unlearnable_validation(seed: int = 0) -> tuple[PairSet, PairSet]:
+    """Training pairs, and the same pairs with flipped labels: validation AUC falls as training learns.
+
+    Its best epoch is therefore the first, and every later epoch is a plateau (measured: validation
+    AUC 0.22, 0.08, 0.06, ...).
+    """
+    train = seeded_splits(SequenceDataConfig(num_pairs=60, timesteps=5, features=8), seed).train
+    return train, PairSet(train.left, train.right, 1 - train.labels)
+
+
+class CanonicalSnapshots(keras.callbacks.Callback):
+    """The canonical model's weights at the end of every epoch, and the model Keras trained."""
+
+    def __init__(self, canonical: keras.Model) -> None:
+        super().__init__()
+        self.canonical, self.weights, self.trained = canonical, [], None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.trained = self.model
+        self.weights.append(self.canonical.get_weights())
+
+
+def assert_same_weights(actual: list[np.ndarray], expected: list[np.ndarray]) -> None:
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    ("options", "patience"), [(FitOptions(), 2), (FitOptions.plain(), 2), (FitOptions(), 0)], ids=["stacked", "plain", "never-stops"]
+)
+def test_training_stops_after_patience_and_keeps_the_best_epochs_weights(options, patience):
+    """Patience 0 runs every epoch; either way the canonical model (the one saved) ends with the best epoch's weights."""
+    train, validation = unlearnable_validation()
+    model = build_text_model(features=8, units=4, head="symmetric")
+    training = TrainingConfig(epochs=5, batch_size=16, patience=patience)
+    compile_for_training(model, training)
+    snapshots = CanonicalSnapshots(model)
+
+    result = fit(model, train, validation, training, callbacks=[snapshots], verbose=0, options=options)
+
+    assert isinstance(snapshots.trained, StackedSiamese) if options.stacked_encoder else snapshots.trained is model
+    val_auc = result.history["val_auc"]
+    assert result.best_epoch == 1 == int(np.argmax(val_auc)) + 1
+    assert result.stopped_epoch == (1 + patience if patience else training.epochs) == len(snapshots.weights) == len(val_auc)
+    assert result.pairs_per_second == pytest.approx(len(train) * result.stopped_epoch / result.seconds)
+    assert_same_weights(model.get_weights(), snapshots.weights[result.best_epoch - 1])
+    assert any(not np.array_equal(a, b) for a, b in zip(model.get_weights(), snapshots.weights[-1])), "the last epoch's weights"
+
+
+def test_the_learning_rate_halves_on_a_plateau_and_each_epochs_rate_is_in_the_history():
+    train, validation = unlearnable_validation()
+    model = build_text_model(features=8, units=4, head="symmetric")
+    training = TrainingConfig(epochs=3, batch_size=16, learning_rate=1e-2, patience=0, reduce_lr_patience=1, reduce_lr_factor=0.5)
+    compile_for_training(model, training)
+
+    result = fit(model, train, validation, training, verbose=0)
+
+    # Epoch 1 is the best; the plateau at epoch 2 halves the rate for epoch 3, epoch 3's for the next.
+    assert result.best_epoch == 1
+    assert result.history["learning_rate"] == pytest.approx([1e-2, 1e-2, 5e-3])
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(2.5e-3)
+
+
+def test_a_constant_learning_rate_when_reduction_is_off():
+    train, validation = unlearnable_validation()
+    model = build_text_model(features=8, units=4)
+    training = TrainingConfig(epochs=3, batch_size=16, learning_rate=1e-2, patience=0, reduce_lr_patience=0)
+    compile_for_training(model, training)
+    result = fit(model, train, validation, training, verbose=0)
+    assert "learning_rate" not in result.history
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-2)
+
+
+def test_epochs_are_judged_by_the_compiled_tasks_headline_metric_else_the_validation_loss():
+    model = build_text_model(features=8, units=4)
+    for task, monitored in (("similarity", ("val_auc", "max")), ("regression", ("val_mae", "min"))):
+        compile_for_training(model, TrainingConfig(), task=task)
+        assert monitored_metric(model) == monitored
+    model.compile(optimizer="rmsprop", loss="hinge")  # compiled by hand: only the loss is known to be reported
+    assert monitored_metric(model) == ("val_loss", "min")
+
+
+def test_regression_keeps_the_epoch_with_the_lowest_validation_mae():
+    splits = seeded_splits(SequenceDataConfig(num_pairs=40, timesteps=5, features=8))
+    model = build_text_model(features=8, units=4)
+    training = TrainingConfig(epochs=4, batch_size=16, learning_rate=5e-2, patience=0)
+    compile_for_training(model, training, task="regression")
+    snapshots = CanonicalSnapshots(model)
+    result = fit(model, splits.train, splits.validation, training, callbacks=[snapshots], verbose=0)
+    assert result.best_epoch == int(np.argmin(result.history["val_mae"])) + 1
+    assert_same_weights(model.get_weights(), snapshots.weights[result.best_epoch - 1])
 
 
 # How fit trains: the stacked training model, its data and its settings
@@ -237,7 +337,7 @@ def test_text_pair_model_on_raw_strings_trains_stacked():
 def test_multi_step_execution_only_for_runs_long_enough_to_pay_for_its_tracing():
     splits = seeded_splits(SequenceDataConfig(mode="random", num_pairs=60, timesteps=4, features=8))  # 36 train pairs
     model = build_text_model(features=8, units=4)
-    short, long = TrainingConfig(epochs=1, batch_size=4), TrainingConfig(epochs=12, batch_size=4)  # 9 and 108 steps
+    short, long = TrainingConfig(epochs=1, batch_size=4), TrainingConfig(epochs=12, batch_size=4, patience=0)  # 9 and 108 steps
     compile_for_training(model, short)
     assert trained_through(model, splits.train, splits.validation, short).steps_per_execution == 1
     assert trained_through(model, splits.train, splits.validation, long).steps_per_execution == STEPS_PER_EXECUTION

@@ -1,14 +1,18 @@
 """Labelled text pairs from a table file: which columns, which rows are usable, how to split.
 
-A pair file is a CSV, TSV or Parquet table (read by `siamese.data.tables`) with two text columns
-and a label: the Quora layout `question1, question2, is_duplicate` and other common layouts are
+A pair file is a CSV, TSV or Parquet table (read by `siamese.data.tables`, which also decides what
+its quote characters mean) with two text columns and a label: the Quora layout `question1,
+question2, is_duplicate`, MRPC's `#1 String, #2 String, Quality` and other common layouts are
 recognised without options; anything else is named explicitly. Every row is checked with a
 pandera schema before training, and every problem is reported at once with the column, the
 count and the lines to fix, because a long run should not stop at the first bad row, and a
-model should not silently learn from rows it misread.
+model should not silently learn from rows it misread. A graded score (0-5, 1-5, ...) becomes a 0/1
+label at a threshold, or is kept as a number to predict (`graded`, `data.task = "regression"`).
 
 Splits group a pair with its swapped twin and its exact duplicates (after normalising case and
 whitespace), so the test set never contains a pair the model was trained on in other clothes.
+A file that carries its published split in a column (`data.split_column`) is split as published
+instead, so a published result can be reproduced (`split_by_column`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from siamese.data.pairs import SPLIT_NAMES, PairSplits, array_dataset, check_fractions
-from siamese.data.tables import AtomicTableWriter, PairFileError, describe_rows, read_columns, read_table
+from siamese.data.tables import AtomicTableWriter, PairFileError, ReadOptions, describe_rows, read_columns, read_table
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -40,6 +44,7 @@ KNOWN_TEXT_COLUMNS = (
     ("text_a", "text_b"),
     ("s1", "s2"),
     ("q1", "q2"),
+    ("#1 String", "#2 String"),  # Microsoft Research Paraphrase Corpus
 )
 KNOWN_LABEL_COLUMNS = (
     "is_duplicate",
@@ -50,12 +55,43 @@ KNOWN_LABEL_COLUMNS = (
     "similarity",
     "score",
     "target",
+    "quality",  # MRPC
 )
+# A split column's values (case-insensitive) -> the split. "trial" is validation: SICK's TRIAL set is
+# its development set. "eval" is not accepted: some sets mean validation by it, others test.
+SPLIT_VALUES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "development": "validation",
+    "trial": "validation",
+    "test": "test",
+    "testing": "test",
+}
 SAVED_COLUMNS = ("left", "right", "label", "row")
+# Graded scores are split within score quantiles (5: quintiles), so low, middle and high scores all reach
+# every split; stratifying by exact value would send every score seen once or twice to train.
+GRADED_STRATA = 5
 
-_COLUMN_KEYS = {"left": "data.left_column", "right": "data.right_column", "label": "data.label_column"}
+_COLUMN_KEYS = {
+    "left": "data.left_column",
+    "right": "data.right_column",
+    "label": "data.label_column",
+    "split": "data.split_column",
+}
 _BOOLEAN_WORDS = {"true": 1.0, "false": 0.0}
+_SPLIT_NEEDS = {False: "pairs of both labels", True: "at least two different scores"}  # by `graded`
 _DROP_HINT = "fix these rows, or drop invalid rows with data.drop_invalid_rows = true"
+_SPLIT_HINT = (
+    "a split value is one of "
+    + "; ".join(
+        f"{split}: {', '.join(value for value, named in SPLIT_VALUES.items() if named == split)}" for split in SPLIT_NAMES
+    )
+    + " (in any case), or name another column with data.split_column"
+)
 
 
 @dataclass(frozen=True)
@@ -69,11 +105,12 @@ class PairColumns:
 
 @dataclass(frozen=True)
 class TextPairs:
-    """Text pairs held in memory, with a 0/1 label and the source row of each.
+    """Text pairs held in memory, with a label (0/1, or a graded score) and the source row of each.
 
     `left` and `right` are object arrays of Python `str` (what Keras text layers take),
-    `labels` float32 0/1, `rows` int64: each pair's 0-based data row in the file it came from,
-    so a score or a mistake can be traced back to a line. Lists are accepted and converted.
+    `labels` float32 (0/1, or the file's graded scores), `rows` int64: each pair's 0-based data row
+    in the file it came from, so a score or a mistake can be traced back to a line. Lists are
+    accepted and converted.
     One of the containers of the pair-data protocol (`siamese.data.pairs`).
     """
 
@@ -161,6 +198,7 @@ class LoadedPairs:
     total_rows: int  # data rows in the file, usable or not
     dropped: dict[str, int]  # reason -> rows dropped for it (each row under its first reason); empty if none
     content_hash: str  # sha256 of the file's bytes: the exact data a run trained on
+    splits: np.ndarray | None = None  # with a split column: each pair's split (a SPLIT_NAMES entry)
 
     @property
     def dropped_rows(self) -> int:
@@ -231,53 +269,100 @@ def load_text_pairs(
     right_column: str | None = None,
     label_column: str | None = None,
     threshold: float | None = None,
+    graded: bool = False,
     drop_invalid_rows: bool = False,
     min_rows: int = MIN_ROWS,
+    split_column: str | None = None,
+    options: ReadOptions = ReadOptions(),
 ) -> LoadedPairs:
     """Read, check and convert a labelled pair file for training.
 
     Args:
-        path: a `.csv`, `.tsv`/`.tab` or `.parquet`/`.pq` file with a header.
+        path: a `.csv`, `.tsv`/`.tab`/`.txt` or `.parquet`/`.pq` file with a header.
         left_column, right_column, label_column: explicit column names; detected when None.
         threshold: None: the label is 0/1 (also `true`/`false`). A number: the label column is a
             graded score and a pair is a duplicate (1) when its score is at least this.
+        graded: the label column is a graded score (0-5, 1-5, ...) kept as it is, to predict as a
+            number (`data.task = "regression"`); not with a threshold.
         drop_invalid_rows: drop rows that fail a check (counted in `dropped`) instead of failing.
         min_rows: fewer usable rows than this is an error.
+        split_column: a column naming each row's split (`SPLIT_VALUES`); its values are checked
+            like the label's, and `LoadedPairs.splits` holds them. None: no split column.
+        options: the file's format and quoting (`data.format`, `data.quoting`); detected by default.
 
     Returns:
         LoadedPairs; text is kept as written (not stripped), `rows` are the file's data rows.
 
     Raises:
-        PairFileError: the file is missing or unparseable; its columns cannot be found; rows are
-            invalid (one line per problem: column, count, first lines); too few usable rows; or
-            only one label. Each message names the file.
-        ValueError: `threshold` or `min_rows` is not a usable number.
+        PairFileError: the file is missing or unparseable (naming the line and the option to try,
+            never blaming rows for it); its columns cannot be found; rows are invalid (one line
+            per problem: column, count, first lines); too few usable rows; or only one label.
+            Each message names the file.
+        ValueError: `threshold` or `min_rows` is not a usable number, or `graded` with a threshold.
     """
-    _check_arguments(threshold, min_rows)
+    _check_arguments(threshold, min_rows, graded)
     path = Path(path)
     source = str(path)
-    columns = detect_columns(
-        read_columns(path), left=left_column, right=right_column, label=label_column, source=source
-    )
-    frame = read_table(path, columns=[columns.left, columns.right, columns.label])
-    failures = _failures(frame, _rules(columns, threshold))
+    available = read_columns(path, options)
+    columns = detect_columns(available, left=left_column, right=right_column, label=label_column, source=source)
+    split = _split_column(available, split_column, columns, source)
+    frame = read_table(path, columns=[columns.left, columns.right, columns.label, *split], options=options)
+    failures = _failures(frame, _rules(columns, threshold, graded) + [rule for name in split for rule in _split_rules(name)])
     if failures and not drop_invalid_rows:
-        raise PairFileError("\n".join([*(_problem_line(path, frame, *failure) for failure in failures), _DROP_HINT]))
+        problems = (_problem_line(path, frame, rule, indices, options) for rule, indices in failures)
+        raise PairFileError("\n".join([*problems, _DROP_HINT]))
     invalid, dropped = _attribute(len(frame), failures)
     usable = frame[~invalid]
     labels = _labels(usable[columns.label], threshold)
-    _check_usable(source, labels, len(frame), dropped, min_rows, threshold)
+    _check_usable(source, labels, len(frame), dropped, min_rows, threshold, graded)
     pairs = TextPairs(
         left=usable[columns.left].astype(str).to_numpy(dtype=object),
         right=usable[columns.right].astype(str).to_numpy(dtype=object),
         labels=labels,
         rows=np.flatnonzero(~invalid),
     )
-    return LoadedPairs(pairs, columns, str(path.absolute()), len(frame), dropped, _sha256(path))
+    splits = usable[split[0]].map(_split_name).to_numpy(dtype=object) if split else None
+    return LoadedPairs(pairs, columns, str(path.absolute()), len(frame), dropped, _sha256(path), splits)
+
+
+def split_by_column(
+    pairs: TextPairs, splits: np.ndarray, validation_fraction: float, seed: int, graded: bool = False
+) -> PairSplits[TextPairs]:
+    """The splits a file names in its split column (`LoadedPairs.splits`): a published split, reproduced.
+
+    Pairs are not regrouped: a published split is used as published, twins and all. A file
+    with no validation rows (many ship train and test only) gets `validation_fraction` of its
+    train rows as validation, chosen as `split_text_pairs` chooses (twins together, stratified,
+    seeded); with `validation_fraction` 0 validation stays empty. `graded`: labels are graded
+    scores (`load_text_pairs`), and each split needs two different scores instead of both labels.
+
+    Raises:
+        ValueError: train or test is empty or lacks a label (or a second score), or so is the
+            validation split (given or carved); says which.
+    """
+    indices = {name: np.flatnonzero(splits == name) for name in SPLIT_NAMES}
+    carve = len(indices["validation"]) == 0 and validation_fraction > 0
+    if carve:
+        train = indices["train"]
+        within_train, _ = _grouped_split(pairs.take(train), 0.0, validation_fraction, seed, graded)
+        indices["train"], indices["validation"] = train[within_train["train"]], train[within_train["test"]]
+    problems = [
+        problem
+        for name in SPLIT_NAMES
+        if name != "validation" or len(indices[name]) or validation_fraction > 0
+        for problem in (_missing_scores if graded else _missing_labels)(pairs, indices[name], name)
+    ]
+    if problems:
+        carved = "; validation is carved from its train rows (data.validation_fraction)" if carve else ""
+        raise ValueError(
+            f"{'; '.join(problems)}: with data.split_column the splits are the file's{carved}, "
+            f"and each needs {_SPLIT_NEEDS[graded]}"
+        )
+    return PairSplits(**{name: pairs.take(indices[name]) for name in SPLIT_NAMES})
 
 
 def split_text_pairs(
-    pairs: TextPairs, validation_fraction: float, test_fraction: float, seed: int
+    pairs: TextPairs, validation_fraction: float, test_fraction: float, seed: int, graded: bool = False
 ) -> PairSplits[TextPairs]:
     """Split into train, validation and test, keeping each pair's twins together; stratified.
 
@@ -286,13 +371,24 @@ def split_text_pairs(
     land in one split. A group's label is its highest. Within each label, groups are ordered by
     a hash of the seed and the group's texts, so the split depends on the seed and the data, not
     on the row order or the Python process. `round(fraction * groups)` go to test and
-    validation, the rest to train. Each split keeps the original row order.
+    validation, the rest to train. Each split keeps the original row order. `graded`: labels are
+    graded scores, and groups are stratified by score quantile (`GRADED_STRATA`) instead of label.
 
     Raises:
         ValueError: the fractions are out of range, or a split (validation only when
-            `validation_fraction` > 0) would lack a label; says which and that more rows are needed.
+            `validation_fraction` > 0) would lack a label (graded: hold fewer than two different
+            scores); says which and that more rows are needed.
     """
     check_fractions(validation_fraction, test_fraction)
+    indices, groups_per_label = _grouped_split(pairs, validation_fraction, test_fraction, seed, graded)
+    _check_split_labels(pairs, indices, groups_per_label, validation_fraction, test_fraction, graded)
+    return PairSplits(**{name: pairs.take(indices[name]) for name in SPLIT_NAMES})
+
+
+def _grouped_split(
+    pairs: TextPairs, validation_fraction: float, test_fraction: float, seed: int, graded: bool = False
+) -> tuple[dict[str, np.ndarray], dict[float, int]]:
+    """Each split's row indices (as `split_text_pairs` describes), and the number of groups per label."""
     group_ids: dict[str, int] = {}
     group_of_row = np.fromiter(
         (group_ids.setdefault(_pair_key(left, right), len(group_ids)) for left, right in zip(pairs.left, pairs.right)),
@@ -303,8 +399,9 @@ def split_text_pairs(
     group_labels = np.full(len(keys), -np.inf, dtype=np.float32)
     np.maximum.at(group_labels, group_of_row, pairs.labels)
     split_of_group = np.zeros(len(keys), dtype=np.int8)  # a position in SPLIT_NAMES: 0 is train
-    for label in np.unique(group_labels):
-        members = sorted(np.flatnonzero(group_labels == label).tolist(), key=lambda group: _rank(seed, keys[group]))
+    strata = _score_strata(group_labels) if graded else group_labels
+    for stratum in np.unique(strata):
+        members = sorted(np.flatnonzero(strata == stratum).tolist(), key=lambda group: _rank(seed, keys[group]))
         num_test = round(test_fraction * len(members))
         num_validation = round(validation_fraction * len(members))
         split_of_group[members[:num_test]] = SPLIT_NAMES.index("test")
@@ -312,8 +409,7 @@ def split_text_pairs(
     split_of_row = split_of_group[group_of_row]
     indices = {name: np.flatnonzero(split_of_row == code) for code, name in enumerate(SPLIT_NAMES)}
     labels, counts = np.unique(group_labels, return_counts=True)
-    _check_split_labels(pairs, indices, dict(zip(labels.tolist(), counts.tolist())), validation_fraction, test_fraction)
-    return PairSplits(**{name: pairs.take(indices[name]) for name in SPLIT_NAMES})
+    return indices, dict(zip(labels.tolist(), counts.tolist()))
 
 
 def unscorable_rows(left: pd.Series, right: pd.Series) -> pd.Series:
@@ -363,6 +459,19 @@ def _repeated(names: list[str]) -> str:
     return next(name for name in names if names.count(name) > 1)
 
 
+def _split_column(available: Sequence[str], name: str | None, columns: PairColumns, source: str) -> tuple[str, ...]:
+    """The file's spelling of `data.split_column`, as a tuple to append to the columns read; () when not named."""
+    if not name:
+        return ()
+    found = _explicit(available, name, "split", source)
+    if found in (columns.left, columns.right, columns.label):
+        raise PairFileError(
+            f"{source}: column {found!r} is named as the split column (data.split_column) and holds the "
+            f"pairs' text or label (left {columns.left!r}, right {columns.right!r}, label {columns.label!r})"
+        )
+    return (found,)
+
+
 # Row checks
 
 
@@ -379,14 +488,14 @@ class _Rule:
     hint: str = ""
 
 
-def _rules(columns: PairColumns, threshold: float | None) -> list[_Rule]:
+def _rules(columns: PairColumns, threshold: float | None, graded: bool = False) -> list[_Rule]:
     """The checks in the order a dropped row is attributed: left text, right text, label."""
     rules = [
         _Rule(column, f"{side}_text", "with empty or missing text", f"empty or missing text in {column!r}", _has_text)
         for side, column in (("left", columns.left), ("right", columns.right))
     ]
     label = columns.label
-    if threshold is None:
+    if threshold is None and not graded:
         return rules + [
             _Rule(label, "label_present", "with no label", f"missing label in {label!r}", _has_text),
             _Rule(
@@ -408,7 +517,27 @@ def _rules(columns: PairColumns, threshold: float | None) -> list[_Rule]:
             f"score not a number in {label!r}",
             _is_number_or_blank,
             show_values=True,
-            hint=f"with a threshold (data.threshold = {threshold:g}) the label column must hold numbers",
+            hint=(
+                "graded scores (data.task = regression) must be numbers"
+                if graded
+                else f"with a threshold (data.threshold = {threshold:g}) the label column must hold numbers"
+            ),
+        ),
+    ]
+
+
+def _split_rules(column: str) -> list[_Rule]:
+    """The split column's checks: present, and a value `SPLIT_VALUES` knows."""
+    return [
+        _Rule(column, "split_present", "with no split", f"missing split in {column!r}", _has_text),
+        _Rule(
+            column,
+            "split_known",
+            "with split values that name no split",
+            f"unknown split in {column!r}",
+            _is_split_or_blank,
+            show_values=True,
+            hint=_SPLIT_HINT,
         ),
     ]
 
@@ -441,9 +570,9 @@ def _failures(frame: pd.DataFrame, rules: list[_Rule]) -> list[tuple[_Rule, np.n
     return failures
 
 
-def _problem_line(path: Path, frame: pd.DataFrame, rule: _Rule, indices: np.ndarray) -> str:
+def _problem_line(path: Path, frame: pd.DataFrame, rule: _Rule, indices: np.ndarray, options: ReadOptions) -> str:
     count = f"{len(indices)} row{'s' if len(indices) > 1 else ''}"
-    where = describe_rows(path, indices)
+    where = describe_rows(path, indices, options=options)
     if rule.show_values:
         where += ": " + ", ".join(repr(value) for value in frame[rule.column].iloc[indices[:5]].tolist())
     hint = f"; {rule.hint}" if rule.hint else ""
@@ -466,15 +595,26 @@ def _attribute(num_rows: int, failures: list[tuple[_Rule, np.ndarray]]) -> tuple
 
 
 def _check_usable(
-    source: str, labels: np.ndarray, total: int, dropped: dict[str, int], min_rows: int, threshold: float | None
+    source: str,
+    labels: np.ndarray,
+    total: int,
+    dropped: dict[str, int],
+    min_rows: int,
+    threshold: float | None,
+    graded: bool = False,
 ) -> None:
     if len(labels) < min_rows:
         of = f" (of {total}; {sum(dropped.values())} invalid rows dropped)" if dropped else ""
         raise PairFileError(
             f"{source} has {len(labels)} usable rows{of}; at least {min_rows} are needed so that the train, "
-            "validation and test splits each get both labels"
+            f"validation and test splits each get {_SPLIT_NEEDS[graded]}"
         )
     values = np.unique(labels)
+    if len(values) == 1 and graded:
+        raise PairFileError(
+            f"{source}: all {len(labels)} scores are {values[0]:g}: a graded score (data.task = regression) "
+            "needs different scores to learn from"
+        )
     if len(values) == 1:
         which = "at or above" if values[0] == 1 else "below"
         cause = (
@@ -506,6 +646,15 @@ def _has_text(values: pd.Series) -> pd.Series:
 def _is_binary_or_blank(values: pd.Series) -> pd.Series:
     """Blank cells pass: they fail the presence check, and are reported once, there."""
     return _blank(values) | values.map(lambda value: _number(value) in (0.0, 1.0))
+
+
+def _is_split_or_blank(values: pd.Series) -> pd.Series:
+    return _blank(values) | values.map(lambda value: _split_name(value) is not None)
+
+
+def _split_name(value: object) -> str | None:
+    """A split column's cell as a split (`SPLIT_VALUES`), or None."""
+    return SPLIT_VALUES.get(str(value).strip().casefold())
 
 
 def _is_number_or_blank(values: pd.Series) -> pd.Series:
@@ -546,16 +695,41 @@ def _rank(seed: int, key: str) -> tuple[bytes, str]:
     return hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=8).digest(), key
 
 
+def _missing_labels(pairs: TextPairs, indices: np.ndarray, name: str) -> list[str]:
+    if len(indices) == 0:
+        return [f"the {name} split is empty"]
+    present = set(pairs.labels[indices].tolist())
+    return [f"the {name} split has no pair labelled {label:g}" for label in (0.0, 1.0) if label not in present]
+
+
+def _missing_scores(pairs: TextPairs, indices: np.ndarray, name: str) -> list[str]:
+    """A graded split's problem: empty, or one score only (no scale to learn, no correlation to measure)."""
+    if len(indices) == 0:
+        return [f"the {name} split is empty"]
+    scores = np.unique(pairs.labels[indices])
+    return [f"the {name} split holds one score only ({scores[0]:g})"] if len(scores) == 1 else []
+
+
+def _score_strata(scores: np.ndarray) -> np.ndarray:
+    """Each score's quantile bin (`GRADED_STRATA` of them): edges come from the scores alone, not their order."""
+    inner_edges = np.quantile(scores, np.linspace(0, 1, GRADED_STRATA + 1)[1:-1])
+    return np.searchsorted(inner_edges, scores, side="right")
+
+
 def _check_split_labels(
     pairs: TextPairs,
     indices: dict[str, np.ndarray],
     groups_per_label: dict[float, int],
     validation_fraction: float,
     test_fraction: float,
+    graded: bool = False,
 ) -> None:
     problems = []
     for name in SPLIT_NAMES:
         if name == "validation" and validation_fraction == 0:
+            continue
+        if graded:
+            problems += _missing_scores(pairs, indices[name], name)
             continue
         present = set(pairs.labels[indices[name]].tolist())
         for label in (0.0, 1.0):
@@ -567,14 +741,19 @@ def _check_split_labels(
     if problems:
         raise ValueError(
             f"{'; '.join(problems)}: with data.validation_fraction = {validation_fraction} and "
-            f"data.test_fraction = {test_fraction} every split needs both labels; more rows are needed"
+            f"data.test_fraction = {test_fraction} every split needs {_SPLIT_NEEDS[graded]}; more rows are needed"
         )
 
 
 # Arguments and files
 
 
-def _check_arguments(threshold: float | None, min_rows: int) -> None:
+def _check_arguments(threshold: float | None, min_rows: int, graded: bool) -> None:
+    if graded and threshold is not None:
+        raise ValueError(
+            "data.threshold turns graded scores into 0/1 labels, and data.task 'regression' predicts them: "
+            "set one or the other"
+        )
     if threshold is not None and (
         isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold)
     ):

@@ -1,13 +1,15 @@
 """Text pairs from a file: raw strings in, the shared `LSTM` behind a tokenizer and an embedding.
 
-Reads `[data]` as `TextFileDataConfig` (the file, its columns, a threshold for graded scores,
-dropping invalid rows, fractions) and `[model]` as `TextModelConfig` (units, head, vocabulary,
+Reads `[data]` as `TextFileDataConfig` (the file, its columns, a threshold or the regression task
+for graded scores, dropping invalid rows, fractions) and `[model]` as `TextModelConfig` (units, head, vocabulary,
 sequence length, embedding width). The file is validated row by row, then split so that a pair,
 its swapped twin and its duplicates share a split (`siamese.data.text_pairs`). The tokenizer is
 adapted on the training split only and sits inside the shared encoder, so the saved model scores
 raw text. Similarity task, binary cross-entropy; baselines on the same test split: majority class
-and TF-IDF cosine. Shipped as `siamese-text`, a pyfunc over the `.keras` file that takes a
-DataFrame of `left` and `right` strings.
+and TF-IDF cosine. Graded scores (`data.task = "regression"`): the model's 0..1 output is put on
+the training split's score scale (`on_score_scale`) and trained with mean squared error; baselines
+are TF-IDF cosines and a Ridge regression, by Pearson and Spearman correlation. Shipped as
+`siamese-text`, a pyfunc over the `.keras` file that takes a DataFrame of `left` and `right` strings.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from siamese.baselines import text_baselines
-from siamese.config import Config, ModelKind
-from siamese.data.tables import PairFileError
-from siamese.data.text_pairs import TextPairs, load_text_pairs, split_text_pairs
+from siamese.baselines import graded_text_baselines, text_baselines
+from siamese.config import Config, ModelKind, Task
+from siamese.data.tables import PairFileError, ReadOptions
+from siamese.data.text_pairs import TextPairs, load_text_pairs, split_by_column, split_text_pairs
 from siamese.families.base import Family, ModelFormat, PreparedSplits, SourceFile
+from siamese.models.layers import on_score_scale
 from siamese.models.text import build_text_pair_model, build_tokenizer
 
 
@@ -34,21 +37,32 @@ class TextPairFile(Family):
     def prepare_splits(self, config: Config, directory: Path) -> PreparedSplits:
         """Validate the pair file and split it, twins together; the splits are written as Parquet.
 
+        With `data.split_column` the file's own (published) split is used instead, validation carved
+        from train when the file has none (`split_by_column`).
+
         Raises:
-            PairFileError: the file cannot be read, fails validation (naming the column, the rows and
-                the count), or has too few rows to give every split both labels.
+            PairFileError: the file cannot be parsed (naming the line and the option to try) or read,
+                fails validation (naming the column, the rows and the count), or has too few rows
+                to give every split both labels.
         """
         data = config.data
+        graded = data.task is Task.REGRESSION
         loaded = load_text_pairs(
             data.path,
             left_column=data.left_column or None,
             right_column=data.right_column or None,
             label_column=data.label_column or None,
             threshold=data.threshold,
+            graded=graded,
             drop_invalid_rows=data.drop_invalid_rows,
+            split_column=data.split_column or None,
+            options=ReadOptions(data.format, data.quoting),
         )
         try:
-            splits = split_text_pairs(loaded.pairs, data.validation_fraction, data.test_fraction, config.seed)
+            if loaded.splits is not None:
+                splits = split_by_column(loaded.pairs, loaded.splits, data.validation_fraction, config.seed, graded)
+            else:
+                splits = split_text_pairs(loaded.pairs, data.validation_fraction, data.test_fraction, config.seed, graded)
         except ValueError as error:  # too few pairs for a split to hold both labels
             raise PairFileError(f"{Path(data.path).name}: {error}") from None
         columns = loaded.columns
@@ -66,12 +80,16 @@ class TextPairFile(Family):
         tokenizer = build_tokenizer(
             np.concatenate([train.left, train.right]), vocabulary_size=model.vocabulary_size, sequence_length=model.sequence_length
         )
-        return build_text_pair_model(
+        pair_model = build_text_pair_model(
             tokenizer, embedding_dim=model.embedding_dim, units=model.units, head=model.head, dtype_policy=dtype_policy
         )
+        if config.task is Task.REGRESSION:  # graded scores: 0..1 inside, the training split's scale out
+            return on_score_scale(pair_model, float(train.labels.min()), float(train.labels.max()))
+        return pair_model
 
     def baselines(self, config: Config, train: TextPairs, test: TextPairs) -> dict[str, float]:
-        return text_baselines(train.left, train.right, train.labels, test.left, test.right, test.labels)
+        compare = graded_text_baselines if config.task is Task.REGRESSION else text_baselines
+        return compare(train.left, train.right, train.labels, test.left, test.right, test.labels)
 
     def data_name(self, config: Config) -> str:
         return Path(config.data.path).name

@@ -47,3 +47,38 @@ def similarity_head(left_encoding, right_encoding, head: Head | str):
         features = keras.layers.Concatenate(name="symmetric_features")([difference, product])
     # float32 output even under mixed precision: a float16 sigmoid saturates and breaks the loss.
     return keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="similarity")(features)
+
+
+def on_score_scale(model: keras.Model, low: float, high: float) -> keras.Model:
+    """`model` with its 0..1 output mapped onto `low..high`: a graded score on its file's scale.
+
+    One built-in `Rescaling` (`low + (high - low) * score`) appended to the same graph, not a
+    nested model: the branches, the shared encoder and the weights stay what they were, and the
+    saved model returns the file's scale with nothing of this project imported. Trained on the
+    file's scores with mean squared error, it is the 0..1 model trained on the scores scaled to
+    0..1, its loss multiplied by a constant `(high - low)**2`, which RMSprop's normalised steps ignore.
+
+    Args:
+        model: a functional model with one output in 0..1 (a sigmoid).
+        low, high: the scale, `low < high` (the training split's lowest and highest score).
+
+    Returns:
+        A functional model with the same inputs and name, shape `(batch, 1)` out.
+
+    Raises:
+        ValueError: the model has more than one output, or `low`, `high` are not finite with `low < high`.
+    """
+    if len(model.outputs) != 1:
+        raise ValueError(f"expected a model with one 0..1 output, got {len(model.outputs)} outputs")
+    if not -float("inf") < low < high < float("inf"):  # also false for NaN
+        raise ValueError(f"the score scale needs finite low < high, got low={low!r} and high={high!r}")
+    rescaling = keras.layers.Rescaling(scale=high - low, offset=low, dtype="float32", name="score_scale")
+    return keras.Model(model.inputs, rescaling(model.outputs[0]), name=model.name)
+
+
+def score_scale(model: keras.Model) -> tuple[float, float] | None:
+    """The `(low, high)` scale `on_score_scale` put on a model's output (also after saving); None for a 0..1 model."""
+    last = model.layers[-1] if model.layers else None
+    if not isinstance(last, keras.layers.Rescaling):
+        return None
+    return float(last.offset), float(last.offset + last.scale)

@@ -11,6 +11,7 @@ from siamese.data.tables import (
     TABLE_SUFFIXES,
     AtomicTableWriter,
     PairFileError,
+    ReadOptions,
     describe_rows,
     iter_table_chunks,
     read_columns,
@@ -39,7 +40,7 @@ def write(path: Path, frame: pd.DataFrame) -> Path:
 
 
 def test_the_one_list_of_table_suffixes():
-    assert TABLE_SUFFIXES == (".csv", ".tsv", ".tab", ".parquet", ".pq")
+    assert TABLE_SUFFIXES == (".csv", ".tsv", ".tab", ".txt", ".parquet", ".pq")
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
@@ -124,21 +125,46 @@ def test_unknown_suffix_and_missing_file_are_named(tmp_path):
         next(iter_table_chunks(tmp_path / "missing.parquet", chunk_rows=10))
 
 
-@pytest.mark.parametrize(
-    ("text", "reason"),
-    [
-        ('left,right\na,"never closed\nb,c\n', "EOF inside string"),
-        ("left,right\na,b\nc,d,e\n", "Expected 2 fields in line 3, saw 3"),
-        ("", "No columns to parse"),
-    ],
-)
-def test_unparseable_csv_is_named_with_the_reason(tmp_path, text, reason):
+def test_an_empty_csv_is_named_with_the_reason(tmp_path):
     path = tmp_path / "pairs.csv"
-    path.write_text(text)
-    with pytest.raises(PairFileError, match=rf"pairs\.csv cannot be read as CSV: .*{reason}"):
+    path.write_text("")
+    with pytest.raises(PairFileError, match=r"pairs\.csv cannot be read as CSV: .*No columns to parse"):
         read_table(path)
-    with pytest.raises(PairFileError, match=rf"pairs\.csv cannot be read as CSV: .*{reason}"):
+    with pytest.raises(PairFileError, match=r"pairs\.csv cannot be read as CSV: .*No columns to parse"):
         list(iter_table_chunks(path, chunk_rows=1))
+
+
+def test_a_ragged_line_is_a_parse_error_naming_the_line_under_both_quotings(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("left,right\na,b\nc,d,e\n")
+    message = (
+        r"pairs\.csv cannot be parsed as CSV: with CSV quoting, line 3 has 3 fields where the header has 2; "
+        r"with quotes as text \(no quoting\), line 3 has 3 fields .*Fix the file from line 3, or, if it is not CSV, "
+        r"name its format with data\.format"
+    )
+    for read in (read_table, read_columns, lambda p: list(iter_table_chunks(p, chunk_rows=1))):
+        with pytest.raises(PairFileError, match=message):
+            read(path)
+
+
+def test_a_line_with_too_few_fields_is_a_parse_error_not_a_missing_cell(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("left\tright\tlabel\na\tb\t1\nc\t1\n")  # pandas alone would pad it with a missing cell
+    with pytest.raises(PairFileError, match=r"line 3 has 2 fields where the header has 3"):
+        read_table(path)
+
+
+def test_a_quote_left_open_is_text_unless_csv_quoting_is_asked_for(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text('left,right\na,"never closed\nb,c\n')
+    assert read_table(path).to_numpy().tolist() == [["a", '"never closed'], ["b", "c"]]
+    with pytest.raises(PairFileError) as error:
+        read_table(path, options=ReadOptions(quoting="csv"))
+    assert str(error.value) == (
+        f"{path} cannot be parsed as CSV with CSV quoting (data.quoting = csv): the record from line 2 to line 3 "
+        "(a quote opened on line 2 runs on): the file ends inside a quoted field; it parses with quotes as text (no quoting): "
+        "set data.quoting = none"
+    )
 
 
 def test_non_utf8_text_is_named(tmp_path):
@@ -148,13 +174,12 @@ def test_non_utf8_text_is_named(tmp_path):
         read_table(path)
 
 
-def test_bad_rows_late_in_a_csv_fail_only_when_reached(tmp_path):
+def test_a_bad_line_late_in_a_csv_stops_the_chunks_before_any_row_is_used(tmp_path):
     path = tmp_path / "pairs.csv"
     path.write_text("left,right\n" + "a,b\n" * 50 + "c,d,e\n")
     chunks = iter_table_chunks(path, chunk_rows=10)
-    assert len(next(chunks).frame) == 10
-    with pytest.raises(PairFileError, match=r"pairs\.csv cannot be read as CSV: .*line 52"):
-        list(chunks)
+    with pytest.raises(PairFileError, match=r"pairs\.csv cannot be parsed as CSV: .*line 52 has 3 fields"):
+        next(chunks)
 
 
 def test_corrupt_parquet_is_named(tmp_path):
@@ -241,3 +266,96 @@ def test_writing_no_chunk_without_columns_is_an_error_and_writes_nothing(tmp_pat
 def test_writer_rejects_an_unknown_suffix(tmp_path):
     with pytest.raises(PairFileError, match=r"scores\.json has an unsupported suffix"):
         AtomicTableWriter(tmp_path / "scores.json")
+
+
+# Quoting and formats
+
+# MRPC's layout: quotes are text, some open at a field's start and never close, some close mid-field.
+QUOTES_AS_TEXT = [
+    ["1", 'He called him "the witness", of course.', 'Referring to "the witness", he agreed.'],
+    ["0", "He said the pie business doesn't fit.", '"The pie business does not fit our strategy.'],
+    ["1", '"Saddam\'s daughters had schools in mind," he said.', "It was 5' 11\" tall."],
+    ["0", "A plain line.", '"'],
+]
+
+
+def tab_lines(rows: list[list[str]], header: str = "label\tleft\tright") -> str:
+    return "".join(line + "\r\n" for line in [header, *("\t".join(row) for row in rows)])
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".txt"])
+def test_a_tab_file_whose_quotes_are_text_reads_every_row_as_written(tmp_path, suffix):
+    """A BOM, CRLF line ends and quote characters that are not CSV quoting, as MRPC ships."""
+    path = tmp_path / f"pairs{suffix}"
+    path.write_bytes(("\ufeff" + tab_lines(QUOTES_AS_TEXT)).encode())
+
+    assert read_columns(path) == ["label", "left", "right"]
+    assert read_table(path).to_numpy().tolist() == QUOTES_AS_TEXT
+    (chunk,) = iter_table_chunks(path, chunk_rows=100, columns=["right"])
+    assert chunk.frame["right"].tolist() == [row[2] for row in QUOTES_AS_TEXT]
+
+
+def test_a_tab_file_with_csv_quoting_is_unquoted(tmp_path):
+    """Quora's layout: a field in quotes, its quotes doubled; separators and newlines inside quotes."""
+    path = tmp_path / "pairs.tsv"
+    path.write_text(
+        'id\tquestion1\tquestion2\n1\t"What does ""once in a blue moon"" mean?"\tplain\n'
+        '2\t"a\ttab"\t"two\nlines"\n3\tno quotes\t"only ""this"" one"\n'
+    )
+    assert read_table(path)[["question1", "question2"]].to_numpy().tolist() == [
+        ['What does "once in a blue moon" mean?', "plain"],
+        ["a\ttab", "two\nlines"],
+        ["no quotes", 'only "this" one'],
+    ]
+
+
+def test_a_csv_with_quoted_commas_and_newlines_and_crlf_is_read_as_csv(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_bytes(b'left,right,label\r\n"Paris, France","one\r\ntwo",1\r\nplain,"say ""hi""",0\r\n')
+    assert read_table(path).to_numpy().tolist() == [["Paris, France", "one\r\ntwo", "1"], ["plain", 'say "hi"', "0"]]
+
+
+def test_explicit_quoting_none_keeps_every_quote_as_text(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text('left\tright\n"quoted"\tx\n')
+    assert read_table(path)["left"].tolist() == ["quoted"]  # detected: CSV quoting parses, so it wins
+    assert read_table(path, options=ReadOptions(quoting="none"))["left"].tolist() == ['"quoted"']
+
+
+def test_explicit_csv_quoting_on_quotes_as_text_names_the_line_and_the_option_to_try(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text(tab_lines(QUOTES_AS_TEXT))
+    with pytest.raises(PairFileError) as error:
+        read_table(path, options=ReadOptions(quoting="csv"))
+    message = str(error.value)
+    assert message.startswith(f"{path} cannot be parsed as TSV with CSV quoting (data.quoting = csv): ")
+    assert "line 3" in message and message.endswith("it parses with quotes as text (no quoting): set data.quoting = none")
+
+
+def test_a_txt_file_is_tab_separated_unless_its_header_has_only_commas(tmp_path):
+    tabs, commas = tmp_path / "tabs.txt", tmp_path / "commas.txt"
+    tabs.write_text("left\tright\na, b\tc\n")
+    commas.write_text('left,right\n"a, b",c\n')
+    assert read_table(tabs).to_numpy().tolist() == [["a, b", "c"]]
+    assert read_table(commas).to_numpy().tolist() == [["a, b", "c"]]
+    assert row_name(tabs, 0) == "line 2"
+
+
+def test_explicit_format_reads_any_suffix_and_overrides_the_suffix(tmp_path):
+    path = tmp_path / "pairs.data"
+    path.write_text("left\tright\na\tb\n")
+    assert read_table(path, options=ReadOptions(format="tsv")).to_numpy().tolist() == [["a", "b"]]
+    assert describe_rows(path, [0], options=ReadOptions(format="tsv")) == "line 2"
+    with pytest.raises(PairFileError, match=r"unsupported suffix '\.data'; .*or name the format with data\.format"):
+        read_table(path)
+    misnamed = tmp_path / "pairs.tsv"
+    misnamed.write_text("left,right\na,b\n")
+    assert read_table(misnamed, options=ReadOptions(format="csv")).to_numpy().tolist() == [["a", "b"]]
+
+
+def test_read_options_name_the_config_key_of_a_bad_value():
+    with pytest.raises(ValueError, match=r"data\.quoting must be one of auto, csv, none; got 'single'"):
+        ReadOptions(quoting="single")
+    with pytest.raises(ValueError, match=r"data\.format must be one of auto, csv, tsv, parquet; got 'xlsx'"):
+        ReadOptions(format="xlsx")
+    assert ReadOptions(format="", quoting="") == ReadOptions()  # blank means detect, as in a config file

@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from siamese.data.tables import AtomicTableWriter, PairFileError
+from siamese.data.tables import AtomicTableWriter, PairFileError, ReadOptions
 from siamese.data.text_pairs import (
     PairColumns,
     TextPairs,
     detect_columns,
     load_text_pairs,
+    split_by_column,
     split_text_pairs,
     unscorable_rows,
 )
@@ -234,11 +235,15 @@ def test_a_threshold_above_every_score_is_explained(tmp_path):
         load_text_pairs(write_table(tmp_path / "pairs.parquet", frame), threshold=6)
 
 
-def test_an_unparseable_file_is_named(tmp_path):
+def test_an_unparseable_file_is_named_as_a_parse_problem_not_as_bad_rows(tmp_path):
     path = tmp_path / "pairs.csv"
-    path.write_text('question1,question2,is_duplicate\na,"b,1\nc,d,0\n')
-    with pytest.raises(PairFileError, match=r"pairs\.csv cannot be read as CSV: "):
+    path.write_text("question1,question2,is_duplicate\n" + "a,b,1\n" * 30 + 'a,"b,1\nc,d\n')
+    with pytest.raises(PairFileError) as error:
         load_text_pairs(path)
+    message = str(error.value)
+    assert message.startswith(f"{path} cannot be parsed as CSV: with CSV quoting, the record from line 32 to line 33")
+    assert "with quotes as text (no quoting), line 33 has 2 fields where the header has 3" in message
+    assert "rows with" not in message and DROP_HINT not in message
 
 
 def test_bad_arguments_are_rejected(tmp_path):
@@ -444,3 +449,107 @@ def test_unscorable_rows_name_the_empty_side():
         "empty or missing left text",
         "empty or missing right text",
     ]
+
+
+# Files as they come: quotes as text, the MRPC layout, format and quoting options, published splits
+
+SHARED_MRPC = Path(__file__).resolve().parents[3] / "shared" / "data" / "msrp_train.tsv"
+
+
+def mrpc_lines(rows: int = 30) -> str:
+    """MRPC's layout as published: BOM, CRLF, tabs, quotes that are text (some opened and never closed)."""
+    lines = ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"]
+    for i in range(rows):
+        right = f'"The pie business {i} does not fit.' if i % 3 == 0 else f'He called it "pie {i}", of course.'
+        lines.append(f"{i % 2}\t{100 + i}\t{200 + i}\tThe pie business {i} doesn't fit.\t{right}")
+    return "\ufeff" + "\r\n".join(lines) + "\r\n"
+
+
+def test_the_mrpc_layout_loads_every_row_without_options(tmp_path):
+    path = tmp_path / "msr_paraphrase_train.txt"
+    path.write_bytes(mrpc_lines().encode())
+    loaded = load_text_pairs(path)
+    assert loaded.columns == PairColumns("#1 String", "#2 String", "Quality")
+    assert len(loaded.pairs) == loaded.total_rows == 30 and loaded.dropped == {}
+    assert loaded.pairs.right[0] == '"The pie business 0 does not fit.'
+    assert loaded.pairs.right[1] == 'He called it "pie 1", of course.'
+    assert loaded.pairs.labels[:3].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_forcing_csv_quoting_on_mrpc_names_the_parse_problem_and_the_option(tmp_path):
+    path = tmp_path / "mrpc.tsv"
+    path.write_bytes(mrpc_lines().encode())
+    with pytest.raises(PairFileError) as error:
+        load_text_pairs(path, options=ReadOptions(quoting="csv"))
+    message = str(error.value)
+    assert message.startswith(f"{path} cannot be parsed as TSV with CSV quoting (data.quoting = csv): ")
+    assert message.endswith("set data.quoting = none") and "empty or missing text" not in message
+
+
+@pytest.mark.skipif(not SHARED_MRPC.is_file(), reason="the shared MRPC file is only on development machines")
+def test_the_published_mrpc_train_file_loads_all_4076_rows():
+    loaded = load_text_pairs(SHARED_MRPC)
+    assert loaded.total_rows == len(loaded.pairs) == 4076 and loaded.dropped_rows == 0
+
+
+def published_split(tmp_path: Path, splits: list[str], name: str = "pairs.csv") -> Path:
+    frame = quora(len(splits)).assign(Set=splits)
+    return write_table(tmp_path / name, frame)
+
+
+def test_a_split_column_is_read_case_insensitively_and_its_splits_are_kept(tmp_path):
+    names = ["TRAIN", "training", "train", "Train"] * 5 + ["dev", "Validation", "trial", "val"] + ["test", "Test"] * 3
+    path = published_split(tmp_path, names)
+    loaded = load_text_pairs(path, split_column="set")
+    assert loaded.splits.tolist() == ["train"] * 20 + ["validation"] * 4 + ["test"] * 6
+
+    splits = split_by_column(loaded.pairs, loaded.splits, validation_fraction=0.2, seed=0)
+    assert splits.train.rows.tolist() == list(range(20))
+    assert splits.validation.rows.tolist() == [20, 21, 22, 23]
+    assert splits.test.rows.tolist() == list(range(24, 30))
+
+
+def test_without_validation_rows_validation_is_carved_from_train_with_the_seed(tmp_path):
+    path = published_split(tmp_path, ["train"] * 40 + ["test"] * 10)
+    loaded = load_text_pairs(path, split_column="Set")
+    splits = split_by_column(loaded.pairs, loaded.splits, validation_fraction=0.25, seed=3)
+    assert len(splits.validation) == 10 and len(splits.train) == 30
+    assert set(splits.validation.labels.tolist()) == {0.0, 1.0}
+    assert splits.test.rows.tolist() == list(range(40, 50))
+    assert set(splits.train.rows.tolist()) | set(splits.validation.rows.tolist()) == set(range(40))
+    again = split_by_column(loaded.pairs, loaded.splits, validation_fraction=0.25, seed=3)
+    assert again.validation.rows.tolist() == splits.validation.rows.tolist()
+    assert len(split_by_column(loaded.pairs, loaded.splits, validation_fraction=0.0, seed=3).validation) == 0
+
+
+def test_unknown_split_values_name_the_column_the_values_and_the_lines(tmp_path):
+    path = published_split(tmp_path, ["train"] * 25 + ["eval", "holdout"] + ["test"] * 3)
+    with pytest.raises(PairFileError) as error:
+        load_text_pairs(path, split_column="Set")
+    message = str(error.value)
+    assert f"{path}: column 'Set': 2 rows with split values that name no split (lines 27, 28: 'eval', 'holdout')" in message
+    assert "validation: validation, valid, val, dev, development, trial" in message and DROP_HINT in message
+
+
+def test_a_split_column_must_exist_and_hold_neither_text_nor_label(tmp_path):
+    path = published_split(tmp_path, ["train"] * 30)
+    with pytest.raises(PairFileError, match=r"has no column 'fold' \(data\.split_column\)"):
+        load_text_pairs(path, split_column="fold")
+    with pytest.raises(PairFileError, match=r"'is_duplicate' is named as the split column \(data\.split_column\)"):
+        load_text_pairs(path, split_column="is_duplicate")
+
+
+def test_a_published_split_without_test_rows_or_a_label_says_so(tmp_path):
+    path = published_split(tmp_path, ["train"] * 28 + ["dev"] * 2)
+    loaded = load_text_pairs(path, split_column="Set")
+    with pytest.raises(ValueError, match=r"the test split is empty: with data\.split_column the splits are the file's"):
+        split_by_column(loaded.pairs, loaded.splits, validation_fraction=0.2, seed=0)
+    few_train = load_text_pairs(published_split(tmp_path, ["train"] * 4 + ["test"] * 26, "few.csv"), split_column="Set")
+    with pytest.raises(ValueError, match=r"the validation split is empty: .*validation is carved from its train rows"):
+        split_by_column(few_train.pairs, few_train.splits, validation_fraction=0.25, seed=0)
+
+
+def test_rows_with_unknown_split_values_can_be_dropped_and_counted(tmp_path):
+    path = published_split(tmp_path, ["train"] * 20 + ["eval"] * 2 + ["dev"] * 4 + ["test"] * 4)
+    loaded = load_text_pairs(path, split_column="Set", drop_invalid_rows=True)
+    assert loaded.dropped == {"unknown split in 'Set'": 2} and len(loaded.splits) == 28

@@ -104,6 +104,21 @@ def test_an_empty_validation_split_is_written_and_reads_back_empty(tmp_path):
     assert len(FAMILY.load_split(run_config, splits.paths["validation"])) == 0
 
 
+def test_a_split_column_in_the_config_gives_the_files_own_splits(tmp_path):
+    path = tmp_path / "published.tsv"
+    frame = sample_question_pairs(60, 0).assign(split=["train"] * 40 + ["test"] * 20)
+    frame["question1"] = '"' + frame["question1"]  # a quote opened and never closed: text, as in MRPC
+    frame.to_csv(path, sep="\t", index=False, quoting=3)  # csv.QUOTE_NONE
+    splits = FAMILY.prepare_splits(config(path, split_column="split", validation_fraction=0.25), tmp_path)
+    loaded = load_all(config(path), splits.paths)
+    assert loaded["test"].rows.tolist() == list(range(40, 60))
+    assert sorted(np.concatenate([loaded["train"].rows, loaded["validation"].rows]).tolist()) == list(range(40))
+    assert len(loaded["validation"]) == 10 and loaded["train"].left[0].startswith('"')
+
+    with pytest.raises(PairFileError, match=r"published\.tsv cannot be parsed as TSV with CSV quoting"):
+        FAMILY.prepare_splits(config(path, quoting="csv"), tmp_path / "forced")
+
+
 def test_build_learns_its_vocabulary_from_the_training_split_only(prepared):
     run_config, splits = prepared
     train, test = (FAMILY.load_split(run_config, splits.paths[name]) for name in ("train", "test"))

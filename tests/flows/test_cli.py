@@ -93,6 +93,10 @@ def test_score_new_pairs_with_the_champion(question_file_commands):
     assert "1 row could not be scored (line 7; empty or missing right text: 1)" in scored.stdout
     scores = pd.read_parquet(directory / "scores.parquet")
     assert len(scores) == 40 and scores.similarity.notna().sum() == 39
+    assert "is_similar: similarity >= " in scored.stdout and "(stored with the model" in scored.stdout
+    threshold = float(store(directory).get_model_version("siamese-text", "1").tags["threshold"])
+    scored_rows = scores.dropna(subset=["similarity"])
+    assert scored_rows.is_similar.tolist() == (scored_rows.similarity >= threshold).tolist()
 
 
 def test_ui_serves_the_project_store_on_loopback(question_file_ui):
@@ -140,6 +144,7 @@ def test_two_training_runs_at_once_on_one_store_both_complete(tmp_path):
     ("args", "config_text", "message"),
     [
         (["--epochs", "0"], None, "--epochs must be an integer >= 1, got 0"),
+        (["--patience", "-1"], None, "--patience must be an integer >= 0, got -1"),
         (["--num-pairs", "-5"], None, "--num-pairs must be an integer >= 10"),
         (["--set", "data.num_pair=100"], None, "unknown key 'data.num_pair'"),
         (["--set", "training.epoch=1"], None, "allowed: epochs, batch_size, learning_rate, precision, devices"),
@@ -147,6 +152,7 @@ def test_two_training_runs_at_once_on_one_store_both_complete(tmp_path):
         ([], "[training\nepochs = 3\n", "is not valid TOML"),
         ([], "[model]\nunits = true\n", "--units must be an integer >= 1, got True"),
         (["--model", "vision", "--image-size", "8"], None, "--image-size must be an integer >= 16, got 8"),
+        (["--set", "data.path=q.tsv", "--set", "data.quoting=single"], None, "--quoting must be one of auto, csv, none"),
     ],
 )
 def test_invalid_config_stops_before_any_work_naming_the_flag(siamese, tmp_path, args, config_text, message):
@@ -171,7 +177,11 @@ def test_invalid_config_stops_before_any_work_naming_the_flag(siamese, tmp_path,
         (["score", "--model", "models:/m/1", "--input", "missing.csv", "--output", "s.parquet"], "--input missing.csv: no such file"),
         (
             ["score", "--model", "models:/m/1", "--input", "pairs.csv", "--output", "s.xlsx"],
-            "--output s.xlsx: use a .csv, .tsv, .tab, .parquet, .pq file",
+            "--output s.xlsx: use a .csv, .tsv, .tab, .txt, .parquet, .pq file",
+        ),
+        (
+            ["score", "--model", "models:/m/1", "--input", "pairs.csv", "--output", "s.csv", "--threshold", "1.5"],
+            "--threshold must be from 0 to 1 (similarities lie in 0..1), got 1.5",
         ),
     ],
 )
@@ -191,6 +201,10 @@ def test_messages_name_the_flag_where_a_key_has_one():
     )
     assert cli.in_flags("kind must be one of sequences, text, vision") == "kind must be one of sequences, text, vision"
     assert cli.in_flags("training.epochs_total") == "training.epochs_total", "only whole keys"
+    assert cli.in_flags("it parses with quotes as text: set data.quoting = none") == (
+        "it parses with quotes as text: set --quoting none"
+    )
+    assert cli.in_flags("no column 'fold' (data.split_column)") == "no column 'fold' (--split-column)"
 
 
 @pytest.mark.usefixtures("prefect_api")

@@ -15,7 +15,7 @@ import keras
 import mlflow
 import numpy as np
 
-# Run by the fresh interpreter: load each model both ways, predict on its own input example.
+# Run by the fresh interpreter: load each model both ways, predict on its own input example, read its threshold.
 LOAD_AND_PREDICT = """
 import json, os, sys
 import keras
@@ -30,7 +30,11 @@ for name, (store, uri, keras_flavour) in json.loads(sys.argv[1]).items():
     example = model.input_example
     output = model.predict(example)
     scores = output["similarity"] if hasattr(output, "columns") else output
-    results[name] = {"pyfunc": np.asarray(scores, dtype=float).reshape(-1).tolist()}
+    results[name] = {
+        "pyfunc": np.asarray(scores, dtype=float).reshape(-1).tolist(),
+        "threshold": mlflow.models.get_model_info(uri).metadata["threshold"],
+        "is_similar": output["is_similar"].tolist() if hasattr(output, "columns") else None,
+    }
     if keras_flavour:
         keras_model = mlflow.keras.load_model(uri)
         results[name]["keras"] = keras_model.predict(dict(example), verbose=0).reshape(-1).tolist()
@@ -65,5 +69,8 @@ def test_every_family_loads_in_a_fresh_process_with_nothing_of_the_project(seque
         trained = keras.saving.load_model(runs[name].work_dir / "trained.keras")
         expected = trained.predict(inputs, verbose=0).reshape(-1)
         np.testing.assert_allclose(scores["pyfunc"], expected, atol=1e-5, err_msg=name)
+        assert scores["threshold"] == runs[name].result["threshold"], name
+        if not keras_flavour:  # the raw-text pyfunc decides itself
+            assert scores["is_similar"] == [score >= scores["threshold"] for score in scores["pyfunc"]]
         if keras_flavour:
             np.testing.assert_allclose(scores["keras"], expected, atol=1e-5, err_msg=name)

@@ -37,10 +37,10 @@ def test_scores_a_file_larger_than_one_chunk(tmp_path, text_store, pairs_to_scor
     assert (summary.rows, summary.scored, summary.unscorable_count) == (130, 127, 3)
     assert summary.unscorable_rows == "lines 9, 63, 122"
     assert summary.unscorable == {"empty or missing left text": 2, "empty or missing right text": 1}
-    assert list(scores.columns) == ["id", "question1", "question2", "similarity", "error"]
+    assert list(scores.columns) == ["id", "question1", "question2", "similarity", "is_similar", "error"]
     assert scores.id.tolist() == pairs_to_score.id.tolist(), "every row, in input order"
     blank = scores.iloc[list(BLANK)]
-    assert blank.similarity.isna().all() and blank.error.tolist() == [
+    assert blank.similarity.isna().all() and blank.is_similar.isna().all() and blank.error.tolist() == [
         "empty or missing left text", "empty or missing right text", "empty or missing left text",
     ]  # fmt: skip
     valid = scores.drop(index=list(BLANK))
@@ -49,7 +49,23 @@ def test_scores_a_file_larger_than_one_chunk(tmp_path, text_store, pairs_to_scor
         pd.DataFrame({"left": valid.question1.to_numpy(), "right": valid.question2.to_numpy()})
     )
     np.testing.assert_allclose(valid.similarity.to_numpy(), expected.similarity.to_numpy(), rtol=1e-6)
+    stored = mlflow.models.get_model_info(CHAMPION).metadata["threshold"]
+    assert summary.threshold.value == stored and summary.threshold.source.startswith("stored with the model")
+    assert valid.is_similar.tolist() == (valid.similarity >= stored).tolist()
     assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")], "no temporary file left"
+
+
+def test_a_given_threshold_decides_instead_of_the_stored_one(tmp_path, text_store, pairs_to_score):
+    source = tmp_path / "pairs.csv"
+    pairs_to_score.head(20).to_csv(source, index=False)
+    stored = mlflow.models.get_model_info(CHAMPION).metadata["threshold"]
+    decided = {}
+    for given in (0.0, 1.0):
+        output = tmp_path / f"scores-{given}.parquet"
+        summary = score_flow(model_uri=CHAMPION, input_path=source, output_path=output, threshold=given)
+        assert summary.threshold.value == given and summary.threshold.source == f"given, instead of the stored {stored:.4g}"
+        decided[given] = pd.read_parquet(output).dropna(subset=["similarity"]).is_similar
+    assert decided[0.0].all() and not decided[1.0].any()
 
 
 def test_named_columns_of_a_parquet_file_into_csv(tmp_path, text_store, pairs_to_score):
@@ -69,7 +85,7 @@ def test_named_columns_of_a_parquet_file_into_csv(tmp_path, text_store, pairs_to
 def test_a_bad_row_mid_file_leaves_the_previous_output_untouched(tmp_path, text_store, pairs_to_score):
     source, output = tmp_path / "pairs.csv", tmp_path / "scores.parquet"
     text = pairs_to_score.to_csv(index=False)
-    source.write_text(text + 'q999,"an unterminated quote,What is chess?\n')
+    source.write_text(text + "q999,a line with,one field too many,What is chess?\n")
     output.write_bytes(b"yesterday's scores")
 
     with pytest.raises(PairFileError, match="pairs.csv"):
@@ -95,4 +111,4 @@ def test_a_file_with_only_a_header_gives_an_empty_output_with_its_columns(tmp_pa
     summary = score_flow(model_uri=CHAMPION, input_path=source, output_path=output)
 
     assert (summary.rows, summary.scored) == (0, 0)
-    assert list(pd.read_parquet(output).columns) == ["id", "left", "right", "similarity", "error"]
+    assert list(pd.read_parquet(output).columns) == ["id", "left", "right", "similarity", "is_similar", "error"]

@@ -67,8 +67,9 @@ def test_registered_model_scores_raw_text_like_the_keras_model(text_run, text_st
 
     trained = keras.saving.load_model(work_dir / "trained.keras")
     expected = trained.predict({"left": frame.left.to_numpy(object), "right": frame.right.to_numpy(object)}, verbose=0)
-    assert list(scores.columns) == ["similarity"] and len(scores) == len(frame)
+    assert list(scores.columns) == ["similarity", "is_similar"] and len(scores) == len(frame)
     np.testing.assert_allclose(scores.similarity.to_numpy(), expected[:, 0], rtol=1e-6)
+    assert scores.is_similar.tolist() == (scores.similarity >= result["threshold"]).tolist()
     swapped = loaded.predict(frame.rename(columns={"left": "right", "right": "left"}))
     np.testing.assert_allclose(swapped.similarity.to_numpy(), scores.similarity.to_numpy(), rtol=1e-6)
 
@@ -78,7 +79,18 @@ def test_signature_says_raw_strings_in_one_similarity_out(text_run, text_store):
     info = mlflow.models.get_model_info(f"models:/{TEXT}/{result['registered']['version']}")
     inputs = {(spec.name, spec.type.name) for spec in info.signature.inputs.inputs}
     assert inputs == {("left", "string"), ("right", "string")}
-    assert [(spec.name, spec.type.name) for spec in info.signature.outputs.inputs] == [("similarity", "double")]
+    assert [(spec.name, spec.type.name) for spec in info.signature.outputs.inputs] == [("similarity", "double"), ("is_similar", "boolean")]
+
+
+def test_the_threshold_calibrated_on_validation_is_logged_and_stored_with_the_model(text_run, text_store):
+    result, client = text_run.result, text_store
+    registered = result["registered"]
+    metrics = client.get_run(result["run_id"]).data.metrics
+    threshold = metrics["calibration/threshold"]
+    assert result["threshold"] == threshold and 0.0 < threshold < 1.0
+    assert 0.0 < metrics["calibration/f1"] <= 1.0 and 0.0 <= metrics["calibration/equal_error_rate"] <= 1.0
+    assert mlflow.models.get_model_info(f"models:/{TEXT}/{registered['version']}").metadata["threshold"] == threshold
+    assert float(client.get_model_version(TEXT, registered["version"]).tags["threshold"]) == threshold
 
 
 def test_registered_model_names_rows_it_cannot_score(text_run, text_store):

@@ -20,6 +20,7 @@ from prefect.settings import PREFECT_API_URL
 
 from flows.train import WeightSharingError, train_flow
 from siamese.config import ModelKind
+from siamese.evaluation import evaluate_scores
 from siamese.families import FAMILIES, family_of
 from siamese.families.sequences import GeneratedSequences
 from siamese.models.text import build_unshared_text_model
@@ -47,6 +48,7 @@ def test_flow_records_run_in_mlflow(sequences_run, sequences_store):
     assert len(client.get_metric_history(run.info.run_id, "val/auc")) == config.training.epochs
     metrics = run.data.metrics
     assert {"test/roc_auc", "test/accuracy", "test/precision", "test/recall", "test/f1", "test/log_loss"} <= metrics.keys()
+    assert {"test/equal_error_rate", "calibration/threshold", "calibration/f1", "calibration/equal_error_rate"} <= metrics.keys()
     assert metrics["sharing/passed"] == 1.0
     assert metrics["sharing/encoder_params"] == 20_608
     assert metrics["sharing/total_params"] == 20_673
@@ -59,6 +61,7 @@ def test_flow_records_run_in_mlflow(sequences_run, sequences_store):
         "model_summary.txt",
         "sharing/report.json",
         "evaluation/roc_curve.png",
+        "evaluation/precision_recall_curve.png",
         "evaluation/score_histogram.png",
         "evaluation/confusion_matrix.json",
     } <= artifacts
@@ -86,6 +89,13 @@ def test_registered_model_predicts_like_trained_model(sequences_run, sequences_s
     assert loaded.metadata.saved_input_example_info is not None
     # What the gate scored the version with: the flow's own scores file, the registered model's scores.
     np.testing.assert_allclose(np.load(work_dir / "challenger-scores.npy"), expected.reshape(-1), atol=1e-6)
+    # The threshold chosen on validation travels with the model and decided the logged test metrics.
+    threshold = loaded.metadata.metadata["threshold"]
+    metrics = client.get_run(result["run_id"]).data.metrics
+    assert threshold == metrics["calibration/threshold"] == result["threshold"]
+    at_threshold = evaluate_scores(test.labels, expected, threshold).metrics
+    for key in ("accuracy", "precision", "recall", "f1"):
+        assert metrics[f"test/{key}"] == pytest.approx(at_threshold[key], abs=1e-6), key
 
     run = client.get_run(result["run_id"])
     (logged,) = client.search_logged_models(experiment_ids=[run.info.experiment_id])

@@ -45,6 +45,9 @@ def test_stereo_run_is_verified_evaluated_and_registered(stereo_run, stereo_stor
         client, run.info.run_id
     )
     assert result["registered"]["name"] == VISION.registered_name and result["registered"]["version"] == "1"
+    info = mlflow.models.get_model_info(f"models:/{VISION.registered_name}/1")
+    assert info.metadata["threshold"] == metrics["calibration/threshold"] == result["threshold"], "image verification: one mechanism"
+    assert "evaluation/precision_recall_curve.png" in artifact_paths(client, run.info.run_id)
 
 
 def test_sharing_metrics_count_the_backbone_once(stereo_run, stereo_store):

@@ -14,7 +14,10 @@ import pytest
 from mlflow import MlflowClient
 from task_helpers import sequences_config, vision_config
 
+from siamese.evaluation import calibrate_threshold, evaluate_scores
+from siamese.families import family_of
 from siamese.models.text import build_unshared_text_model
+from siamese.training import predict
 from tasks.data import prepare_pairs
 from tasks.model import build_model, choose_devices, evaluate_model, train_model, verify_sharing
 from tasks.tracking import start_run
@@ -67,6 +70,15 @@ def test_training_saves_a_new_file_and_logs_every_epoch_to_the_run(sequences, mo
         assert [point.step for point in client.get_metric_history(sequences.run_id, key)] == list(range(epochs)), key
 
 
+def test_training_logs_where_it_stopped_and_the_best_epoch_it_kept(sequences, module_store):
+    client = MlflowClient(module_store)
+    metrics = client.get_run(sequences.run_id).data.metrics
+    val_auc = [point.value for point in client.get_metric_history(sequences.run_id, "val/auc")]
+    assert metrics["train/stopped_epoch"] == len(val_auc) == sequences.config.training.epochs, "too few epochs to stop early"
+    assert metrics["train/best_epoch"] == int(np.argmax(val_auc)) + 1
+    assert "train/learning_rate" not in metrics, "a constant rate (reduce_lr_patience 0) is in the params, not per epoch"
+
+
 def test_sharing_is_verified_on_the_trained_file(sequences):
     report = verify_sharing.fn(sequences.trained.path, sequences.prepared.paths["test"], sequences.config)
     assert report.passed, report.failures()
@@ -86,11 +98,37 @@ def test_an_unshared_model_fails_verification(sequences, tmp_path):
 
 def test_similarity_evaluation_gives_metrics_a_confusion_matrix_and_plots(sequences):
     result = evaluate_model.fn(sequences.trained.path, sequences.prepared.paths, sequences.config, sequences.work_dir)
-    assert {"roc_auc", "accuracy", "precision", "recall", "f1", "log_loss"} <= result.metrics.keys()
+    assert {"roc_auc", "accuracy", "precision", "recall", "f1", "log_loss", "equal_error_rate"} <= result.metrics.keys()
     assert np.sum(result.confusion_matrix) == sequences.prepared.sizes["test"]
-    assert sorted(path.name for path in result.plots) == ["roc_curve.png", "score_histogram.png"]
+    assert sorted(path.name for path in result.plots) == ["precision_recall_curve.png", "roc_curve.png", "score_histogram.png"]
     assert all(path.read_bytes().startswith(b"\x89PNG") for path in result.plots)
     assert result.baselines == {}, "generated sequences have no baselines"
+
+
+def test_the_test_split_is_decided_at_the_threshold_calibrated_on_validation(sequences):
+    config, paths = sequences.config, sequences.prepared.paths
+    family, model = family_of(config.kind), keras.saving.load_model(sequences.trained.path)
+    validation, test = family.load_split(config, paths["validation"]), family.load_split(config, paths["test"])
+
+    result = evaluate_model.fn(sequences.trained.path, paths, config, sequences.work_dir)
+
+    assert result.calibration == calibrate_threshold(validation.labels, predict(model, validation))
+    at_threshold = evaluate_scores(test.labels, predict(model, test), result.calibration.threshold)
+    for key in ("accuracy", "precision", "recall", "f1"):
+        assert result.metrics[key] == pytest.approx(at_threshold.metrics[key]), key
+    assert result.confusion_matrix == at_threshold.confusion_matrix.tolist()
+
+
+def test_without_validation_pairs_the_decision_stays_at_one_half(sequences, tmp_path):
+    config = dataclasses.replace(sequences.config, data=dataclasses.replace(sequences.config.data, validation_fraction=0.0))
+    paths = prepare_pairs.fn(config, tmp_path).paths
+
+    result = evaluate_model.fn(sequences.trained.path, paths, config, tmp_path)
+
+    assert result.calibration is None
+    test = family_of(config.kind).load_split(config, paths["test"])
+    at_half = evaluate_scores(test.labels, predict(keras.saving.load_model(sequences.trained.path), test))
+    assert result.metrics["accuracy"] == pytest.approx(at_half.metrics["accuracy"])
 
 
 def test_regression_is_trained_and_evaluated_against_the_training_mean(module_store, tmp_path):
@@ -99,5 +137,5 @@ def test_regression_is_trained_and_evaluated_against_the_training_mean(module_st
     assert {"train/mae", "train/rmse", "val/mae", "val/rmse"} <= history.keys()
     result = evaluate_model.fn(steps.trained.path, steps.prepared.paths, steps.config, tmp_path)
     assert {"mae", "rmse", "r2", "baseline_mae"} <= result.metrics.keys()
-    assert result.confusion_matrix is None
+    assert result.confusion_matrix is None and result.calibration is None, "regression decides nothing"
     assert sorted(path.name for path in result.plots) == ["example_pairs.png", "predictions.png"]

@@ -12,7 +12,15 @@ from task_helpers import register_untrained, sequences_config, text_config, visi
 
 import tasks.registry
 from siamese.families import ModelFormat, family_of
-from tasks.registry import CHAMPION, ScoringModelError, champion_version, load_text_pair_scorer, set_alias, version_scores
+from tasks.registry import (
+    CHAMPION,
+    ScoringModelError,
+    champion_version,
+    load_text_pair_scorer,
+    log_and_register_model,
+    set_alias,
+    version_scores,
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +98,10 @@ def test_a_text_model_takes_raw_strings_and_scores_like_its_keras_file(text):
     test = family_of(config.kind).load_split(config, paths["test"])
     expected = keras.saving.load_model(model_path).predict(test.inputs(), verbose=0).reshape(-1)
     np.testing.assert_allclose(version_scores(uri(registered), test, ModelFormat.RAW_TEXT), expected, rtol=1e-6)
-    scorer = load_text_pair_scorer.fn(uri(registered))
-    scored = scorer(pd.DataFrame({"left": test.left[:3], "right": test.right[:3]}))
-    assert list(scored.columns) == ["similarity"]
+    loaded = load_text_pair_scorer.fn(uri(registered))
+    scored = loaded.predict(pd.DataFrame({"left": test.left[:3], "right": test.right[:3]}))
+    assert list(scored.columns) == ["similarity"], "registered without a threshold: no decision"
+    assert loaded.threshold is None
     np.testing.assert_allclose(scored.similarity.to_numpy(), expected[:3], rtol=1e-6)
 
 
@@ -102,3 +111,32 @@ def test_a_regression_model_says_it_predicts_a_number(module_store, tmp_path):
     signature = mlflow.models.get_model_info(registered["model_uri"]).signature
     assert [spec.name for spec in signature.outputs.inputs] == ["prediction"]
     assert [spec.shape for spec in signature.inputs.inputs] == [(-1, 16, 16, 3)] * 2
+
+
+# Registered again with a threshold: new versions, after the tests above that count versions.
+
+
+def test_a_text_model_registered_with_a_threshold_stores_it_and_decides_with_it(text, module_store):
+    config, (_, paths, model_path, run_id) = text
+    registered = log_and_register_model.fn(run_id, model_path, paths["test"], config, threshold=0.4375)
+
+    info = mlflow.models.get_model_info(uri(registered))
+    assert info.metadata["threshold"] == 0.4375 and "validation" in info.metadata["threshold_rule"]
+    assert [(spec.name, spec.type.name) for spec in info.signature.outputs.inputs] == [("similarity", "double"), ("is_similar", "boolean")]
+    assert MlflowClient(module_store).get_model_version(registered["name"], registered["version"]).tags["threshold"] == "0.4375"
+    loaded = load_text_pair_scorer.fn(uri(registered))
+    assert loaded.threshold == 0.4375
+    test = family_of(config.kind).load_split(config, paths["test"])
+    scored = loaded.predict(pd.DataFrame({"left": test.left, "right": test.right}))
+    assert list(scored.columns) == ["similarity", "is_similar"]
+    assert scored.is_similar.tolist() == (scored.similarity >= 0.4375).tolist()
+    # The loader may decide at another threshold through the model config.
+    stricter = mlflow.pyfunc.load_model(uri(registered), model_config={"threshold": 1.0})
+    assert not stricter.predict(pd.DataFrame({"left": test.left[:3], "right": test.right[:3]})).is_similar.any()
+
+
+def test_a_keras_model_registered_with_a_threshold_carries_it_in_its_metadata(sequences):
+    _, paths, model_path, run_id = sequences
+    registered = log_and_register_model.fn(run_id, model_path, paths["test"], sequences_config(num_pairs=70), threshold=0.625)
+    assert mlflow.models.get_model_info(uri(registered)).metadata["threshold"] == 0.625
+    assert mlflow.pyfunc.load_model(uri(registered)).metadata.metadata["threshold"] == 0.625

@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from task_helpers import sequences_config, text_config
 
 from siamese.devices import DevicePlan
+from siamese.evaluation import Calibration
 from siamese.families import SourceFile
 from siamese.sharing import SharingCheck, SharingReport
 from tasks.tracking import (
@@ -23,6 +24,7 @@ from tasks.tracking import (
     log_dataset,
     log_evaluation,
     log_sharing_report,
+    log_stopping,
     log_training,
     start_run,
 )
@@ -85,7 +87,8 @@ def test_training_dataset_sharing_and_evaluation_are_logged_under_their_keys(cli
     log_sharing_report.fn(run_id, REPORT)
     plot = tmp_path / "roc_curve.png"
     plot.write_bytes(b"\x89PNG")
-    log_evaluation.fn(run_id, {"roc_auc": 0.75}, [[3, 1], [0, 4]], [plot], {"majority_auc": 0.5})
+    calibration = Calibration(threshold=0.42, f1=0.8, equal_error_threshold=0.47, equal_error_rate=0.2)
+    log_evaluation.fn(run_id, {"roc_auc": 0.75}, [[3, 1], [0, 4]], [plot], {"majority_auc": 0.5}, calibration)
 
     run = client.get_run(run_id)
     params, metrics = run.data.params, run.data.metrics
@@ -100,6 +103,9 @@ def test_training_dataset_sharing_and_evaluation_are_logged_under_their_keys(cli
     }  # fmt: skip
     assert metrics["sharing/passed"] == 1.0 and metrics["sharing/params_saved"] == 100
     assert metrics["test/roc_auc"] == 0.75 and metrics["baseline/majority_auc"] == 0.5
+    assert {key: value for key, value in metrics.items() if key.startswith("calibration/")} == {
+        "calibration/threshold": 0.42, "calibration/f1": 0.8, "calibration/equal_error_threshold": 0.47, "calibration/equal_error_rate": 0.2,
+    }  # fmt: skip
     artifacts = {item.path for folder in ("", "data", "evaluation", "sharing") for item in client.list_artifacts(run_id, folder or None)}
     assert {
         "config.json", "data/dropped_rows.json", "sharing/report.json", "evaluation/confusion_matrix.json", "evaluation/roc_curve.png",
@@ -124,3 +130,19 @@ def test_epoch_metrics_are_namespaced_train_and_val(client):
     logger.on_epoch_end(1, {"loss": 0.5, "auc": 0.7, "val_loss": 0.6, "val_auc": 0.65})
     assert set(client.get_run(run_id).data.metrics) == {"train/loss", "train/auc", "val/loss", "val/auc"}
     assert [(point.step, point.value) for point in client.get_metric_history(run_id, "val/auc")] == [(0, 0.55), (1, 0.65)]
+
+
+def test_where_training_stopped_is_logged_with_the_epoch_it_kept(client):
+    stopped, unmonitored = start_run.fn(sequences_config()), start_run.fn(sequences_config())
+    log_stopping(stopped, stopped_epoch=5, best_epoch=2)
+    log_stopping(unmonitored, stopped_epoch=3, best_epoch=None)
+    assert client.get_run(stopped).data.metrics == {"train/stopped_epoch": 5, "train/best_epoch": 2}
+    assert client.get_run(unmonitored).data.metrics == {"train/stopped_epoch": 3}, "no validation metric chose an epoch"
+
+
+def test_a_dropping_learning_rate_is_logged_per_epoch(client):
+    run_id = start_run.fn(sequences_config())
+    logger = epoch_metrics_logger(run_id)
+    logger.on_epoch_end(0, {"loss": 0.7, "learning_rate": 0.01})
+    logger.on_epoch_end(1, {"loss": 0.6, "learning_rate": 0.005})
+    assert [(point.step, point.value) for point in client.get_metric_history(run_id, "train/learning_rate")] == [(0, 0.01), (1, 0.005)]

@@ -1,0 +1,55 @@
+"""Scoring tasks called directly: which threshold decides `is_similar`, and the decision written beside each score."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from siamese.data.text_pairs import PairColumns
+from tasks.scoring import DecisionThreshold, choose_threshold, score_file
+
+
+def by_length(pairs: pd.DataFrame) -> pd.DataFrame:
+    """A stand-in model: the shorter text's share of the longer one's length."""
+    left, right = pairs.left.str.len(), pairs.right.str.len()
+    return pd.DataFrame({"similarity": np.minimum(left, right) / np.maximum(left, right)})
+
+
+@pytest.mark.parametrize(
+    ("stored", "given", "expected", "source"),
+    [
+        (0.37, None, 0.37, "stored with the model"),
+        (0.37, 0.9, 0.9, "given, instead of the stored 0.37"),
+        (None, 0.2, 0.2, "given"),
+        (None, None, 0.5, "default: the model was registered without a threshold"),
+    ],
+)
+def test_a_given_threshold_overrides_the_stored_one_and_0_5_is_the_last_resort(stored, given, expected, source):
+    chosen = choose_threshold.fn(stored, given)
+    assert chosen.value == expected and chosen.source.startswith(source)
+
+
+@pytest.mark.parametrize("given", [-0.1, 1.5, math.nan])
+def test_a_threshold_outside_0_to_1_is_refused(given):
+    with pytest.raises(ValueError, match="threshold must be a number from 0 to 1"):
+        choose_threshold.fn(0.4, given)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_is_similar_is_the_score_at_the_threshold_and_empty_where_there_is_no_score(tmp_path, suffix):
+    source, output = tmp_path / "pairs.csv", tmp_path / f"scores{suffix}"
+    pairs = pd.DataFrame({"left": ["abcd", "ab", "abcd", "", "abc"], "right": ["abcd", "abcd", "a", "x", "abcd"], "is_similar": 1})
+    pairs.to_csv(source, index=False)
+
+    # Chunks of 2: the first has no unscorable row, yet a Parquet schema taken from it must hold the later errors.
+    summary = score_file.fn(by_length, source, output, PairColumns("left", "right", None), DecisionThreshold(0.5, "given"), chunk_rows=2)
+
+    scores = pd.read_csv(output) if suffix == ".csv" else pd.read_parquet(output)
+    assert list(scores.columns) == ["left", "right", "input_is_similar", "similarity", "is_similar", "error"]
+    np.testing.assert_allclose(scores.similarity, [1.0, 0.5, 0.25, np.nan, 0.75])
+    assert scores.is_similar.tolist()[:3] == [True, True, False] and scores.is_similar.tolist()[4] is True
+    assert pd.isna(scores.is_similar[3]) and scores.error[3] == "empty or missing left text"
+    assert summary.threshold == DecisionThreshold(0.5, "given") and summary.scored == 4
