@@ -17,11 +17,18 @@ from tasks.gate import find_champion, judge, move_champion_alias, record_decisio
 
 @flow(name="registry-gate")
 def gate_flow(
-    run_id: str, registered: dict[str, object], test_path: Path, config: Config, against_champion: bool, work_dir: Path
+    run_id: str,
+    registered: dict[str, object],
+    test_path: Path,
+    config: Config,
+    against_champion: bool,
+    work_dir: Path,
+    baselines: dict[str, float] | None = None,
 ) -> GateResult | None:
     """Judge the new version on its run's held-out test pairs and record the decision on both versions.
 
-    With no champion yet, the version must reach `gate.min_quality`. With one, `against_champion`
+    With no champion yet, the version must reach `gate.min_quality`, or without one beat the
+    strongest of the run's `baselines` on the same test pairs. With one, `against_champion`
     compares both versions, loaded from the registry, on the same pairs (paired bootstrap);
     without it (plain training) the champion is left alone and None is returned. A version that
     fails to load fails the flow and is never promoted.
@@ -34,7 +41,7 @@ def gate_flow(
     champion_scores = None
     if champion is not None:
         champion_scores = score_version(f"models:/{name}/{champion}", test_path, config, work_dir / "champion-scores.npy")
-    result = judge(config, test_path, challenger_scores, champion_scores)
+    result = judge(config, test_path, challenger_scores, champion_scores, baselines)
     record_decision(run_id, name, version, champion, result)
     if result.decision is Decision.PROMOTE:
         move_champion_alias(name, version)

@@ -101,7 +101,7 @@ def train_flow(
             )
             threshold = None if calibration is None else calibration.threshold
             registered = log_and_register_model(run_id, trained.path, splits["test"], config, threshold)
-            gate = gate_flow(run_id, registered, splits["test"], config, against_champion, directory)
+            gate = gate_flow(run_id, registered, splits["test"], config, against_champion, directory, evaluation.baselines)
             if gate is not None and gate.decision is Decision.PROMOTE:
                 registered["aliases"] = [*registered["aliases"], CHAMPION]
             publish_summary(run_id, report, evaluation.metrics, registered, evaluation.baselines, gate, calibration)

@@ -44,6 +44,21 @@ class DataMode(StrEnum):
 class Head(StrEnum):
     CONCAT = "concat"  # the reference model: concatenate both encodings, Dense(1)
     SYMMETRIC = "symmetric"  # [|a-b|, a*b] -> Dense(1): score(a, b) == score(b, a)
+    MANHATTAN = "manhattan"  # MaLSTM: exp(-||a-b||_1), no weights
+    COSINE = "cosine"  # cos(a, b) -> Dense(1): a learned scale and offset
+
+
+class TextEncoder(StrEnum):
+    """The shared encoder of a text pair model (BENCHMARKS.md, "Model quality": what was measured)."""
+
+    LEXICAL = "lexical"  # character and word n-gram bags: the default for pair files
+    BILSTM = "bilstm"  # word embeddings -> BiLSTM -> max pooling, beside a character n-gram projection
+    LSTM = "lstm"  # the reference: word embeddings -> LSTM(units)
+
+
+class Loss(StrEnum):
+    BINARY_CROSSENTROPY = "binary_crossentropy"
+    CONTRASTIVE = "contrastive"  # Hadsell et al. 2006 on the distance 1 - score, with a margin
 
 
 class ImageSource(StrEnum):
@@ -196,6 +211,38 @@ class TextModelConfig:
 
 
 @dataclass(frozen=True)
+class TextPairModelConfig(TextModelConfig):
+    """`[model]` of a text pair file run: the reference fields plus the encoder, loss and word vectors.
+
+    The defaults were chosen by measurement on real pair data (BENCHMARKS.md, "Model quality"):
+    the lexical encoder with the symmetric head beats every logged baseline there, where the
+    reference LSTM does not.
+    """
+
+    encoder: TextEncoder = TextEncoder.LEXICAL
+    loss: Loss = Loss.BINARY_CROSSENTROPY
+    margin: float = 0.5  # contrastive loss: dissimilar pairs are pushed to a distance (1 - score) of at least this
+    dropout: float = 0.3  # learned encoders (bilstm, lstm): on embeddings and on the encoding
+    embeddings: str = ""  # a GloVe / word2vec / fastText text file of word vectors; "" learns them from scratch
+    fine_tune_embeddings: bool = False  # with `embeddings`: train the vectors too (true) or keep them frozen
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _coerce_enum(self, "encoder", TextEncoder, "model")
+        _coerce_enum(self, "loss", Loss, "model")
+        _require_float(self, "margin", "model", minimum=0.0, below=1.0, exclusive_minimum=True)
+        _require_float(self, "dropout", "model", minimum=0.0, below=1.0)
+        if not isinstance(self.embeddings, str):
+            raise ConfigError(f"model.embeddings must be the path of a word vectors file (or empty), got {self.embeddings!r}")
+        if not isinstance(self.fine_tune_embeddings, bool):
+            raise ConfigError(f"model.fine_tune_embeddings must be true or false, got {self.fine_tune_embeddings!r}")
+        if self.embeddings and self.encoder is TextEncoder.LEXICAL:
+            raise ConfigError("model.embeddings needs a learned encoder: set model.encoder to 'bilstm' or 'lstm'")
+        if self.loss is Loss.CONTRASTIVE and self.head is Head.CONCAT:
+            raise ConfigError("model.loss 'contrastive' needs a symmetric head (symmetric, manhattan or cosine), not 'concat'")
+
+
+@dataclass(frozen=True)
 class ImageDataConfig:
     source: ImageSource = ImageSource.STEREO
     path: str = ""  # the class folder (source folder) or the CSV file (source csv)
@@ -247,7 +294,7 @@ class VisionModelConfig:
 class TrainingConfig:
     """How the model is fitted. Training stops by itself: `epochs` is a maximum (see `siamese.training.fit`)."""
 
-    epochs: int = 8  # at most; early stopping may end training sooner
+    epochs: int = 30  # at most: early stopping (patience) ends training when validation stops improving
     # Tuned for throughput (bench/throughput.py): on a CPU a pair costs about 40% less in a batch
     # of 256 than of 64 (fuller steps, fewer of them), and at 10x RMSprop's default rate test AUC
     # on the generated text pairs is no worse than at batch 64 (BENCHMARKS.md, "Training
@@ -319,7 +366,7 @@ class Config:
     kind: ModelKind = ModelKind.SEQUENCES
     seed: int = 0  # seeds data generation, weight initialisation and shuffling
     data: SequenceDataConfig | TextFileDataConfig | ImageDataConfig = None  # type: ignore[assignment]
-    model: TextModelConfig | VisionModelConfig = None  # type: ignore[assignment]
+    model: TextModelConfig | TextPairModelConfig | VisionModelConfig = None  # type: ignore[assignment]
     training: TrainingConfig = field(default_factory=TrainingConfig)
     gate: GateConfig = field(default_factory=GateConfig)
 
@@ -374,7 +421,7 @@ class Config:
 # read them); `[training]` and `[gate]` are the same for every kind.
 KIND_SECTIONS: dict[ModelKind, dict[str, type]] = {
     ModelKind.SEQUENCES: {"data": SequenceDataConfig, "model": TextModelConfig},
-    ModelKind.TEXT: {"data": TextFileDataConfig, "model": TextModelConfig},
+    ModelKind.TEXT: {"data": TextFileDataConfig, "model": TextPairModelConfig},
     ModelKind.VISION: {"data": ImageDataConfig, "model": VisionModelConfig},
 }
 _SECTION_NAMES = ("data", "model", "training", "gate")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -70,8 +70,28 @@ class GateResult:
         return dataclasses.asdict(self) | {"decision": self.decision.value}
 
 
+# The suffix of a baseline's logged value for each gate metric (`siamese.baselines`).
+BASELINE_SUFFIXES = {"roc_auc": "_auc", "accuracy": "_accuracy", "pearson": "_pearson", "mae": "_mae", "rmse": "_rmse"}
+
+
+def strongest_baseline(baselines: Mapping[str, float], metric: str, higher_is_better: bool = True) -> tuple[str, float] | None:
+    """The best baseline on `metric` as `(name, value)`, or None; the majority class's 0.5 AUC counts like any other."""
+    suffix = BASELINE_SUFFIXES.get(metric)
+    candidates = {key.removesuffix(suffix): value for key, value in baselines.items() if suffix and key.endswith(suffix) and math.isfinite(value)}
+    if not candidates:
+        return None
+    pick = max if higher_is_better else min
+    name = pick(candidates, key=candidates.__getitem__)
+    return name, float(candidates[name])
+
+
 def judge_first_model(
-    labels: np.ndarray, challenger_scores: np.ndarray, *, metric: str = "roc_auc", min_quality: float | None
+    labels: np.ndarray,
+    challenger_scores: np.ndarray,
+    *,
+    metric: str = "roc_auc",
+    min_quality: float | None,
+    baselines: Mapping[str, float] | None = None,
 ) -> GateResult:
     """Whether the first version of a registered model may become its champion.
 
@@ -83,7 +103,11 @@ def judge_first_model(
         labels: the test pairs' labels (0/1 for similarity metrics) or targets (regression).
         challenger_scores: the model's scores in 0..1 or predictions, one per test pair.
         metric: a key of `GATE_METRICS`.
-        min_quality: the bar; None for no bar (a verified model is promoted).
+        min_quality: the bar; None for no bar (a verified model is promoted), or the baselines'.
+        baselines: the run's baselines on the same test pairs (`name_metric -> value`, e.g.
+            `siamese_linear_auc`); the model must also beat the strongest of them on `metric`:
+            a model that a TF-IDF cosine outscores should not be served, however far it is
+            above a fixed bar. None or empty: the bar alone.
 
     Returns:
         PROMOTE if the metric meets the bar, else KEEP (no champion is set).
@@ -95,15 +119,24 @@ def judge_first_model(
     gate_metric = _gate_metric(metric)
     labels, challenger_scores = _validated_arrays(labels, challenger_scores)
     value = float(gate_metric.compute(labels, challenger_scores))
-    if min_quality is None:
-        passes, reason = True, f"first model {metric} {value:.3f}, no quality bar set (gate.min_quality), so it becomes champion"
-    else:
+    checks = []  # (passes, why) for each bar the model must clear
+    if min_quality is not None:
         _require_finite(min_quality, "min_quality")
         comparison = ">=" if gate_metric.higher_is_better else "<="
-        passes = value >= min_quality if gate_metric.higher_is_better else value <= min_quality
+        meets = value >= min_quality if gate_metric.higher_is_better else value <= min_quality
         kind = "a minimum" if gate_metric.higher_is_better else "a maximum error"
-        verdict, outcome = ("meets", "so it becomes champion") if passes else ("misses", "so no champion is set")
-        reason = f"first model {metric} {value:.3f} {verdict} the bar {comparison} {min_quality:.3f} ({kind}), {outcome}"
+        checks.append((meets, f"{'meets' if meets else 'misses'} the bar {comparison} {min_quality:.3f} ({kind})"))
+    strongest = strongest_baseline(baselines or {}, metric, gate_metric.higher_is_better)
+    if strongest is not None:
+        name, bar = strongest
+        beats = value > bar if gate_metric.higher_is_better else value < bar
+        checks.append((beats, f"{'beats' if beats else 'does not beat'} the strongest baseline, {name} {bar:.3f}"))
+    passes = all(check for check, _ in checks)
+    if not checks:
+        reason = f"first model {metric} {value:.3f}, no quality bar set (gate.min_quality), so it becomes champion"
+    else:
+        outcome = "so it becomes champion" if passes else "so it stays challenger only and no champion is set"
+        reason = f"first model {metric} {value:.3f} {' and '.join(why for _, why in checks)}, {outcome}"
     return GateResult(
         decision=Decision.PROMOTE if passes else Decision.KEEP,
         reason=reason,

@@ -68,6 +68,15 @@ PER_EXAMPLE_LAYERS: tuple[type[keras.Layer], ...] = (
     keras.layers.GRU,
     keras.layers.SimpleRNN,
     keras.layers.Dense,
+    keras.layers.Bidirectional,
+    keras.layers.GlobalMaxPooling1D,
+    keras.layers.Dropout,
+    keras.layers.Rescaling,
+    keras.layers.UnitNormalization,
+    keras.layers.Concatenate,
+    keras.layers.Reshape,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.Flatten,
 )
 
 
@@ -141,21 +150,46 @@ class TrainingResult:
         return len(self.history["loss"])
 
 
-def compile_for_training(model: keras.Model, training: TrainingConfig, task: Task | str = Task.SIMILARITY) -> None:
-    """RMSprop, as the reference script, with the task's loss and metrics.
+def compile_for_training(
+    model: keras.Model, training: TrainingConfig, task: Task | str = Task.SIMILARITY, loss: str | keras.losses.Loss | None = None
+) -> None:
+    """RMSprop, as the reference script, with the task's loss (or `loss`, a family's choice) and metrics.
 
     Similarity: binary cross-entropy, accuracy and AUC. Regression: mean squared error, MAE and RMSE.
     """
     model.compile(
         optimizer=keras.optimizers.RMSprop(learning_rate=training.learning_rate),
-        loss=task_loss(task),
+        loss=loss or task_loss(task),
         metrics=_METRICS[Task(task)](),
     )
 
 
 def task_loss(task: Task | str) -> str:
-    """The loss a model for `task` is trained with (also used by the sharing check's one step)."""
+    """The loss a model for `task` is trained with by default (also used by the sharing check's one step)."""
     return "mean_squared_error" if Task(task) is Task.REGRESSION else "binary_crossentropy"
+
+
+@keras.saving.register_keras_serializable(package="siamese")
+class ContrastiveLoss(keras.losses.Loss):
+    """Contrastive loss (Hadsell, Chopra & LeCun, 2006) on the distance `d = 1 - score`.
+
+    Similar pairs pay `d**2`; dissimilar ones pay `max(margin - d, 0)**2`, so they are pushed
+    apart only until `margin`, not forever: the model spends its capacity on the pairs it
+    confuses. Scores stay in 0..1, so AUC, the threshold and the gate read them as before.
+    """
+
+    def __init__(self, margin: float = 0.5, name: str = "contrastive", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.margin = margin
+
+    def call(self, y_true, y_pred):
+        distance = 1.0 - keras.ops.cast(y_pred, "float32")
+        y_true = keras.ops.cast(keras.ops.reshape(y_true, keras.ops.shape(distance)), "float32")
+        apart = keras.ops.maximum(self.margin - distance, 0.0)
+        return keras.ops.mean(y_true * distance**2 + (1.0 - y_true) * apart**2, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "margin": self.margin}
 
 
 _METRICS = {
@@ -222,7 +256,7 @@ def monitored_metric(model: keras.Model) -> tuple[str, str]:
     was compiled with, so that it always names a metric the model reports; for any other loss,
     the validation loss.
     """
-    task = next((task for task in Task if model.loss == task_loss(task)), None)
+    task = Task.SIMILARITY if isinstance(model.loss, ContrastiveLoss) else next((task for task in Task if model.loss == task_loss(task)), None)
     return MONITORED[task] if task is not None else ("val_loss", "min")
 
 

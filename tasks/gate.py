@@ -42,14 +42,22 @@ def score_version(model_uri: str, test_path: Path, config: Config, output_path: 
 
 
 @task(name="judge-challenger", cache_policy=NO_CACHE)
-def judge(config: Config, test_path: Path, challenger_scores: Path, champion_scores: Path | None) -> GateResult:
-    """A first model against the quality bar; a challenger against the champion with a paired bootstrap (`siamese.gate`)."""
+def judge(
+    config: Config, test_path: Path, challenger_scores: Path, champion_scores: Path | None, baselines: dict[str, float] | None = None
+) -> GateResult:
+    """A first model against its bar; a challenger against the champion with a paired bootstrap (`siamese.gate`).
+
+    A first model's bar: `gate.min_quality` when set; by default the default bar
+    (`GateConfig.quality_bar`) and the strongest of the run's `baselines` on the gate metric.
+    """
     labels = family_of(config.kind).load_split(config, test_path).labels
     gate = config.gate
     metric = gate.metric_for(config.task)
     challenger = np.load(challenger_scores)
     if champion_scores is None:
-        result = judge_first_model(labels, challenger, metric=metric, min_quality=gate.quality_bar(config.task))
+        # An explicit gate.min_quality is the whole bar; by default the model must also beat the baselines.
+        compared = baselines if gate.min_quality is None else None
+        result = judge_first_model(labels, challenger, metric=metric, min_quality=gate.quality_bar(config.task), baselines=compared)
     else:
         result = judge_challenger(
             labels,

@@ -78,7 +78,7 @@ def train_model(
     train, validation = (family.load_split(config, splits[name]) for name in ("train", "validation"))
     with distribution_scope(plan):
         model = load_model_file(model_path, to_change=True)
-        compile_for_training(model, config.training, config.task)
+        compile_for_training(model, config.training, config.task, family.loss(config))
         result = fit(model, train, validation, config.training, callbacks=[epoch_metrics_logger(run_id)], seed=config.seed)
     log_stopping(run_id, result.stopped_epoch, result.best_epoch)
     get_run_logger().info(

@@ -23,6 +23,7 @@ from siamese.config import (
     Task,
     TextFileDataConfig,
     TextModelConfig,
+    TextPairModelConfig,
     TrainingConfig,
     VisionModelConfig,
     load_config,
@@ -124,7 +125,7 @@ def test_to_dict_round_trips_through_config_from_a_file(tmp_path):
         ({"training.reduce_lr_factor": 1}, "training.reduce_lr_factor must be a number > 0.0 and < 1.0, got 1"),
         ({"data.test_fraction": 1.5}, "data.test_fraction must be a number > 0.0 and < 1.0, got 1.5"),
         ({"data.mode": "noise"}, "data.mode must be one of paraphrase, random; got 'noise'"),
-        ({"model.head": "cosine"}, "model.head must be one of concat, symmetric; got 'cosine'"),
+        ({"model.head": "dot"}, "model.head must be one of concat, symmetric, manhattan, cosine; got 'dot'"),
         ({"training.devices": "tpu"}, "training.devices must be one of auto, cpu, gpu; got 'tpu'"),
         ({"model.units": True}, "model.units must be an integer >= 1, got True"),
         ({"data.num_pairs": 100.0}, "data.num_pairs must be an integer >= 10, got 100.0"),
@@ -358,7 +359,7 @@ def test_to_params_of_a_text_file_config_records_the_file_options():
     assert unthresholded["data.drop_invalid_rows"] == "False"
     assert unthresholded["model.vocabulary_size"] == "20000" and unthresholded["model.embedding_dim"] == "128"
     assert "data.num_pairs" not in unthresholded and "data.features" not in unthresholded
-    expected_fields = 2 + sum(len(section.__dataclass_fields__) for section in (TextFileDataConfig, TextModelConfig, TrainingConfig, GateConfig))
+    expected_fields = 2 + sum(len(section.__dataclass_fields__) for section in (TextFileDataConfig, TextPairModelConfig, TrainingConfig, GateConfig))
     assert len(unthresholded) == expected_fields
 
     thresholded = Config(kind=ModelKind.TEXT, data=TextFileDataConfig(path="q.csv", threshold=0.5, drop_invalid_rows=True)).to_params()
@@ -392,3 +393,52 @@ def test_gate_defaults_follow_the_task():
 def test_invalid_gate_values_name_the_field(overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(None, overrides)
+
+
+# The text pair model: encoder, loss, margin, dropout
+
+
+def test_text_pair_model_defaults_and_enums():
+    model = load_config(overrides={"data.path": "q.csv", "model.encoder": "bilstm", "model.loss": "contrastive", "model.margin": 0.3}).model
+    assert isinstance(model, TextPairModelConfig)
+    assert (model.encoder, model.loss, model.margin) == ("bilstm", "contrastive", 0.3)
+    defaults = TextPairModelConfig()
+    assert (defaults.encoder, defaults.loss, defaults.head, defaults.embeddings, defaults.fine_tune_embeddings) == (
+        "lexical", "binary_crossentropy", "symmetric", "", False
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"model.encoder": "transformer"}, "model.encoder"),
+        ({"model.loss": "triplet"}, "model.loss"),
+        ({"model.margin": 0.0}, "model.margin must be a number > 0.0 and < 1.0, got 0.0"),
+        ({"model.margin": 1.0}, "model.margin must be a number > 0.0 and < 1.0, got 1.0"),
+        ({"model.margin": True}, "model.margin must be a number"),
+        ({"model.dropout": -0.1}, "model.dropout must be a number >= 0.0 and < 1.0, got -0.1"),
+        ({"model.dropout": 1.0}, "model.dropout must be a number >= 0.0 and < 1.0, got 1.0"),
+        ({"model.fine_tune_embeddings": "yes"}, "model.fine_tune_embeddings must be true or false, got 'yes'"),
+        ({"model.embeddings": "glove.txt"}, "model.embeddings needs a learned encoder"),
+        ({"model.loss": "contrastive", "model.head": "concat"}, "model.loss 'contrastive' needs a symmetric head"),
+    ],
+)
+def test_invalid_text_pair_model_values_name_the_field(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides={"data.path": "q.csv"} | overrides)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [("encoder", "transformer"), ("loss", "triplet")])
+def test_an_unknown_encoder_or_loss_is_named_with_the_choices(field, value):
+    with pytest.raises(ConfigError) as error:
+        TextPairModelConfig(**{field: value})
+    message = str(error.value)
+    assert f"model.{field}" in message and value in message
+    choices = {"encoder": ["lexical", "bilstm", "lstm"], "loss": ["binary_crossentropy", "contrastive"]}[field]
+    assert all(choice in message for choice in choices)
+
+
+def test_contrastive_loss_is_accepted_with_every_symmetric_head():
+    for head in ("symmetric", "manhattan", "cosine"):
+        assert TextPairModelConfig(loss="contrastive", head=head).loss == "contrastive"

@@ -215,3 +215,36 @@ def test_first_model_without_a_bar_is_promoted_and_says_so():
     result = judge_first_model(np.array([1.0, 2.0, 3.0]), np.array([1.5, 2.0, 2.5]), metric="mae", min_quality=None)
     assert result.decision is Decision.PROMOTE
     assert "no quality bar set" in result.reason and result.challenger == pytest.approx(1 / 3)
+
+
+# A first model against the strongest baseline of its run
+
+
+def test_strongest_baseline_is_the_highest_auc_and_ignores_other_metrics():
+    baselines = {"majority_auc": 0.5, "tfidf_cosine_auc": 0.71, "siamese_linear_auc": 0.83, "siamese_linear_accuracy": 0.95, "char_tfidf_pearson": 0.99}
+    assert gate.strongest_baseline(baselines, "roc_auc") == ("siamese_linear", 0.83)
+    assert gate.strongest_baseline({"tfidf_cosine_accuracy": 0.9}, "roc_auc") is None
+    assert gate.strongest_baseline({}, "roc_auc") is None
+
+
+def test_first_model_must_beat_the_strongest_baseline(clear_case):
+    labels, challenger, champion = clear_case  # AUCs about 1.0 and 0.7
+    baselines = {"majority_auc": 0.5, "tfidf_cosine_auc": 0.9, "siamese_linear_accuracy": 0.99}
+    beats = judge_first_model(labels, challenger, min_quality=None, baselines=baselines)
+    assert beats.decision is Decision.PROMOTE and "beats the strongest baseline, tfidf_cosine 0.900" in beats.reason
+    kept = judge_first_model(labels, champion, min_quality=None, baselines=baselines)
+    assert kept.decision is Decision.KEEP
+    assert "strongest baseline" in kept.reason and "tfidf_cosine" in kept.reason and "no champion is set" in kept.reason
+
+
+def test_first_model_with_a_bar_and_baselines_must_clear_both(clear_case):
+    labels, challenger, champion = clear_case
+    champion_auc = judge_first_model(labels, champion, min_quality=None).challenger
+    above_baseline = {"tfidf_cosine_auc": champion_auc - 0.05}
+    below_baseline = {"tfidf_cosine_auc": champion_auc + 0.05}
+    assert judge_first_model(labels, champion, min_quality=champion_auc - 0.1, baselines=above_baseline).decision is Decision.PROMOTE
+    misses_bar = judge_first_model(labels, champion, min_quality=champion_auc + 0.1, baselines=above_baseline)
+    assert misses_bar.decision is Decision.KEEP and "misses the bar" in misses_bar.reason and "beats the strongest baseline" in misses_bar.reason
+    misses_baseline = judge_first_model(labels, champion, min_quality=champion_auc - 0.1, baselines=below_baseline)
+    assert misses_baseline.decision is Decision.KEEP
+    assert "meets the bar" in misses_baseline.reason and "does not beat the strongest baseline, tfidf_cosine" in misses_baseline.reason

@@ -13,7 +13,7 @@ from graded_pairs import graded_pairs
 from scipy import stats
 
 from siamese.baselines import graded_text_baselines
-from siamese.config import Config, ConfigError, GateConfig, ModelKind, Task, TextFileDataConfig, TextModelConfig, load_config
+from siamese.config import Config, ConfigError, GateConfig, ModelKind, Task, TextFileDataConfig, TextModelConfig, TextPairModelConfig, load_config
 from siamese.data.tables import PairFileError
 from siamese.data.text_pairs import load_text_pairs, split_by_column, split_text_pairs
 from siamese.evaluation import evaluate_regression, pearson, spearman
@@ -22,7 +22,7 @@ from siamese.gate import GATE_METRICS, Decision, judge_challenger
 from siamese.models.layers import on_score_scale, score_scale
 
 FAMILY = family_of(ModelKind.TEXT)
-SMALL_MODEL = TextModelConfig(units=3, embedding_dim=5, vocabulary_size=40, sequence_length=6)
+SMALL_MODEL = TextPairModelConfig(units=3, embedding_dim=5, vocabulary_size=40, sequence_length=6)
 
 
 @pytest.fixture(scope="module")

@@ -1,31 +1,39 @@
-"""Text pairs from a file: raw strings in, the shared `LSTM` behind a tokenizer and an embedding.
+"""Text pairs from a file: raw strings in, one shared encoder with its tokenisation inside.
 
-Reads `[data]` as `TextFileDataConfig` (the file, its columns, a threshold or the regression task
-for graded scores, dropping invalid rows, fractions) and `[model]` as `TextModelConfig` (units, head, vocabulary,
-sequence length, embedding width). The file is validated row by row, then split so that a pair,
-its swapped twin and its duplicates share a split (`siamese.data.text_pairs`). The tokenizer is
-adapted on the training split only and sits inside the shared encoder, so the saved model scores
-raw text. Similarity task, binary cross-entropy; baselines on the same test split: majority class
-and TF-IDF cosine. Graded scores (`data.task = "regression"`): the model's 0..1 output is put on
-the training split's score scale (`on_score_scale`) and trained with mean squared error; baselines
-are TF-IDF cosines and a Ridge regression, by Pearson and Spearman correlation. Shipped as
-`siamese-text`, a pyfunc over the `.keras` file that takes a DataFrame of `left` and `right` strings.
+Reads `[data]` as `TextFileDataConfig` (the file, its format, columns, split column, a threshold or
+the regression task for graded scores, dropping invalid rows, fractions) and `[model]` as
+`TextPairModelConfig` (encoder, head, loss, vocabulary, word vectors). The file is validated row
+by row, then split so that a pair, its swapped twin and its duplicates share a split
+(`siamese.data.text_pairs`). Vocabularies are adapted on the training split only and sit inside
+the shared encoder, so the saved model scores raw text. The default encoder is `lexical`
+(character and word n-gram bags; `siamese.models.text`), chosen by measurement against the
+baselines logged beside it on the same test split: majority class, word and character TF-IDF
+cosines and the Siamese-linear model. Graded scores (`data.task = "regression"`): the model's
+0..1 output is put on the training split's score scale (`on_score_scale`) and trained with mean
+squared error; baselines are TF-IDF cosines and a Ridge regression, by Pearson and Spearman
+correlation. Shipped as `siamese-text`, a pyfunc over the `.keras` file that takes a DataFrame of
+`left` and `right` strings.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from siamese.baselines import graded_text_baselines, text_baselines
-from siamese.config import Config, ModelKind, Task
+from siamese.config import Config, ConfigError, Loss, ModelKind, Task, TextPairModelConfig
+from siamese.data.word_vectors import load_word_vectors
 from siamese.data.tables import PairFileError, ReadOptions
 from siamese.data.text_pairs import TextPairs, load_text_pairs, split_by_column, split_text_pairs
 from siamese.families.base import Family, ModelFormat, PreparedSplits, SourceFile
 from siamese.models.layers import on_score_scale
 from siamese.models.text import build_text_pair_model, build_tokenizer
+from siamese.training import ContrastiveLoss
+
+LOGGER = logging.getLogger(__name__)
 
 
 class TextPairFile(Family):
@@ -75,17 +83,52 @@ class TextPairFile(Family):
         return TextPairs.load(path)
 
     def build(self, config: Config, train: TextPairs, dtype_policy: str) -> keras.Model:
-        """The tokenizer learns its vocabulary from the training split's texts (both sides), never from test."""
+        """The vocabularies are learnt from the training split's texts (both sides), never from test.
+
+        The scoring unit's L2 penalty is `0.5 / training pairs`: the objective of a logistic
+        regression with C = 1 (the Siamese-linear baseline's), which needs no tuning per data set.
+        """
         model = config.model
-        tokenizer = build_tokenizer(
-            np.concatenate([train.left, train.right]), vocabulary_size=model.vocabulary_size, sequence_length=model.sequence_length
-        )
+        texts = np.concatenate([train.left, train.right])
+        tokenizer = build_tokenizer(texts, vocabulary_size=model.vocabulary_size, sequence_length=model.sequence_length)
         pair_model = build_text_pair_model(
-            tokenizer, embedding_dim=model.embedding_dim, units=model.units, head=model.head, dtype_policy=dtype_policy
+            tokenizer,
+            encoder=model.encoder,
+            train_texts=texts,
+            embedding_dim=model.embedding_dim,
+            units=model.units,
+            head=model.head,
+            dropout=model.dropout,
+            l2=0.5 / len(train),
+            word_vectors=self._word_vectors(model, tokenizer, config.seed),
+            fine_tune_embeddings=model.fine_tune_embeddings,
+            dtype_policy=dtype_policy,
         )
         if config.task is Task.REGRESSION:  # graded scores: 0..1 inside, the training split's scale out
             return on_score_scale(pair_model, float(train.labels.min()), float(train.labels.max()))
         return pair_model
+
+    def loss(self, config: Config) -> str | keras.losses.Loss:
+        if config.task is Task.SIMILARITY and config.model.loss is Loss.CONTRASTIVE:
+            return ContrastiveLoss(config.model.margin)
+        return super().loss(config)
+
+    @staticmethod
+    def _word_vectors(model: TextPairModelConfig, tokenizer: keras.layers.TextVectorization, seed: int) -> np.ndarray | None:
+        """The user's word vectors aligned to the vocabulary, or None; the coverage is logged (never downloaded)."""
+        if not model.embeddings:
+            return None
+        vectors = load_word_vectors(model.embeddings, tokenizer.get_vocabulary(), seed=seed)
+        if vectors.dimension != model.embedding_dim:
+            raise ConfigError(
+                f"model.embedding_dim is {model.embedding_dim} but {Path(model.embeddings).name} holds "
+                f"{vectors.dimension}-dimensional vectors: set model.embedding_dim = {vectors.dimension}"
+            )
+        LOGGER.info(
+            "word vectors from %s cover %.1f%% of the vocabulary (%d words); most frequent missing: %s",
+            vectors.path, 100 * vectors.coverage, vectors.found, ", ".join(vectors.missing) or "none",
+        )
+        return vectors.matrix
 
     def baselines(self, config: Config, train: TextPairs, test: TextPairs) -> dict[str, float]:
         compare = graded_text_baselines if config.task is Task.REGRESSION else text_baselines

@@ -31,22 +31,43 @@ def comparison_features(left, right, *, name: str, dtype_policy: str | None = No
     return difference, product
 
 
-def similarity_head(left_encoding, right_encoding, head: Head | str):
-    """Score two encodings in 0..1 with one sigmoid unit.
+def similarity_head(left_encoding, right_encoding, head: Head | str, *, l2: float = 0.0):
+    """Score two encodings in 0..1; every head gives score(a, b) == score(b, a) except `concat`.
 
-    `concat` is the reference head. It is additive in the two encodings (w.a + v.b), so it can
-    only score each side on its own and cannot tell whether the two sides match. `symmetric`
-    feeds `[|a-b|, a*b]`, which compares them, has the same parameter count, and gives
-    score(a, b) == score(b, a).
+    - `concat` is the reference head. It is additive in the two encodings (w.a + v.b), so it can
+      only score each side on its own and cannot tell whether the two sides match.
+    - `symmetric` feeds `[|a-b|, a*b]` into one sigmoid unit: per feature, what the two sides
+      share and where they differ (the same parameter count as `concat`).
+    - `manhattan` is MaLSTM's `exp(-||a-b||_1)` (Mueller & Thyagarajan, 2016): no weights, so the
+      encoder alone must place similar texts close.
+    - `cosine`: the cosine of the two encodings, mapped to 0..1 by a learned scale and offset.
+
+    Args:
+        l2: L2 penalty on the scoring unit's weights (0 for none): what keeps a wide head over
+            many sparse features from memorising rare ones.
     """
     head = Head(head)
+    initial = {}
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    if head is Head.MANHATTAN:
+        difference = absolute_difference(left_encoding, right_encoding, name="manhattan_difference")
+        # -sum(|a-b|) with fixed weights, then exp: 1 for identical encodings, towards 0 apart.
+        negative_distance = keras.layers.Dense(
+            1, use_bias=False, kernel_initializer="ones", trainable=False, name="manhattan_distance"
+        )(keras.layers.Rescaling(-1.0, name="manhattan_negate")(difference))
+        return keras.layers.Activation("exponential", dtype="float32", name="similarity")(negative_distance)
     if head is Head.CONCAT:
         features = keras.layers.Concatenate(name="concat")([left_encoding, right_encoding])
+    elif head is Head.COSINE:
+        features = keras.layers.Dot(axes=1, normalize=True, name="cosine")([left_encoding, right_encoding])
+        # Start at sigmoid(5 * (cos - 0.5)): higher cosine, higher score. A default (Glorot) 1x1
+        # kernel is as often negative or near 0 as not, and the model then barely learns in its epochs.
+        initial = {"kernel_initializer": keras.initializers.Constant(5.0), "bias_initializer": keras.initializers.Constant(-2.5)}
     else:
         difference, product = comparison_features(left_encoding, right_encoding, name="symmetric")
         features = keras.layers.Concatenate(name="symmetric_features")([difference, product])
     # float32 output even under mixed precision: a float16 sigmoid saturates and breaks the loss.
-    return keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="similarity")(features)
+    return keras.layers.Dense(1, activation="sigmoid", kernel_regularizer=regularizer, dtype="float32", name="similarity", **initial)(features)
 
 
 def on_score_scale(model: keras.Model, low: float, high: float) -> keras.Model:

@@ -13,7 +13,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from siamese.config import Head
+from siamese.config import Head, TextEncoder
 from siamese.models.layers import similarity_head
 
 
@@ -86,28 +86,117 @@ def build_tokenizer(
     return tokenizer
 
 
+CHARACTER_NGRAMS = (2, 3, 4)  # pieces of words, shared by inflections, compounds and typos
+WORD_NGRAMS = (1, 2)  # words and word pairs: "new york" is not "york" and "new"
+
+
 def build_text_pair_model(
     tokenizer: keras.layers.TextVectorization,
     *,
+    encoder: TextEncoder | str = TextEncoder.LSTM,
+    train_texts: Sequence[str] = (),
     embedding_dim: int = 128,
     units: int = 32,
     head: Head | str = Head.SYMMETRIC,
+    dropout: float = 0.0,
+    l2: float = 0.0,
+    word_vectors: np.ndarray | None = None,
+    fine_tune_embeddings: bool = False,
     dtype_policy: str = "float32",
 ) -> keras.Model:
     """The Siamese model over raw text: inputs `left` and `right` are strings of shape `(batch,)`.
 
-    One encoder (tokenizer -> embedding -> LSTM) serves both sides. The embedding masks the
-    padding id 0, which sits at the end of each sequence, so a GPU still runs the fused cuDNN
-    LSTM. With 128-wide embeddings and 32 units the LSTM has the reference 20,608 parameters.
+    One encoder, tokenisation inside, serves both sides, so the saved model scores raw text:
+
+    - `lstm`, the reference: tokenizer -> embedding -> LSTM(units). With 128-wide embeddings and
+      32 units the LSTM has the reference 20,608 parameters.
+    - `bilstm`: the embeddings go through a bidirectional LSTM, max-pooled over time, beside a
+      dense projection of the text's character n-gram bag (subword information, DSSM-style), so
+      unseen and misspelled words still carry meaning.
+    - `lexical`: the text's character n-grams and words (and word pairs) as L2-normalised bags,
+      binary and TF-IDF weighted. Learns nothing itself: the head learns which shared and which
+      differing pieces matter, as a logistic regression over `[|a-b|, a*b]` would, and `l2`
+      regularises it the same way. On a few thousand real pairs this beats the learned encoders
+      (BENCHMARKS.md, "Model quality").
+
+    Embedding padding id 0 sits at the end of each sequence and is masked, so a GPU still runs the
+    fused cuDNN LSTM. `train_texts` (the training split's, both sides) adapt the lexical and
+    character vocabularies; `word_vectors` (vocabulary size x `embedding_dim`) initialise the
+    embedding, frozen unless `fine_tune_embeddings`.
     """
+    encoder = TextEncoder(encoder)
     text = keras.Input(shape=(), dtype="string", name="encoder_text")
-    tokens = tokenizer(text)
-    embedded = keras.layers.Embedding(
-        tokenizer.vocabulary_size(), embedding_dim, mask_zero=True, dtype=dtype_policy, name="embedding"
-    )(tokens)
-    encoding = keras.layers.LSTM(units, dtype=dtype_policy, name="lstm")(embedded)
-    encoder = keras.Model(text, encoding, name="encoder")
+    if encoder is TextEncoder.LEXICAL:
+        encoding = _lexical_encoding(text, train_texts, tokenizer.vocabulary_size())
+    else:
+        encoding = _learned_encoding(
+            text, tokenizer, encoder, train_texts, embedding_dim, units, dropout, word_vectors, fine_tune_embeddings, dtype_policy
+        )
+    shared = keras.Model(text, encoding, name="encoder")
     left = keras.Input(shape=(), dtype="string", name="left")
     right = keras.Input(shape=(), dtype="string", name="right")
-    score = similarity_head(encoder(left), encoder(right), head)
+    score = similarity_head(shared(left), shared(right), head, l2=l2)
     return keras.Model([left, right], score, name="siamese_text_pairs")
+
+
+def _lexical_encoding(text, train_texts: Sequence[str], vocabulary_size: int):
+    """Binary and TF-IDF bags of character n-grams and of words, each L2-normalised, side by side.
+
+    Binary bags count a piece once however often it repeats (what TF-IDF's sublinear term
+    frequency approximates); TF-IDF bags weigh rare pieces up. Each kind wins on some data, and
+    the head weighs them (BENCHMARKS.md).
+    """
+    bags = []
+    for mode in ("multi_hot", "tf_idf"):
+        for name, split, ngrams in (("characters", "character", CHARACTER_NGRAMS), ("words", "whitespace", WORD_NGRAMS)):
+            vectorizer = keras.layers.TextVectorization(
+                max_tokens=vocabulary_size,
+                standardize="lower" if split == "character" else "lower_and_strip_punctuation",
+                split=split,
+                ngrams=ngrams,
+                output_mode=mode,
+                name=f"{name}_{mode}",
+            )
+            vectorizer.adapt(np.asarray(train_texts, dtype=object))
+            # Rescaling(1) casts the bag to float (a multi-hot bag comes out as integers).
+            bag = keras.layers.Rescaling(1.0, name=f"{name}_{mode}_float")(vectorizer(text))
+            bags.append(keras.layers.UnitNormalization(name=f"{name}_{mode}_unit")(bag))
+    joined = keras.layers.Concatenate(name="lexical_bags")(bags)
+    # The learned part: one weight per piece, shared by both sides (start: 1, the plain bags).
+    # DepthwiseConv1D over a length-1 sequence is that elementwise scale in a built-in layer.
+    pieces = keras.layers.Reshape((1, -1), name="pieces")(joined)
+    weighted = keras.layers.DepthwiseConv1D(1, use_bias=False, depthwise_initializer="ones", name="piece_weights")(pieces)
+    return keras.layers.Flatten(name="weighted_bags")(weighted)
+
+
+def _learned_encoding(
+    text, tokenizer, encoder: TextEncoder, train_texts, embedding_dim, units, dropout, word_vectors, fine_tune_embeddings, dtype_policy
+):
+    """Word embeddings through an LSTM (`lstm`) or a max-pooled BiLSTM beside a character n-gram projection (`bilstm`)."""
+    embedding = keras.layers.Embedding(
+        tokenizer.vocabulary_size(),
+        embedding_dim,
+        mask_zero=True,
+        dtype=dtype_policy,
+        trainable=word_vectors is None or fine_tune_embeddings,
+        embeddings_initializer="uniform" if word_vectors is None else keras.initializers.Constant(word_vectors),
+        name="embedding",
+    )
+    embedded = embedding(tokenizer(text))
+    if dropout:
+        embedded = keras.layers.Dropout(dropout, name="embedding_dropout")(embedded)
+    if encoder is TextEncoder.LSTM:
+        return keras.layers.LSTM(units, dtype=dtype_policy, name="lstm")(embedded)
+    sequence = keras.layers.Bidirectional(
+        keras.layers.LSTM(units, return_sequences=True, dtype=dtype_policy), dtype=dtype_policy, name="bilstm"
+    )(embedded)
+    pooled = keras.layers.GlobalMaxPooling1D(name="max_pool")(sequence)
+    characters = keras.layers.TextVectorization(
+        max_tokens=tokenizer.vocabulary_size(), standardize="lower", split="character", ngrams=CHARACTER_NGRAMS,
+        output_mode="multi_hot", name="characters_multi_hot",
+    )
+    characters.adapt(np.asarray(train_texts, dtype=object))
+    bag = keras.layers.Rescaling(1.0, name="characters_float")(characters(text))
+    subwords = keras.layers.Dense(2 * units, activation="tanh", dtype=dtype_policy, name="subword_projection")(bag)
+    encoding = keras.layers.Concatenate(name="encoding")([pooled, subwords])
+    return keras.layers.Dropout(dropout, name="encoding_dropout")(encoding) if dropout else encoding

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from siamese.config import Config, ModelKind, TextFileDataConfig, TextModelConfig
+from siamese.config import Config, ModelKind, TextFileDataConfig, TextModelConfig, TextPairModelConfig
 from siamese.data.sample_questions import sample_question_pairs
 from siamese.data.tables import PairFileError
 from siamese.data.text_pairs import TextPairs
 from siamese.families import family_of
 
 FAMILY = family_of(ModelKind.TEXT)
-SMALL_MODEL = TextModelConfig(units=3, embedding_dim=5, vocabulary_size=40, sequence_length=6, head="concat")
+SMALL_MODEL = TextPairModelConfig(units=3, embedding_dim=5, vocabulary_size=40, sequence_length=6, head="concat")
 
 
 def write_questions(path, rows: int = 60, seed: int = 0, **cells: dict[int, object]):
@@ -121,6 +122,7 @@ def test_a_split_column_in_the_config_gives_the_files_own_splits(tmp_path):
 
 def test_build_learns_its_vocabulary_from_the_training_split_only(prepared):
     run_config, splits = prepared
+    run_config = dataclasses.replace(run_config, model=dataclasses.replace(run_config.model, encoder="lstm"))
     train, test = (FAMILY.load_split(run_config, splits.paths[name]) for name in ("train", "test"))
     model = FAMILY.build(run_config, train, "float32")
     assert model.name == "siamese_text_pairs"
@@ -133,6 +135,21 @@ def test_build_learns_its_vocabulary_from_the_training_split_only(prepared):
     assert encoder.get_layer("embedding").count_params() == len(vocabulary) * 5
     assert encoder.get_layer("lstm").units == 3
     assert "concat" in {layer.name for layer in model.layers}
+    scores = model.predict(test.head(4).inputs(), verbose=0)
+    assert scores.shape == (4, 1) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_the_default_lexical_encoder_learns_its_bags_from_the_training_split_only(prepared):
+    run_config, splits = prepared
+    train, test = (FAMILY.load_split(run_config, splits.paths[name]) for name in ("train", "test"))
+    model = FAMILY.build(run_config, train, "float32")
+    encoder = model.get_layer("encoder")
+    train_words = {word for text in (*train.left, *train.right) for word in re.findall(r"[a-z0-9]+", text.lower())}
+    for bag in ("words_multi_hot", "words_tf_idf"):
+        terms = [str(term) for term in encoder.get_layer(bag).get_vocabulary()[1:]]  # after [UNK]
+        assert terms and {word for term in terms for word in term.split()} <= train_words
+    regulariser = model.get_layer("similarity").kernel_regularizer
+    assert regulariser is not None and regulariser.l2 == pytest.approx(0.5 / len(train))
     scores = model.predict(test.head(4).inputs(), verbose=0)
     assert scores.shape == (4, 1) and np.all((scores >= 0) & (scores <= 1))
 

@@ -13,6 +13,7 @@ from siamese.config import (
     SequenceDataConfig,
     TextFileDataConfig,
     TextModelConfig,
+    TextPairModelConfig,
     TrainingConfig,
     VisionModelConfig,
 )
@@ -45,7 +46,7 @@ def text_pairs_config(path: Path, **data) -> Config:
     return Config(
         kind=ModelKind.TEXT,
         data=TextFileDataConfig(path=str(path), **data),
-        model=TextModelConfig(units=8, vocabulary_size=200, sequence_length=12, embedding_dim=16),
+        model=TextPairModelConfig(units=8, vocabulary_size=200, sequence_length=12, embedding_dim=16),
         training=TrainingConfig(epochs=2, batch_size=32),
         gate=ANY_FIRST_MODEL,
     )

@@ -12,6 +12,7 @@ from siamese.config import (
     SequenceDataConfig,
     TextFileDataConfig,
     TextModelConfig,
+    TextPairModelConfig,
     TrainingConfig,
     VisionModelConfig,
 )
@@ -37,7 +38,7 @@ def text_config(directory: Path, rows: int = 60) -> Config:
     return Config(
         kind=ModelKind.TEXT,
         data=TextFileDataConfig(path=str(path)),
-        model=TextModelConfig(units=4, vocabulary_size=50, sequence_length=6, embedding_dim=4),
+        model=TextPairModelConfig(units=4, vocabulary_size=50, sequence_length=6, embedding_dim=4),
         training=TRAINING,
     )
 

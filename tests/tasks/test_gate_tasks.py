@@ -58,6 +58,17 @@ def test_a_first_model_is_judged_against_the_quality_bar(versions, scores):
     assert kept.decision is Decision.KEEP and "0.99" in kept.reason
 
 
+
+def test_an_explicit_min_quality_ignores_the_baselines_while_the_default_bar_uses_them(versions, scores):
+    _, (_, paths, _, _), config = versions
+    unbeatable = {"tfidf_cosine_auc": 0.999, "majority_auc": 0.5}
+    default_bar = dataclasses.replace(config, gate=GateConfig())  # the helper's config sets min_quality 0.0
+    default = judge.fn(default_bar, paths["test"], scores["2"], None, unbeatable)
+    assert default.decision is Decision.KEEP and "strongest baseline, tfidf_cosine 0.999" in default.reason
+    explicit = dataclasses.replace(config, gate=GateConfig(min_quality=0.0))
+    promoted = judge.fn(explicit, paths["test"], scores["2"], None, unbeatable)
+    assert promoted.decision is Decision.PROMOTE and "baseline" not in promoted.reason
+
 def test_a_challenger_is_judged_against_the_champion_on_the_same_pairs(versions, scores):
     _, (_, paths, _, _), config = versions
     result = judge.fn(config, paths["test"], scores["2"], scores["1"])
