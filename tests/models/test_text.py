@@ -74,8 +74,8 @@ def test_invalid_sizes_raise_value_error(features, units):
 
 
 def test_unknown_head_raises_value_error():
-    with pytest.raises(ValueError, match="cosine"):
-        build_text_model(head="cosine")
+    with pytest.raises(ValueError, match="dot"):
+        build_text_model(head="dot")
 
 
 def test_symmetric_head_scores_both_orders_the_same(pairs):
