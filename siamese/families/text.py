@@ -95,6 +95,7 @@ class TextPairFile(Family):
             tokenizer,
             encoder=model.encoder,
             train_texts=texts,
+            vocabulary_size=model.vocabulary_size,
             embedding_dim=model.embedding_dim,
             units=model.units,
             head=model.head,

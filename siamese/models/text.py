@@ -95,6 +95,7 @@ def build_text_pair_model(
     *,
     encoder: TextEncoder | str = TextEncoder.LSTM,
     train_texts: Sequence[str] = (),
+    vocabulary_size: int = 20_000,
     embedding_dim: int = 128,
     units: int = 32,
     head: Head | str = Head.SYMMETRIC,
@@ -121,16 +122,16 @@ def build_text_pair_model(
 
     Embedding padding id 0 sits at the end of each sequence and is masked, so a GPU still runs the
     fused cuDNN LSTM. `train_texts` (the training split's, both sides) adapt the lexical and
-    character vocabularies; `word_vectors` (vocabulary size x `embedding_dim`) initialise the
+    character vocabularies, each keeping its `vocabulary_size` most frequent terms; `word_vectors` (vocabulary size x `embedding_dim`) initialise the
     embedding, frozen unless `fine_tune_embeddings`.
     """
     encoder = TextEncoder(encoder)
     text = keras.Input(shape=(), dtype="string", name="encoder_text")
     if encoder is TextEncoder.LEXICAL:
-        encoding = _lexical_encoding(text, train_texts, tokenizer.vocabulary_size())
+        encoding = _lexical_encoding(text, train_texts, vocabulary_size)
     else:
         encoding = _learned_encoding(
-            text, tokenizer, encoder, train_texts, embedding_dim, units, dropout, word_vectors, fine_tune_embeddings, dtype_policy
+            text, tokenizer, encoder, train_texts, vocabulary_size, embedding_dim, units, dropout, word_vectors, fine_tune_embeddings, dtype_policy
         )
     shared = keras.Model(text, encoding, name="encoder")
     left = keras.Input(shape=(), dtype="string", name="left")
@@ -170,7 +171,17 @@ def _lexical_encoding(text, train_texts: Sequence[str], vocabulary_size: int):
 
 
 def _learned_encoding(
-    text, tokenizer, encoder: TextEncoder, train_texts, embedding_dim, units, dropout, word_vectors, fine_tune_embeddings, dtype_policy
+    text,
+    tokenizer: keras.layers.TextVectorization,
+    encoder: TextEncoder,
+    train_texts: Sequence[str],
+    vocabulary_size: int,
+    embedding_dim: int,
+    units: int,
+    dropout: float,
+    word_vectors: np.ndarray | None,
+    fine_tune_embeddings: bool,
+    dtype_policy: str,
 ):
     """Word embeddings through an LSTM (`lstm`) or a max-pooled BiLSTM beside a character n-gram projection (`bilstm`)."""
     embedding = keras.layers.Embedding(
@@ -192,7 +203,7 @@ def _learned_encoding(
     )(embedded)
     pooled = keras.layers.GlobalMaxPooling1D(name="max_pool")(sequence)
     characters = keras.layers.TextVectorization(
-        max_tokens=tokenizer.vocabulary_size(), standardize="lower", split="character", ngrams=CHARACTER_NGRAMS,
+        max_tokens=vocabulary_size, standardize="lower", split="character", ngrams=CHARACTER_NGRAMS,
         output_mode="multi_hot", name="characters_multi_hot",
     )
     characters.adapt(np.asarray(train_texts, dtype=object))
