@@ -77,6 +77,7 @@ PER_EXAMPLE_LAYERS: tuple[type[keras.Layer], ...] = (
     keras.layers.Reshape,
     keras.layers.DepthwiseConv1D,
     keras.layers.Flatten,
+    keras.layers.ReLU,
 )
 
 

@@ -145,29 +145,31 @@ def _lexical_encoding(text, train_texts: Sequence[str], vocabulary_size: int):
 
     Binary bags count a piece once however often it repeats (what TF-IDF's sublinear term
     frequency approximates); TF-IDF bags weigh rare pieces up. Each kind wins on some data, and
-    the head weighs them (BENCHMARKS.md).
+    the head weighs them (BENCHMARKS.md). One vectorizer per kind serves both bags (the string
+    work is most of an epoch): a term present has a TF-IDF weight of at least log(1.5), so three
+    times it, capped at 1, is exactly the binary bag.
     """
-    bags = []
-    for mode in ("multi_hot", "tf_idf"):
-        for name, split, ngrams in (("characters", "character", CHARACTER_NGRAMS), ("words", "whitespace", WORD_NGRAMS)):
-            vectorizer = keras.layers.TextVectorization(
-                max_tokens=vocabulary_size,
-                standardize="lower" if split == "character" else "lower_and_strip_punctuation",
-                split=split,
-                ngrams=ngrams,
-                output_mode=mode,
-                name=f"{name}_{mode}",
-            )
-            vectorizer.adapt(np.asarray(train_texts, dtype=object))
-            # Rescaling(1) casts the bag to float (a multi-hot bag comes out as integers).
-            bag = keras.layers.Rescaling(1.0, name=f"{name}_{mode}_float")(vectorizer(text))
-            bags.append(keras.layers.UnitNormalization(name=f"{name}_{mode}_unit")(bag))
-    joined = keras.layers.Concatenate(name="lexical_bags")(bags)
+    bags: dict[str, list] = {"binary": [], "tf_idf": []}
+    for name, split, ngrams in (("characters", "character", CHARACTER_NGRAMS), ("words", "whitespace", WORD_NGRAMS)):
+        vectorizer = keras.layers.TextVectorization(
+            max_tokens=vocabulary_size,
+            standardize="lower" if split == "character" else "lower_and_strip_punctuation",
+            split=split,
+            ngrams=ngrams,
+            output_mode="tf_idf",
+            name=f"{name}_tf_idf",
+        )
+        vectorizer.adapt(np.asarray(train_texts, dtype=object))
+        weighted = vectorizer(text)
+        present = keras.layers.ReLU(max_value=1.0, name=f"{name}_binary")(keras.layers.Rescaling(3.0, name=f"{name}_present")(weighted))
+        bags["binary"].append(keras.layers.UnitNormalization(name=f"{name}_binary_unit")(present))
+        bags["tf_idf"].append(keras.layers.UnitNormalization(name=f"{name}_tf_idf_unit")(weighted))
+    joined = keras.layers.Concatenate(name="lexical_bags")([*bags["binary"], *bags["tf_idf"]])
     # The learned part: one weight per piece, shared by both sides (start: 1, the plain bags).
     # DepthwiseConv1D over a length-1 sequence is that elementwise scale in a built-in layer.
     pieces = keras.layers.Reshape((1, -1), name="pieces")(joined)
-    weighted = keras.layers.DepthwiseConv1D(1, use_bias=False, depthwise_initializer="ones", name="piece_weights")(pieces)
-    return keras.layers.Flatten(name="weighted_bags")(weighted)
+    weighted_pieces = keras.layers.DepthwiseConv1D(1, use_bias=False, depthwise_initializer="ones", name="piece_weights")(pieces)
+    return keras.layers.Flatten(name="weighted_bags")(weighted_pieces)
 
 
 def _learned_encoding(

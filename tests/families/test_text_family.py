@@ -6,6 +6,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -145,9 +146,8 @@ def test_the_default_lexical_encoder_learns_its_bags_from_the_training_split_onl
     model = FAMILY.build(run_config, train, "float32")
     encoder = model.get_layer("encoder")
     train_words = {word for text in (*train.left, *train.right) for word in re.findall(r"[a-z0-9]+", text.lower())}
-    for bag in ("words_multi_hot", "words_tf_idf"):
-        terms = [str(term) for term in encoder.get_layer(bag).get_vocabulary()[1:]]  # after [UNK]
-        assert terms and {word for term in terms for word in term.split()} <= train_words
+    terms = [str(term) for term in encoder.get_layer("words_tf_idf").get_vocabulary()[1:]]  # after [UNK]
+    assert terms and {word for term in terms for word in term.split()} <= train_words
     regulariser = model.get_layer("similarity").kernel_regularizer
     assert regulariser is not None and regulariser.l2 == pytest.approx(0.5 / len(train))
     scores = model.predict(test.head(4).inputs(), verbose=0)
@@ -163,3 +163,26 @@ def test_baselines_are_scored_on_the_test_split_and_runs_are_named_after_the_fil
     assert FAMILY.loss(run_config) == "binary_crossentropy"
     assert FAMILY.example_pairs(test) is None
     assert FAMILY.data_name(run_config) == "questions.csv"
+
+
+def test_the_character_bags_keep_up_to_vocabulary_size_terms_not_the_word_count(prepared):
+    run_config, splits = prepared
+    run_config = dataclasses.replace(run_config, model=dataclasses.replace(run_config.model, vocabulary_size=5000))
+    train = FAMILY.load_split(run_config, splits.paths["train"])
+    encoder = FAMILY.build(run_config, train, "float32").get_layer("encoder")
+    train_words = {word for text in (*train.left, *train.right) for word in re.findall(r"[a-z0-9]+", text.lower())}
+    characters = len(encoder.get_layer("characters_tf_idf").get_vocabulary())
+    assert len(train_words) + 2 < characters <= 5000
+
+
+def test_the_binary_bags_are_exactly_multi_hot_bags_of_the_same_terms(prepared):
+    run_config, splits = prepared
+    train, test = (FAMILY.load_split(run_config, splits.paths[name]) for name in ("train", "test"))
+    encoder = FAMILY.build(run_config, train, "float32").get_layer("encoder")
+    texts = np.asarray([*test.left[:20], "", "zzz qqq"], dtype=object)
+    for kind in ("characters", "words"):
+        vectorizer = encoder.get_layer(f"{kind}_tf_idf")
+        multi_hot = keras.layers.TextVectorization.from_config(vectorizer.get_config() | {"output_mode": "multi_hot", "idf_weights": None})
+        multi_hot.set_vocabulary(vectorizer.get_vocabulary()[1:])  # set_vocabulary adds [UNK] again
+        binary = keras.Model(encoder.inputs, encoder.get_layer(f"{kind}_binary").output)
+        np.testing.assert_array_equal(binary.predict(texts, verbose=0), multi_hot(texts).numpy())
