@@ -134,6 +134,10 @@ MONITORED = {
     Task.SIMILARITY: ("val_auc", "max"),
     Task.REGRESSION: ("val_mae", "min"),
 }
+# The smallest rise of validation AUC that counts as better. Late epochs that add less than a
+# thousandth cost as much as early ones: on 10,000 Quora pairs they doubled the run for no test
+# AUC (BENCHMARKS.md, "Model quality").
+MIN_AUC_IMPROVEMENT = 1e-3
 
 
 @dataclass(frozen=True)
@@ -269,13 +273,16 @@ def stopping_callbacks(model: keras.Model, training: TrainingConfig) -> list[ker
     `set_weights`: for a `StackedSiamese` those are the canonical model's own variables. With
     `training.patience` 0 it stays to restore the best weights but never stops: a wait of
     `training.epochs` cannot be reached, since the first epoch always counts as an improvement.
-    `ReduceLROnPlateau` (left out when `training.reduce_lr_patience` is 0) also adds the epoch's
-    rate to the logs as `learning_rate`.
+    A rise of validation AUC below `MIN_AUC_IMPROVEMENT` is no improvement. `ReduceLROnPlateau`
+    (left out when `training.reduce_lr_patience` is 0) also adds the epoch's rate to the logs as
+    `learning_rate`.
     """
     monitor, mode = monitored_metric(model)
     patience = training.patience or training.epochs
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.EarlyStopping(monitor, mode=mode, patience=patience, restore_best_weights=True)
+        keras.callbacks.EarlyStopping(
+            monitor, mode=mode, patience=patience, restore_best_weights=True, min_delta=MIN_AUC_IMPROVEMENT if monitor == "val_auc" else 0.0
+        )
     ]
     if training.reduce_lr_patience:
         factor, wait = training.reduce_lr_factor, training.reduce_lr_patience
