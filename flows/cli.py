@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import math
 import os
 import re
 import sys
@@ -180,8 +181,8 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"--output {args.output}: use a {', '.join(TABLE_SUFFIXES)} file")
     if args.chunk_rows < 1:
         parser.error(f"--chunk-rows must be >= 1, got {args.chunk_rows}")
-    if args.threshold is not None and not 0 <= args.threshold <= 1:  # also NaN
-        parser.error(f"--threshold must be from 0 to 1 (similarities lie in 0..1), got {args.threshold}")
+    if args.threshold is not None and not math.isfinite(args.threshold):  # its range depends on the model: the flow checks it
+        parser.error(f"--threshold must be a number, got {args.threshold}")
     _quiet_start()
     from flows.temporary_api import PrefectApiError, temporary_prefect_api
 
@@ -189,6 +190,7 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from flows.score import score_flow
         from siamese.data.tables import PairFileError
         from tasks.registry import ScoringModelError
+        from tasks.scoring import ThresholdError
 
         try:
             _wait_for(api)
@@ -204,14 +206,14 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         except PrefectApiError as error:
             print(f"siamese: {error}", file=sys.stderr)
             return EXIT_FAILED
-        except (PairFileError, ScoringModelError) as error:
+        except (PairFileError, ScoringModelError, ThresholdError) as error:
             print(f"\nsiamese: cannot score: {in_flags(str(error))}", file=sys.stderr)
             return EXIT_INVALID
         except Exception as error:
             print(f"\nsiamese: scoring failed: {error}", file=sys.stderr)
             return EXIT_FAILED
     print(f"\nScored {summary.scored:,} of {summary.rows:,} rows into {args.output} in {summary.seconds:.1f} s.")
-    print(f"  is_similar: similarity >= {summary.threshold.value:.4g} ({summary.threshold.source})")
+    print(f"  is_similar: {summary.threshold.describe()}")
     if summary.unscorable_count:
         reasons = "; ".join(f"{reason}: {count:,}" for reason, count in summary.unscorable.items())
         count = summary.unscorable_count
@@ -472,7 +474,7 @@ def _add_score_command(commands: argparse._SubParsersAction) -> None:
         "--threshold",
         type=float,
         help="decide is_similar at similarity >= THRESHOLD instead of the model's stored threshold "
-        "(default: stored; 0.5 for a model registered without one)",
+        "(default: stored; 0.5 for a model registered without one); for a graded model, on its scale (e.g. 0-5)",
     )
 
 

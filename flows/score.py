@@ -40,11 +40,11 @@ def score_flow(
     Raises:
         PairFileError: the input cannot be read or has no recognisable text columns.
         ScoringModelError: the model is not a text pair model (it takes tensors, not strings).
-        ValueError: `threshold` is not a number from 0 to 1.
+        ValueError: `threshold` lies outside the model's scores (0 to 1, or a graded model's scale).
     """
     columns = find_text_columns(input_path, left_column, right_column)
     model = load_text_pair_scorer(model_uri)
-    decision = choose_threshold(model.threshold, threshold)
+    decision = choose_threshold(model.threshold, threshold, model.scale)
     summary = score_file(model.predict, input_path, output_path, columns, decision, chunk_rows)
     publish_scoring_summary(model_uri, summary)
     return summary

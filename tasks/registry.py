@@ -51,7 +51,8 @@ class TextPairModel:
     """A loaded raw-text model: its scorer, and the decision threshold it was registered with."""
 
     predict: Callable[[pd.DataFrame], pd.DataFrame]  # DataFrame(left, right) -> DataFrame(similarity, ...)
-    threshold: float | None  # None: a version registered before thresholds were stored
+    threshold: float | None  # None: a version registered before thresholds were stored, or a graded one
+    scale: tuple[float, float] | None = None  # a graded-score model's (lowest, highest) score; None: 0..1
 
 
 @task(name="log-and-register-model", cache_policy=NO_CACHE)
@@ -219,4 +220,6 @@ def load_text_pair_scorer(model_uri: str) -> TextPairModel:
             f"{model_uri} does not take raw text pairs (it takes {described}): score with a model "
             f"trained on a text pair file (`siamese train --data pairs.csv`), e.g. models:/{family_of(ModelKind.TEXT).registered_name}@{CHAMPION}"
         )
-    return TextPairModel(model.predict, _stored_threshold(model.metadata.metadata))
+    metadata = model.metadata.metadata or {}
+    scale = tuple(float(metadata[key]) for key in SCALE_KEYS) if all(key in metadata for key in SCALE_KEYS) else None
+    return TextPairModel(model.predict, _stored_threshold(metadata), scale)

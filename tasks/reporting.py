@@ -59,7 +59,7 @@ def publish_scoring_summary(model_uri: str, summary: ScoringSummary) -> str:
         f"- Model: `{model_uri}`",
         f"- Input: `{summary.input_path}` ({summary.rows:,} rows)",
         f"- Output: `{summary.output_path}` ({summary.scored:,} rows scored in {summary.seconds:.1f} s)",
-        f"- Decision: `is_similar` = similarity >= {summary.threshold.value:.4g} ({summary.threshold.source})",
+        f"- Decision: `is_similar`: {summary.threshold.describe()}",
     ]
     if summary.unscorable_count:
         lines.append(f"- **{summary.unscorable_count:,} rows could not be scored** (first: {summary.unscorable_rows}):")

@@ -26,12 +26,21 @@ SHOWN_ROWS = 5  # unscorable rows named in the summary
 Scorer = Callable[[pd.DataFrame], pd.DataFrame]  # DataFrame(left, right) -> DataFrame(similarity)
 
 
+class ThresholdError(ValueError):
+    """A given decision threshold outside the model's scores; the message gives the range."""
+
+
 @dataclass(frozen=True)
 class DecisionThreshold:
     """The threshold `is_similar` is decided at (similarity >= it), and where it came from."""
 
-    value: float
+    value: float | None  # None: nothing to decide at (a graded model given no threshold): `is_similar` stays empty
     source: str  # for the log and the summary, e.g. "stored with the model"
+
+    def describe(self) -> str:
+        """How `is_similar` was decided, for summaries: `similarity >= 0.42 (stored with the model ...)`."""
+        rule = "left empty" if self.value is None else f"similarity >= {self.value:.4g}"
+        return f"{rule} ({self.source})"
 
 
 @dataclass(frozen=True)
@@ -61,19 +70,27 @@ def find_text_columns(input_path: Path, left_column: str | None, right_column: s
 
 
 @task(name="choose-threshold", cache_policy=NO_CACHE)
-def choose_threshold(stored: float | None, given: float | None) -> DecisionThreshold:
+def choose_threshold(stored: float | None, given: float | None, scale: tuple[float, float] | None = None) -> DecisionThreshold:
     """The threshold `is_similar` is decided at: `given` if any, else the model's stored one, else 0.5 (said in the log).
 
+    A graded-score model (`scale`, its lowest and highest score) stores no threshold: what counts
+    as similar on a 0-5 scale is the user's call, so `is_similar` is decided only at a `given`
+    threshold on that scale, and otherwise left empty.
+
     Raises:
-        ValueError: `given` is not a number from 0 to 1 (similarities lie in 0..1).
+        ThresholdError: `given` lies outside the model's scores (0 to 1, or the graded scale).
     """
-    if given is not None and not (math.isfinite(given) and 0 <= given <= 1):
-        raise ValueError(f"threshold must be a number from 0 to 1 (similarity >= threshold is similar), got {given!r}")
+    low, high = scale or (0.0, 1.0)
+    if given is not None and not (math.isfinite(given) and low <= given <= high):
+        raise ThresholdError(f"threshold must be a number from {low:g} to {high:g} (similarity >= threshold is similar), got {given!r}")
     logger = get_run_logger()
     if given is not None:
         chosen = DecisionThreshold(float(given), "given" + ("" if stored is None else f", instead of the stored {stored:.4g}"))
     elif stored is not None:
         chosen = DecisionThreshold(stored, "stored with the model: maximum F1 on its validation split")
+    elif scale is not None:
+        logger.info("a graded model (scores %g to %g): is_similar is left empty; pass --threshold on that scale to decide", low, high)
+        return DecisionThreshold(None, "none: a graded model decides only at a given threshold")
     else:
         chosen = DecisionThreshold(DEFAULT_THRESHOLD, "default: the model was registered without a threshold")
         logger.warning("the model stores no decision threshold (registered before thresholds were): deciding at %g", chosen.value)
@@ -141,16 +158,17 @@ def _score_chunk(scorer: Scorer, frame: pd.DataFrame, columns: PairColumns, scor
     return scores
 
 
-def _output_frame(frame: pd.DataFrame, scores: np.ndarray, problems: pd.Series, threshold: float) -> pd.DataFrame:
+def _output_frame(frame: pd.DataFrame, scores: np.ndarray, problems: pd.Series, threshold: float | None) -> pd.DataFrame:
     """The input rows with their score, decision and error; input columns of those names become `input_<name>`.
 
-    The decision is a nullable boolean, empty where there is no score. Decision and error keep
+    The decision is a nullable boolean, empty where there is no score or no threshold. Decision and error keep
     their types even in a chunk where every value is missing, so a Parquet output's schema,
     taken from the first chunk, fits the later ones.
     """
     added = (SCORE_COLUMN, DECISION_COLUMN, ERROR_COLUMN)
     renamed = frame.rename(columns={name: f"input_{name}" for name in added if name in frame})
-    decisions = pd.arrays.BooleanArray(scores >= threshold, mask=np.isnan(scores))
+    undecided = np.isnan(scores) | (threshold is None)
+    decisions = pd.arrays.BooleanArray(np.nan_to_num(scores) >= (threshold or 0.0), mask=undecided)
     errors = pd.array(problems, dtype="string")  # an array, not a Series: no alignment on the chunk's index
     return renamed.assign(**{SCORE_COLUMN: scores, DECISION_COLUMN: decisions, ERROR_COLUMN: errors})
 

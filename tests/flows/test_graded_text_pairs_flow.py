@@ -83,3 +83,16 @@ def test_the_registered_model_scores_raw_text_on_the_files_scale(graded_run, cli
     assert (info.metadata["score_min"], info.metadata["score_max"]) == (0.0, 5.0) and "threshold" not in info.metadata
     version = client.get_model_version(TEXT, registered["version"])
     assert version.tags["score_max"] == "5.0" and "threshold" not in version.tags
+
+
+def test_siamese_score_decides_on_the_files_scale_only_when_given_a_threshold(graded_run, client, tmp_path):
+    from flows.score import score_flow
+
+    source = tmp_path / "pairs.csv"
+    pd.DataFrame({"left": ["how do i learn chess", "what is chess"], "right": ["how do i learn chess", "why cook"]}).to_csv(source, index=False)
+    champion = f"models:/{TEXT}@champion"
+    undecided = score_flow(model_uri=champion, input_path=source, output_path=tmp_path / "undecided.csv")
+    assert undecided.threshold.value is None and pd.read_csv(tmp_path / "undecided.csv").is_similar.isna().all()
+    decided = score_flow(model_uri=champion, input_path=source, output_path=tmp_path / "decided.csv", threshold=2.5)
+    scores = pd.read_csv(tmp_path / "decided.csv")
+    assert decided.threshold.value == 2.5 and scores.is_similar.tolist() == (scores.similarity >= 2.5).tolist()

@@ -53,3 +53,21 @@ def test_is_similar_is_the_score_at_the_threshold_and_empty_where_there_is_no_sc
     assert scores.is_similar.tolist()[:3] == [True, True, False] and scores.is_similar.tolist()[4] is True
     assert pd.isna(scores.is_similar[3]) and scores.error[3] == "empty or missing left text"
     assert summary.threshold == DecisionThreshold(0.5, "given") and summary.scored == 4
+
+
+def test_a_graded_model_decides_only_at_a_threshold_given_on_its_scale():
+    undecided = choose_threshold.fn(None, None, (0.0, 5.0))
+    assert undecided.value is None and undecided.describe().startswith("left empty")
+    assert choose_threshold.fn(None, 3.5, (0.0, 5.0)).value == 3.5
+    with pytest.raises(ValueError, match="threshold must be a number from 1 to 5"):
+        choose_threshold.fn(None, 0.5, (1.0, 5.0))
+
+
+def test_without_a_threshold_is_similar_is_empty_and_the_scores_are_kept(tmp_path):
+    source, output = tmp_path / "pairs.csv", tmp_path / "scores.parquet"
+    pd.DataFrame({"left": ["abcd", "ab"], "right": ["abcd", "abcd"]}).to_csv(source, index=False)
+    undecided = DecisionThreshold(None, "none: a graded model decides only at a given threshold")
+    score_file.fn(by_length, source, output, PairColumns("left", "right", None), undecided, chunk_rows=2)
+    scores = pd.read_parquet(output)
+    np.testing.assert_allclose(scores.similarity, [1.0, 0.5])
+    assert scores.is_similar.isna().all()
