@@ -24,10 +24,10 @@ import keras
 import numpy as np
 
 from siamese.baselines import graded_text_baselines, text_baselines
-from siamese.config import Config, ConfigError, Loss, ModelKind, Task, TextPairModelConfig
-from siamese.data.word_vectors import load_word_vectors
+from siamese.config import Config, ConfigError, Loss, ModelKind, Task, TextEncoder, TextPairModelConfig
 from siamese.data.tables import PairFileError, ReadOptions
 from siamese.data.text_pairs import TextPairs, load_text_pairs, split_by_column, split_text_pairs
+from siamese.data.word_vectors import load_word_vectors
 from siamese.families.base import Family, ModelFormat, PreparedSplits, SourceFile
 from siamese.models.layers import on_score_scale
 from siamese.models.text import build_text_pair_model, build_tokenizer
@@ -90,7 +90,9 @@ class TextPairFile(Family):
         """
         model = config.model
         texts = np.concatenate([train.left, train.right])
-        tokenizer = build_tokenizer(texts, vocabulary_size=model.vocabulary_size, sequence_length=model.sequence_length)
+        tokenizer = None  # the lexical encoder has its own vocabularies, and no word sequence
+        if model.encoder is not TextEncoder.LEXICAL:
+            tokenizer = build_tokenizer(texts, vocabulary_size=model.vocabulary_size, sequence_length=model.sequence_length)
         pair_model = build_text_pair_model(
             tokenizer,
             encoder=model.encoder,
@@ -115,9 +117,9 @@ class TextPairFile(Family):
         return super().loss(config)
 
     @staticmethod
-    def _word_vectors(model: TextPairModelConfig, tokenizer: keras.layers.TextVectorization, seed: int) -> np.ndarray | None:
+    def _word_vectors(model: TextPairModelConfig, tokenizer: keras.layers.TextVectorization | None, seed: int) -> np.ndarray | None:
         """The user's word vectors aligned to the vocabulary, or None; the coverage is logged (never downloaded)."""
-        if not model.embeddings:
+        if not model.embeddings or tokenizer is None:  # the config allows vectors only with a tokenised encoder
             return None
         vectors = load_word_vectors(model.embeddings, tokenizer.get_vocabulary(), seed=seed)
         if vectors.dimension != model.embedding_dim:

@@ -91,7 +91,7 @@ WORD_NGRAMS = (1, 2)  # words and word pairs: "new york" is not "york" and "new"
 
 
 def build_text_pair_model(
-    tokenizer: keras.layers.TextVectorization,
+    tokenizer: keras.layers.TextVectorization | None,
     *,
     encoder: TextEncoder | str = TextEncoder.LSTM,
     train_texts: Sequence[str] = (),
@@ -107,7 +107,8 @@ def build_text_pair_model(
 ) -> keras.Model:
     """The Siamese model over raw text: inputs `left` and `right` are strings of shape `(batch,)`.
 
-    One encoder, tokenisation inside, serves both sides, so the saved model scores raw text:
+    One encoder, tokenisation inside, serves both sides, so the saved model scores raw text
+    (`tokenizer`, the word tokenizer of the learned encoders; None for `lexical`):
 
     - `lstm`, the reference: tokenizer -> embedding -> LSTM(units). With 128-wide embeddings and
       32 units the LSTM has the reference 20,608 parameters.
@@ -126,6 +127,8 @@ def build_text_pair_model(
     embedding, frozen unless `fine_tune_embeddings`.
     """
     encoder = TextEncoder(encoder)
+    if tokenizer is None and encoder is not TextEncoder.LEXICAL:
+        raise ValueError(f"the {encoder} encoder needs a tokenizer (build_tokenizer)")
     text = keras.Input(shape=(), dtype="string", name="encoder_text")
     if encoder is TextEncoder.LEXICAL:
         encoding = _lexical_encoding(text, train_texts, vocabulary_size)
