@@ -30,7 +30,7 @@ import pandas as pd
 REPOSITORY = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPOSITORY.parent / "shared" / "data"
 SIAMESE = Path(sys.executable).parent / "siamese"
-SIMILARITY_METRICS = ("roc_auc", "accuracy", "f1")
+SIMILARITY_METRICS = ("roc_auc", "accuracy")
 BASELINES = ("majority", "tfidf_cosine", "char_tfidf_cosine", "siamese_linear")
 
 

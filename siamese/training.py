@@ -135,8 +135,8 @@ MONITORED = {
     Task.REGRESSION: ("val_mae", "min"),
 }
 # The smallest rise of validation AUC that counts as better. Late epochs that add less than a
-# thousandth cost as much as early ones: on 10,000 Quora pairs they doubled the run for no test
-# AUC (BENCHMARKS.md, "Model quality").
+# thousandth cost as much as early ones: on 10,000 Quora pairs they made the run 1.5-1.8x longer
+# for 0.002 test AUC (BENCHMARKS.md, "Model quality").
 MIN_AUC_IMPROVEMENT = 1e-3
 
 

@@ -116,15 +116,16 @@ def build_text_pair_model(
       dense projection of the text's character n-gram bag (subword information, DSSM-style), so
       unseen and misspelled words still carry meaning.
     - `lexical`: the text's character n-grams and words (and word pairs) as L2-normalised bags,
-      binary and TF-IDF weighted. Learns nothing itself: the head learns which shared and which
-      differing pieces matter, as a logistic regression over `[|a-b|, a*b]` would, and `l2`
-      regularises it the same way. On a few thousand real pairs this beats the learned encoders
-      (BENCHMARKS.md, "Model quality").
+      binary and TF-IDF weighted, each piece scaled by one learned weight shared by both sides.
+      The head learns which shared and which differing pieces matter, as a logistic regression
+      over `[|a-b|, a*b]` would, and `l2` regularises it the same way. On a few thousand real
+      pairs this beats the embedding encoders (BENCHMARKS.md, "Model quality").
 
     Embedding padding id 0 sits at the end of each sequence and is masked, so a GPU still runs the
     fused cuDNN LSTM. `train_texts` (the training split's, both sides) adapt the lexical and
-    character vocabularies, each keeping its `vocabulary_size` most frequent terms; `word_vectors` (vocabulary size x `embedding_dim`) initialise the
-    embedding, frozen unless `fine_tune_embeddings`.
+    character vocabularies, each keeping its `vocabulary_size` most frequent terms;
+    `word_vectors` (vocabulary size x `embedding_dim`) initialise the embedding, frozen unless
+    `fine_tune_embeddings`.
     """
     encoder = TextEncoder(encoder)
     if tokenizer is None and encoder is not TextEncoder.LEXICAL:
@@ -148,9 +149,9 @@ def _lexical_encoding(text, train_texts: Sequence[str], vocabulary_size: int):
 
     Binary bags count a piece once however often it repeats (what TF-IDF's sublinear term
     frequency approximates); TF-IDF bags weigh rare pieces up. Each kind wins on some data, and
-    the head weighs them (BENCHMARKS.md). One vectorizer per kind serves both bags (the string
-    work is most of an epoch): a term present has a TF-IDF weight of at least log(1.5), so three
-    times it, capped at 1, is exactly the binary bag.
+    the head weighs them (BENCHMARKS.md). One vectorizer per kind serves both bags, so each
+    vocabulary is adapted once: a term present has a TF-IDF weight of at least log(1.5), so three
+    times it, capped at 1, is exactly the binary bag (`tests/families/test_text_family.py`).
     """
     bags: dict[str, list] = {"binary": [], "tf_idf": []}
     for name, split, ngrams in (("characters", "character", CHARACTER_NGRAMS), ("words", "whitespace", WORD_NGRAMS)):
