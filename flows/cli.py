@@ -427,13 +427,14 @@ def _add_training_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--head",
         choices=sorted({head.value for head in (*Head, *VisionHead)}),
-        help="text: symmetric (default) or concat; vision: fusion (default), concat or symmetric",
+        help="text: symmetric (default), manhattan, cosine or concat; vision: fusion (stereo's default), "
+        "symmetric (--images' default), l1 or concat",
     )
     train.add_argument(
         "--images",
         type=Path,
         metavar="PATH",
-        help="vision: a folder of class folders (root/<class>/<image>) or a CSV of left_path,right_path,label "
+        help="vision: a folder of class folders (root/[<group>/]<class>/<image>) or a CSV of left_path,right_path,label "
         "(default: generated stereo pairs)",
     )
     train.add_argument(
@@ -441,7 +442,7 @@ def _add_training_arguments(train: argparse.ArgumentParser) -> None:
         choices=[task.value for task in Task],
         help="similarity (default) or regression: vision targets, or a text file's graded scores predicted on their scale",
     )
-    train.add_argument("--backbone", choices=[backbone.value for backbone in Backbone], help="vision: compact (default) or xception")
+    train.add_argument("--backbone", choices=[backbone.value for backbone in Backbone], help="vision: compact (stereo's default), conv4 (--images' default) or xception")
     train.add_argument("--image-size", type=int, help="vision: images are resized to SIZE x SIZE (xception: >= 71)")
     train.add_argument("--devices", choices=[device.value for device in DevicePreference])
     train.add_argument("--precision", choices=[precision.value for precision in Precision])

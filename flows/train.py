@@ -30,6 +30,7 @@ from tasks.tracking import (
     check_tracking_store,
     end_run,
     log_dataset,
+    log_derived_params,
     log_evaluation,
     log_sharing_report,
     log_training,
@@ -84,7 +85,8 @@ def train_flow(
         with _mlflow_run(config) as run_id:
             if data.source is not None:
                 log_dataset(run_id, data.source, data.sizes)
-            initial = build_model(config, plan, splits["train"], directory)
+            log_derived_params(run_id, data.params)
+            initial = build_model(config, plan, splits["train"], run_id, directory)
             trained = train_model(initial, splits, config, plan, run_id, directory)
             log_training(run_id, plan, trained.seconds, trained.pairs_per_second, data.sizes)
 

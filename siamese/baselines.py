@@ -1,4 +1,4 @@
-"""Lexical baselines for text pairs, scored on the same test split as the model.
+"""Baselines scored on the same test split as the model: lexical ones for text pairs, raw pixels for images.
 
 A Siamese model's test AUC means little on its own: if always saying "not a duplicate" or
 counting shared words scores as well, the model has learned nothing worth shipping. These
@@ -7,11 +7,14 @@ numbers sit beside the model's so a reviewer can tell. Everything that is tuned 
 the training split only, so the test split stays as unseen for the baselines as for the model.
 Graded scores (0-5, 1-5, ...) get the same lexical methods judged by correlation
 (`graded_text_baselines`), the Siamese-linear one as a Ridge regression on the file's scale.
+Image pairs get the cosine of their mean-centred pixels (`mean_image`, `pixel_cosine_scores`):
+what a CNN must beat to have learned more than "these pictures look alike"; images stream in
+batches, so a folder larger than memory is scored like a small one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import scipy.sparse
@@ -111,9 +114,9 @@ def text_baselines(
     for name, vectorizer in (("tfidf_cosine", _fitted_vectorizer(train_texts)), ("char_tfidf_cosine", _char_vectorizer(train_texts))):
         train_scores = _cosine_scores(vectorizer, train_left, train_right)
         test_scores = _cosine_scores(vectorizer, test_left, test_right)
-        baselines |= _auc_and_accuracy(name, train_labels, train_scores, test_labels, test_scores)
+        baselines |= auc_and_accuracy(name, train_labels, train_scores, test_labels, test_scores)
     train_scores, test_scores = siamese_linear_scores(train_left, train_right, train_labels, test_left, test_right)
-    return baselines | _auc_and_accuracy("siamese_linear", train_labels, train_scores, test_labels, test_scores)
+    return baselines | auc_and_accuracy("siamese_linear", train_labels, train_scores, test_labels, test_scores)
 
 
 def siamese_linear_scores(
@@ -178,6 +181,79 @@ def siamese_linear_regression(
     return regression.predict(_pair_features(vectorizer, left, right))
 
 
+def auc_and_accuracy(
+    name: str, calibration_labels: np.ndarray, calibration_scores: np.ndarray, test_labels: np.ndarray, test_scores: np.ndarray
+) -> dict[str, float]:
+    """A similarity score's test AUC and its test accuracy at the threshold most accurate on other pairs.
+
+    `calibration_*` are pairs the test labels never touch (the training pairs for text, the
+    validation pairs for images, as the model's own threshold is chosen). Keys `<name>_auc` and
+    `<name>_accuracy`, the suffixes the registry gate compares a first model on.
+
+    Raises:
+        ValueError: lengths differ, labels are not 0 and 1, or the test labels hold one class only.
+    """
+    threshold = accuracy_threshold(calibration_labels, calibration_scores)
+    metrics = evaluate_scores(test_labels, test_scores, threshold=threshold).metrics
+    return {f"{name}_auc": metrics["roc_auc"], f"{name}_accuracy": metrics["accuracy"]}
+
+
+def mean_image(batches: Iterable[np.ndarray]) -> np.ndarray:
+    """The mean of all images in `batches`, each `(n, height, width, channels)`, summed in float64.
+
+    One batch is held at a time, so the training split's mean costs one pass over its files.
+
+    Returns:
+        float64 `(height, width, channels)`.
+
+    Raises:
+        ValueError: there are no images, or batches differ in image shape.
+    """
+    total: np.ndarray | None = None
+    count = 0
+    for batch in batches:
+        batch = np.asarray(batch, dtype=np.float64)
+        if total is None:
+            total = np.zeros(batch.shape[1:])
+        elif batch.shape[1:] != total.shape:
+            raise ValueError(f"images of different shapes: {batch.shape[1:]} after {total.shape}")
+        total += batch.sum(axis=0)
+        count += len(batch)
+    if total is None or not count:
+        raise ValueError("no images to average: the training split is empty")
+    return total / count
+
+
+def pixel_cosine_scores(pairs: Iterable[tuple[np.ndarray, np.ndarray]], mean: np.ndarray) -> np.ndarray:
+    """The cosine similarity of each left image to its right image, both minus `mean`, batch by batch.
+
+    Raw pixels are all positive, so any two images have a high cosine; minus the training
+    split's mean image (`mean_image`), the cosine asks whether two images differ from the
+    average one in the same way. An image equal to the mean has no direction and scores 0.
+
+    Args:
+        pairs: `(left, right)` batches of images, each `(n, height, width, channels)`.
+        mean: the mean image, `(height, width, channels)`.
+
+    Returns:
+        float64 array `(pairs,)`, values in -1..1.
+
+    Raises:
+        ValueError: a batch's sides differ in shape, or its images are not `mean`'s shape.
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    scores = [np.empty(0)]
+    for left, right in pairs:
+        left, right = np.asarray(left), np.asarray(right)
+        if left.shape != right.shape or left.shape[1:] != mean.shape:
+            raise ValueError(f"left {left.shape} and right {right.shape} must both be (n, *{mean.shape}) images")
+        centred = [(side.astype(np.float64) - mean).reshape(len(side), -1) for side in (left, right)]
+        dots = np.einsum("ij,ij->i", *centred)
+        norms = np.linalg.norm(centred[0], axis=1) * np.linalg.norm(centred[1], axis=1)
+        scores.append(np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0))
+    return np.clip(np.concatenate(scores), -1.0, 1.0)  # an image against itself can exceed 1 by a rounding error
+
+
 def _correlations(name: str, scores: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     return {f"{name}_pearson": pearson(scores, predictions), f"{name}_spearman": spearman(scores, predictions)}
 
@@ -195,14 +271,6 @@ def _pair_features(vectorizer: TfidfVectorizer, left: Sequence[str], right: Sequ
     """`[|a-b|, a*b]` of the two sides' vectors: symmetric in the sides, sparse."""
     left_rows, right_rows = vectorizer.transform(left), vectorizer.transform(right)
     return scipy.sparse.hstack([abs(left_rows - right_rows), left_rows.multiply(right_rows)]).tocsr()
-
-
-def _auc_and_accuracy(
-    name: str, train_labels: np.ndarray, train_scores: np.ndarray, test_labels: np.ndarray, test_scores: np.ndarray
-) -> dict[str, float]:
-    threshold = accuracy_threshold(train_labels, train_scores)
-    metrics = evaluate_scores(test_labels, test_scores, threshold=threshold).metrics
-    return {f"{name}_auc": metrics["roc_auc"], f"{name}_accuracy": metrics["accuracy"]}
 
 
 def _char_vectorizer(train_texts: Sequence[str]) -> TfidfVectorizer:

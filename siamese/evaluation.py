@@ -1,12 +1,15 @@
 """Held-out evaluation: similarity scores (classification) or numeric predictions (regression).
 
 Similarity models decide with a threshold calibrated on the validation split
-(`calibrate_threshold`), and the test split is reported at that threshold. Pure numpy, so the
-numbers do not depend on which backend produced the predictions.
+(`calibrate_threshold`), and the test split is reported at that threshold. Models of classes
+(image folders) are also asked the question a verification system answers in use: which of N
+references, one per class, shows the query's class (`one_shot_trials`, `one_shot_accuracy`).
+Pure numpy, so the numbers do not depend on which backend produced the predictions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -314,6 +317,101 @@ def plot_example_pairs(left: np.ndarray, right: np.ndarray, labels: np.ndarray, 
         )
     figure.tight_layout()
     return figure
+
+
+@dataclass(frozen=True)
+class OneShotTrials:
+    """N-way one-shot trials: in each, a query and one reference of each of `ways` distinct classes.
+
+    Indices point into the caller's list of items (images). The query is a different item of the
+    class of the reference at column `answers[t]`; a model passes the trial when that reference
+    is the one most similar to the query.
+    """
+
+    queries: np.ndarray  # (trials,) int
+    references: np.ndarray  # (trials, ways) int, one item per class
+    answers: np.ndarray  # (trials,) int: the column of `references` holding the query's class
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (query, reference) pair, trial after trial: left and right indices, `trials * ways` each."""
+        return np.repeat(self.queries, self.references.shape[1]), self.references.reshape(-1)
+
+    def labels(self) -> np.ndarray:
+        """1 where a pair of `pairs` is of one class, else 0: float32, `trials * ways`."""
+        columns = np.arange(self.references.shape[1])
+        return (columns == self.answers[:, None]).reshape(-1).astype(np.float32)
+
+
+def one_shot_trials(classes: Sequence[Sequence[int]], ways: int, trials: int, rng: np.random.Generator) -> OneShotTrials:
+    """Draw `trials` N-way one-shot trials from items grouped by class.
+
+    Per trial: the query's class uniformly among classes of 2 or more items, `ways - 1` other
+    classes uniformly without replacement, the query's class at a uniform column; the query and
+    its class's reference are two different items of it, every other reference one item of its
+    class. Deterministic given `rng`'s state.
+
+    Args:
+        classes: each class's item indices (at least one each).
+        ways: classes per trial (N), at least 2.
+        trials: how many trials, at least 1.
+        rng: the only source of randomness.
+
+    Raises:
+        ValueError: `ways` or `trials` out of range, an empty class, fewer classes than `ways`, or
+            no class with 2 items to draw a query and its reference from.
+    """
+    if isinstance(ways, bool) or not isinstance(ways, (int, np.integer)) or ways < 2:
+        raise ValueError(f"ways must be an integer >= 2, got {ways!r}")
+    if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
+        raise ValueError(f"trials must be an integer >= 1, got {trials!r}")
+    members = [np.asarray(items, dtype=np.int64).reshape(-1) for items in classes]
+    if any(not len(items) for items in members):
+        raise ValueError("every class needs at least one item")
+    if len(members) < ways:
+        raise ValueError(f"{ways}-way trials need {ways} classes, got {len(members)}")
+    eligible = np.flatnonzero([len(items) >= 2 for items in members])
+    if not len(eligible):
+        raise ValueError("no class has 2 items: a query and its reference must be different items of one class")
+    everyone = np.arange(len(members))
+    queries = np.empty(trials, np.int64)
+    references = np.empty((trials, ways), np.int64)
+    answers = np.empty(trials, np.int64)
+    for trial in range(trials):
+        target = int(rng.choice(eligible))
+        others = rng.choice(np.delete(everyone, target), size=ways - 1, replace=False)
+        answers[trial] = rng.integers(ways)
+        chosen = np.insert(others, answers[trial], target)
+        reference, queries[trial] = rng.choice(members[target], size=2, replace=False)
+        references[trial] = [
+            reference if column == answers[trial] else rng.choice(members[label]) for column, label in enumerate(chosen)
+        ]
+    return OneShotTrials(queries, references, answers)
+
+
+def one_shot_accuracy(scores: np.ndarray, answers: np.ndarray, rng: np.random.Generator) -> float:
+    """The share of trials whose most similar reference is the query's class.
+
+    Ties are broken uniformly at random among the tied references (with `rng`): a tie then
+    scores as often as chance does, so a scorer that says the same for every reference gets
+    about 1/N, neither the credit of always picking the right one nor a penalty below chance.
+
+    Args:
+        scores: `(trials, ways)`: the similarity of each trial's query to each of its references.
+        answers: `(trials,)`: the column of the query's class (`OneShotTrials.answers`).
+        rng: draws the tie-breaks.
+
+    Raises:
+        ValueError: the shapes do not match, there are no trials, or a score is not finite.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    answers = np.asarray(answers).reshape(-1)
+    if scores.ndim != 2 or not len(scores) or scores.shape[0] != len(answers):
+        raise ValueError(f"scores must be (trials, ways), one answer per trial; got {scores.shape} and {len(answers)} answers")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores must be finite (the model predicted NaN or infinity)")
+    tied_best = scores == scores.max(axis=1, keepdims=True)
+    picked = np.where(tied_best, rng.random(scores.shape), -1.0).argmax(axis=1)
+    return float(np.mean(picked == answers))
 
 
 def _counts_by_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

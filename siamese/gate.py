@@ -8,7 +8,8 @@ and scores both models on it, so the variation the two share (easy or hard pairs
 the challenger is promoted only when the whole confidence interval of its improvement clears
 the bar. A first model has nothing to beat and only has to reach a minimum quality.
 
-The caller computes both models' scores; this module only decides, with pure numpy.
+The caller computes both models' scores (and passes each version's stored decision threshold,
+at which `accuracy` judges it); this module only decides, with pure numpy.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from enum import StrEnum
 
 import numpy as np
 
-from siamese.evaluation import LOG_LOSS_EPSILON, evaluate_regression, evaluate_scores, pearson, roc_auc
+from siamese.evaluation import DEFAULT_THRESHOLD, LOG_LOSS_EPSILON, evaluate_regression, evaluate_scores, pearson, roc_auc
 
-SIMILARITY_THRESHOLD = 0.5  # evaluate_scores' default: the accuracy the gate bootstraps must be the one reported
 MIN_BOOTSTRAP_SAMPLES = 100  # fewer resamples make the tails of the interval, which decide, mostly noise
 _BLOCK_ELEMENTS = 1 << 22  # resample counts held at once (32 MiB of int64), so large test sets stay in memory
 
@@ -37,6 +37,9 @@ class GateMetric:
     logged test metrics, so the gate's numbers match what reviewers see. `resample` gives it on
     many bootstrap resamples at once: `counts[r, i]` is how often resample `r` drew pair `i`,
     which turns every resample into one row of a matrix product instead of a Python loop.
+
+    A metric that `decides` (accuracy) judges each version on its decisions at its own threshold,
+    the one its test metrics and `siamese score` decide at (`_judged`), not at a fixed 0.5.
     """
 
     name: str
@@ -44,6 +47,7 @@ class GateMetric:
     compute: Callable[[np.ndarray, np.ndarray], float]  # (labels, scores) -> value
     # (labels, scores, counts) -> one value per row of counts; NaN where a resample has no value
     resample: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    decides: bool = False  # judged on decisions (score >= the version's threshold), not on scores
 
 
 class Decision(StrEnum):
@@ -92,6 +96,7 @@ def judge_first_model(
     metric: str = "roc_auc",
     min_quality: float | None,
     baselines: Mapping[str, float] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> GateResult:
     """Whether the first version of a registered model may become its champion.
 
@@ -108,6 +113,7 @@ def judge_first_model(
             `siamese_linear_auc`); the model must also beat the strongest of them on `metric`:
             a model that a TF-IDF cosine outscores should not be served, however far it is
             above a fixed bar. None or empty: the bar alone.
+        threshold: the model's decision threshold (calibrated on validation), for `accuracy`.
 
     Returns:
         PROMOTE if the metric meets the bar, else KEEP (no champion is set).
@@ -118,7 +124,7 @@ def judge_first_model(
     """
     gate_metric = _gate_metric(metric)
     labels, challenger_scores = _validated_arrays(labels, challenger_scores)
-    value = float(gate_metric.compute(labels, challenger_scores))
+    value = float(gate_metric.compute(labels, _judged(gate_metric, challenger_scores, threshold, "threshold")))
     checks = []  # (passes, why) for each bar the model must clear
     if min_quality is not None:
         _require_finite(min_quality, "min_quality")
@@ -132,11 +138,12 @@ def judge_first_model(
         beats = value > bar if gate_metric.higher_is_better else value < bar
         checks.append((beats, f"{'beats' if beats else 'does not beat'} the strongest baseline, {name} {bar:.3f}"))
     passes = all(check for check, _ in checks)
+    judged = f"first model {metric} {value:.3f}{_at(gate_metric, threshold)}"
     if not checks:
-        reason = f"first model {metric} {value:.3f}, no quality bar set (gate.min_quality), so it becomes champion"
+        reason = f"{judged}, no quality bar set (gate.min_quality), so it becomes champion"
     else:
         outcome = "so it becomes champion" if passes else "so it stays challenger only and no champion is set"
-        reason = f"first model {metric} {value:.3f} {' and '.join(why for _, why in checks)}, {outcome}"
+        reason = f"{judged} {' and '.join(why for _, why in checks)}, {outcome}"
     return GateResult(
         decision=Decision.PROMOTE if passes else Decision.KEEP,
         reason=reason,
@@ -160,6 +167,8 @@ def judge_challenger(
     bootstrap_samples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    challenger_threshold: float = DEFAULT_THRESHOLD,
+    champion_threshold: float = DEFAULT_THRESHOLD,
 ) -> GateResult:
     """Whether the challenger beats the champion on the same test pairs, with confidence.
 
@@ -179,6 +188,8 @@ def judge_challenger(
         bootstrap_samples: resamples to draw (at least 100).
         confidence: the interval's coverage, in (0, 1).
         seed: seeds `np.random.default_rng`, so a decision can be reproduced.
+        challenger_threshold, champion_threshold: each version's own decision threshold (calibrated
+            on its validation split), for `accuracy`: each is judged on the decisions it would make.
 
     Returns:
         PROMOTE if the interval's lower bound exceeds `min_improvement`, else KEEP.
@@ -199,6 +210,8 @@ def judge_challenger(
     ):
         raise ValueError(f"bootstrap_samples must be an integer >= {MIN_BOOTSTRAP_SAMPLES}, got {bootstrap_samples!r}")
     labels, challenger_scores, champion_scores = _validated_arrays(labels, challenger_scores, champion_scores)
+    challenger_scores = _judged(gate_metric, challenger_scores, challenger_threshold, "challenger_threshold")
+    champion_scores = _judged(gate_metric, champion_scores, champion_threshold, "champion_threshold")
 
     challenger = float(gate_metric.compute(labels, challenger_scores))
     champion = float(gate_metric.compute(labels, champion_scores))
@@ -220,7 +233,8 @@ def judge_challenger(
     return GateResult(
         decision=Decision.PROMOTE if promote else Decision.KEEP,
         reason=(
-            f"challenger {metric} {challenger:.3f} vs champion {champion:.3f}{direction}: "
+            f"challenger {metric} {challenger:.3f}{_at(gate_metric, challenger_threshold)} vs champion "
+            f"{champion:.3f}{_at(gate_metric, champion_threshold)}{direction}: "
             f"{improvement:+.3f} ({confidence * 100:g}% CI {ci_low:+.3f}..{ci_high:+.3f}) "
             f"{comparison} min improvement {min_improvement:.3f}"
         ),
@@ -232,6 +246,24 @@ def judge_challenger(
         ci_high=ci_high,
         test_pairs=int(labels.size),
     )
+
+
+def _judged(metric: GateMetric, scores: np.ndarray, threshold: float, name: str) -> np.ndarray:
+    """What `metric` judges a version on: its scores, or its decisions at its threshold (1.0 / 0.0) if it `decides`.
+
+    A version decides `similar when score >= its threshold`, so comparing two versions at one
+    fixed 0.5 would judge decisions neither of them makes. A 0/1 decision is its own decision at
+    `DEFAULT_THRESHOLD`, at which `compute` and `resample` count correct decisions.
+    """
+    if not metric.decides:
+        return scores
+    _require_finite(threshold, name)
+    return (scores >= threshold).astype(np.float64)
+
+
+def _at(metric: GateMetric, threshold: float) -> str:
+    """The threshold a deciding metric was judged at, for the reason; nothing for the others."""
+    return f" at threshold {threshold:.4g}" if metric.decides else ""
 
 
 def _bootstrap_improvements(
@@ -281,11 +313,11 @@ def _resampled_roc_auc(labels: np.ndarray, scores: np.ndarray, counts: np.ndarra
 
 
 def _accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
-    return evaluate_scores(labels, scores, SIMILARITY_THRESHOLD).metrics["accuracy"]
+    return evaluate_scores(labels, scores, DEFAULT_THRESHOLD).metrics["accuracy"]
 
 
 def _log_loss(labels: np.ndarray, scores: np.ndarray) -> float:
-    return evaluate_scores(labels, scores, SIMILARITY_THRESHOLD).metrics["log_loss"]
+    return evaluate_scores(labels, scores, DEFAULT_THRESHOLD).metrics["log_loss"]
 
 
 def _mae(targets: np.ndarray, predictions: np.ndarray) -> float:
@@ -297,7 +329,7 @@ def _rmse(targets: np.ndarray, predictions: np.ndarray) -> float:
 
 
 def _correct(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    return ((scores >= SIMILARITY_THRESHOLD) == (labels == 1)).astype(np.float64)
+    return ((scores >= DEFAULT_THRESHOLD) == (labels == 1)).astype(np.float64)
 
 
 def _pair_log_loss(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -353,7 +385,7 @@ GATE_METRICS: dict[str, GateMetric] = {
     for metric in (
         # similarity: labels 0/1, scores 0..1
         GateMetric("roc_auc", True, roc_auc, _resampled_roc_auc),
-        GateMetric("accuracy", True, _accuracy, _resampled_mean(_correct)),
+        GateMetric("accuracy", True, _accuracy, _resampled_mean(_correct), decides=True),
         GateMetric("log_loss", False, _log_loss, _resampled_mean(_pair_log_loss)),
         # regression: numeric targets and predictions
         GateMetric("mae", False, _mae, _resampled_mean(_absolute_error)),

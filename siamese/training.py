@@ -78,6 +78,7 @@ PER_EXAMPLE_LAYERS: tuple[type[keras.Layer], ...] = (
     keras.layers.DepthwiseConv1D,
     keras.layers.Flatten,
     keras.layers.ReLU,
+    keras.layers.Add,
 )
 
 

@@ -24,6 +24,8 @@ def prepare_pairs(config: Config, work_dir: Path) -> PreparedSplits:
         logger.info("%s: %d rows, %d dropped as invalid", source.path, source.total_rows, source.dropped_rows)
         for reason, count in source.dropped.items():
             logger.warning("dropped %d rows: %s", count, reason)
+    for key, value in prepared.params.items():
+        logger.info("%s = %s (decided by the data)", key, value)
     for name, path in prepared.paths.items():
         logger.info("%s: %d pairs, %s (%s)", name, prepared.sizes[name], prepared.labels[name], path.name)
     return prepared

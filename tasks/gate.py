@@ -2,11 +2,12 @@
 
 `flows/gate.py` runs them in order as the `registry-gate` subflow; each is a task, so the flow
 run's page shows where a decision came from. Scores go to `.npy` files in the run's work
-directory: tasks hand each other paths.
+directory: tasks hand each other paths (with each version's decision threshold beside them).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,20 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from siamese.config import Config
+from siamese.evaluation import DEFAULT_THRESHOLD
 from siamese.families import family_of
 from siamese.gate import GateResult, judge_challenger, judge_first_model
 from tasks.registry import CHAMPION, champion_version, set_alias, version_scores
 from tasks.store import mlflow_client
 from tasks.tracking import MAX_TAG_LENGTH
+
+
+@dataclass(frozen=True)
+class VersionScores:
+    """A registered version's scores on the test split, and the threshold it decides at."""
+
+    path: Path  # a `.npy` file of one score per test pair
+    threshold: float  # stored with the version; DEFAULT_THRESHOLD for one registered without (or graded: unused)
 
 
 @task(name="find-champion", cache_policy=NO_CACHE)
@@ -28,46 +38,62 @@ def find_champion(name: str) -> str | None:
 
 
 @task(name="score-version", cache_policy=NO_CACHE)
-def score_version(model_uri: str, test_path: Path, config: Config, output_path: Path) -> Path:
+def score_version(model_uri: str, test_path: Path, config: Config, output_path: Path) -> VersionScores:
     """Score the test split with a registered version, loaded from the registry as serving would load it.
+
+    Its stored threshold comes along: the gate's `accuracy` judges the decisions the version makes.
 
     Raises:
         MlflowException, OSError, ValueError: the version cannot be loaded or scored; it is then never promoted.
     """
     family = family_of(config.kind)
-    scores = version_scores(model_uri, family.load_split(config, test_path), family.model_format)
+    scores, threshold = version_scores(model_uri, family.load_split(config, test_path), family.model_format)
     np.save(output_path, scores)
     get_run_logger().info("scored %d test pairs with %s", len(scores), model_uri)
-    return output_path
+    return VersionScores(output_path, DEFAULT_THRESHOLD if threshold is None else threshold)
 
 
 @task(name="judge-challenger", cache_policy=NO_CACHE)
 def judge(
-    config: Config, test_path: Path, challenger_scores: Path, champion_scores: Path | None, baselines: dict[str, float] | None = None
+    config: Config,
+    test_path: Path,
+    challenger: VersionScores,
+    champion: VersionScores | None,
+    baselines: dict[str, float] | None = None,
 ) -> GateResult:
     """A first model against its bar; a challenger against the champion with a paired bootstrap (`siamese.gate`).
 
     A first model's bar: `gate.min_quality` when set; by default the default bar
     (`GateConfig.quality_bar`) and the strongest of the run's `baselines` on the gate metric.
+    `accuracy` judges each version at its own threshold.
     """
     labels = family_of(config.kind).load_split(config, test_path).labels
     gate = config.gate
     metric = gate.metric_for(config.task)
-    challenger = np.load(challenger_scores)
-    if champion_scores is None:
+    challenger_scores = np.load(challenger.path)
+    if champion is None:
         # An explicit gate.min_quality is the whole bar; by default the model must also beat the baselines.
         compared = baselines if gate.min_quality is None else None
-        result = judge_first_model(labels, challenger, metric=metric, min_quality=gate.quality_bar(config.task), baselines=compared)
+        result = judge_first_model(
+            labels,
+            challenger_scores,
+            metric=metric,
+            min_quality=gate.quality_bar(config.task),
+            baselines=compared,
+            threshold=challenger.threshold,
+        )
     else:
         result = judge_challenger(
             labels,
-            challenger,
-            np.load(champion_scores),
+            challenger_scores,
+            np.load(champion.path),
             metric=metric,
             min_improvement=gate.min_improvement,
             bootstrap_samples=gate.bootstrap_samples,
             confidence=gate.confidence,
             seed=config.seed,
+            challenger_threshold=challenger.threshold,
+            champion_threshold=champion.threshold,
         )
     get_run_logger().info("gate: %s: %s", result.decision, result.reason)
     return result

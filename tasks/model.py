@@ -22,7 +22,7 @@ from siamese.families import family_of
 from siamese.sharing import SharingReport, verify_weight_sharing
 from siamese.training import compile_for_training, fit, predict
 from tasks.model_files import load_model_file, save_model_file
-from tasks.tracking import epoch_metrics_logger, log_stopping
+from tasks.tracking import epoch_metrics_logger, log_derived_params, log_stopping
 
 SHARING_PROBE_PAIRS = 16  # pairs of the test split used for the behavioural sharing checks
 
@@ -39,7 +39,7 @@ class EvaluationResult:
     metrics: dict[str, float]
     confusion_matrix: list[list[int]] | None  # similarity only
     plots: list[Path]
-    baselines: dict[str, float]  # the family's baselines on the same test split (text pairs: majority, TF-IDF)
+    baselines: dict[str, float]  # the family's baselines on the same test split (text pairs: majority, TF-IDF; images: pixels)
     calibration: Calibration | None  # the decision threshold chosen on the validation split; None: regression, or uncalibrated
 
 
@@ -52,18 +52,20 @@ def choose_devices(training: TrainingConfig) -> DevicePlan:
 
 
 @task(name="build-model", cache_policy=NO_CACHE)
-def build_model(config: Config, plan: DevicePlan, train_path: Path, work_dir: Path) -> Path:
+def build_model(config: Config, plan: DevicePlan, train_path: Path, run_id: str, work_dir: Path) -> Path:
     """Build the run's Siamese model with seeded initial weights, on the plan's devices; save it as `initial.keras`.
 
     The one place the run seeds Keras: initial weights follow `config.seed`, and training's
-    shuffling takes the seed explicitly.
+    shuffling takes the seed explicitly. What the build learned from the data (word-vector
+    coverage) goes to the run's params.
     """
     keras.utils.set_random_seed(config.seed)
     family = family_of(config.kind)
     with distribution_scope(plan):
-        model = family.build(config, family.load_split(config, train_path), plan.dtype_policy)
-    get_run_logger().info("built %s: %s parameters", model.name, f"{model.count_params():,}")
-    return save_model_file(model, work_dir / "initial.keras")
+        built = family.build_with_params(config, family.load_split(config, train_path), plan.dtype_policy)
+    log_derived_params(run_id, built.params)
+    get_run_logger().info("built %s: %s parameters", built.model.name, f"{built.model.count_params():,}")
+    return save_model_file(built.model, work_dir / "initial.keras")
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
@@ -109,7 +111,8 @@ def evaluate_model(model_path: Path, splits: dict[str, Path], config: Config, wo
 
     Similarity models decide at the threshold calibrated on the validation split (max F1), so
     the test split judges the decision the registered model will make; every family takes
-    this one path.
+    this one path. The family's own test metrics (class folders: one-shot accuracy) join the
+    task's.
     """
     family = family_of(config.kind)
     train, validation, test = (family.load_split(config, splits[name]) for name in ("train", "validation", "test"))
@@ -121,13 +124,14 @@ def evaluate_model(model_path: Path, splits: dict[str, Path], config: Config, wo
     threshold = DEFAULT_THRESHOLD if calibration is None else calibration.threshold
     report = report_test_split(config.task, test.labels, predictions, training_mean, family.example_pairs(test), threshold)
     plots = [_save_figure(figure, work_dir / f"{name}.png") for name, figure in report.figures.items()]
+    metrics = report.metrics | family.extra_test_metrics(config, model, test)
     logger = get_run_logger()
-    logger.info("test metrics%s: %s", "" if regression else f" at threshold {threshold:.4g}", _rounded(report.metrics))
-    baselines = family.baselines(config, train, test)
+    logger.info("test metrics%s: %s", "" if regression else f" at threshold {threshold:.4g}", _rounded(metrics))
+    baselines = family.baselines(config, train, validation, test)
     if baselines:
         logger.info("baselines on the test split: %s", _rounded(baselines))
     confusion = None if report.confusion_matrix is None else report.confusion_matrix.tolist()
-    return EvaluationResult(report.metrics, confusion, plots, baselines, calibration)
+    return EvaluationResult(metrics, confusion, plots, baselines, calibration)
 
 
 def _calibrate(model: keras.Model, validation: Pairs) -> Calibration | None:

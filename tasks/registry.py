@@ -66,7 +66,8 @@ def log_and_register_model(
     registry UI shows it; a raw-text model's pyfunc then adds an `is_similar` column itself.
     A model of graded scores (`on_score_scale`) records the scale it predicts on the same way
     (`score_min`, `score_max`), and as the run's `data.score_min` and `data.score_max` params.
-    Only the gate moves `champion`.
+    The registered model is the family's for the config (`Family.registered_model_name`: graded
+    text models have their own). Only the gate moves `champion`.
     """
     family = family_of(config.kind)
     model = load_model_file(model_path)
@@ -91,7 +92,7 @@ def log_and_register_model(
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
     model_uri = f"models:/{logged.model_id}"
     tags = {"run_id": run_id} | {key: str(value) for key, value in (metadata or {}).items() if key != "threshold_rule"}
-    registered = mlflow.register_model(model_uri, family.registered_name, tags=tags)
+    registered = mlflow.register_model(model_uri, family.registered_model_name(config), tags=tags)
     client.set_registered_model_alias(registered.name, CHALLENGER, str(registered.version))
     return {"model_uri": model_uri, "name": registered.name, "version": str(registered.version), "aliases": [CHALLENGER]}
 
@@ -177,26 +178,29 @@ def set_alias(name: str, alias: str, model_version: str) -> None:
     mlflow_client().set_registered_model_alias(name, alias, model_version)
 
 
-def version_scores(model_uri: str, pairs: Pairs, model_format: ModelFormat) -> np.ndarray:
-    """A registered version's scores on `pairs`, through its pyfunc: what serving would return.
+def version_scores(model_uri: str, pairs: Pairs, model_format: ModelFormat) -> tuple[np.ndarray, float | None]:
+    """A registered version's scores on `pairs`, through its pyfunc (what serving would return), and its threshold.
 
-    Tensor inputs are read and scored about `SCORING_CHUNK_BYTES` of float32 at a time, so a split
-    larger than memory (shards, image files) is never held whole: only its scores are. Raw text
-    (a split held in memory) is scored as one DataFrame.
+    The threshold is the decision threshold stored with the version (None: a graded model, or one
+    registered before thresholds were stored), read from the loaded model itself. Tensor inputs
+    are read and scored about `SCORING_CHUNK_BYTES` of float32 at a time, so a split larger than
+    memory (shards, image files) is never held whole: only its scores are. Raw text (a split held
+    in memory) is scored as one DataFrame.
     """
     mlflow_client()  # points MLflow at the project's store, so `models:/...` resolves there
     model = mlflow.pyfunc.load_model(model_uri)
+    threshold = _stored_threshold(model.metadata.metadata)
     if model_format is ModelFormat.RAW_TEXT:
-        return model.predict(pd.DataFrame(pairs.head(len(pairs)).inputs()))["similarity"].to_numpy()
+        return model.predict(pd.DataFrame(pairs.head(len(pairs)).inputs()))["similarity"].to_numpy(), threshold
     if not len(pairs):
-        return np.zeros(0, np.float32)
+        return np.zeros(0, np.float32), threshold
     pair_bytes = sum(4 * array[0].size for array in pairs.head(1).inputs().values())
     chunk_pairs = max(1, SCORING_CHUNK_BYTES // pair_bytes)
     scores = []
     for start in range(0, len(pairs), chunk_pairs):
         chunk = pairs.take(slice(start, start + chunk_pairs)).head(chunk_pairs).inputs()
         scores.append(np.asarray(model.predict({side: array.astype(np.float32) for side, array in chunk.items()})).reshape(-1))
-    return np.concatenate(scores)
+    return np.concatenate(scores), threshold
 
 
 @task(name="load-text-pair-model", cache_policy=NO_CACHE)  # MLflow's HTTP client retries network errors itself

@@ -208,6 +208,12 @@ def epoch_metrics_logger(run_id: str) -> keras.callbacks.Callback:
     return _EpochMetricsLogger(run_id)
 
 
+def log_derived_params(run_id: str, params: dict[str, object]) -> None:
+    """Run params the config left to the data: the split a folder got (`PreparedSplits.params`), word-vector coverage (`BuiltModel.params`)."""
+    if params:
+        _log(run_id, params=params)
+
+
 def log_stopping(run_id: str, stopped_epoch: int, best_epoch: int | None) -> None:
     """Where training stopped (`train/stopped_epoch`, epochs run) and which epoch's weights it kept (`train/best_epoch`).
 

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from siamese.baselines import accuracy_threshold, majority_class, siamese_linear_scores, text_baselines, tfidf_cosine_scores
+from siamese.baselines import (
+    accuracy_threshold,
+    auc_and_accuracy,
+    majority_class,
+    mean_image,
+    pixel_cosine_scores,
+    siamese_linear_scores,
+    text_baselines,
+    tfidf_cosine_scores,
+)
 from siamese.evaluation import roc_auc
 
 # Duplicates reword the same question; non-duplicates share no content word.
@@ -200,3 +209,59 @@ def test_siamese_linear_learns_which_shared_words_matter_from_train_only():
     assert roc_auc(test_labels, test_scores) > 0.9
     symmetric = siamese_linear_scores(train_left, train_right, train_labels, test_right, test_left)[1]
     np.testing.assert_allclose(symmetric, test_scores)  # [|a-b|, a*b]: the order of the sides does not matter
+
+
+# Pixels: images 4x4x1 around a grey training mean; a pair's images differ from it alike (same) or oppositely.
+GREY = np.full((4, 4, 1), 100.0)
+
+
+def batches(images: np.ndarray, size: int) -> list[np.ndarray]:
+    return [images[start : start + size] for start in range(0, len(images), size)]
+
+
+def test_mean_image_averages_every_batch_streamed():
+    images = np.random.default_rng(0).uniform(0, 255, (10, 4, 4, 3)).astype(np.uint8)
+    np.testing.assert_allclose(mean_image(batches(images, 3)), images.mean(axis=0))
+    with pytest.raises(ValueError, match="no images"):
+        mean_image([])
+    with pytest.raises(ValueError, match="different shapes"):
+        mean_image([images[:2], images[:2, :2]])
+
+
+def test_pixel_cosine_of_identical_images_is_one_and_of_opposite_ones_minus_one():
+    pattern = np.random.default_rng(1).normal(0, 20, (3, 4, 4, 1))
+    left = GREY + pattern
+    scores = pixel_cosine_scores([(left, left), (left, GREY + 2 * pattern), (left, GREY - pattern)], GREY)
+    np.testing.assert_allclose(scores, [1, 1, 1, 1, 1, 1, -1, -1, -1], atol=1e-12)
+    assert pixel_cosine_scores([(GREY[None], left[:1])], GREY)[0] == 0.0, "the mean image itself has no direction"
+    with pytest.raises(ValueError, match="must both be"):
+        pixel_cosine_scores([(left, left[:, :2])], GREY)
+
+
+def test_pixel_cosine_is_centred_on_the_given_mean_not_on_the_images():
+    """Raw pixels of any two bright images point the same way; only the training mean tells them apart."""
+    rng = np.random.default_rng(2)
+    pattern = rng.normal(0, 10, (1, 4, 4, 1))
+    left, right = GREY + pattern, GREY - pattern
+    assert pixel_cosine_scores([(left, right)], np.zeros((4, 4, 1)))[0] > 0.9
+    assert pixel_cosine_scores([(left, right)], GREY)[0] == pytest.approx(-1.0)
+
+
+def test_pixel_baseline_separates_an_easy_case_at_a_threshold_chosen_on_other_pairs():
+    rng = np.random.default_rng(3)
+
+    def pairs(count: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+        patterns = rng.normal(0, 20, (count, 4, 4, 1))
+        labels = np.arange(count) % 2
+        right = GREY + np.where(labels[:, None, None, None] == 1, 1, -1) * patterns + rng.normal(0, 1, patterns.shape)
+        return list(zip(batches(GREY + patterns, 4), batches(right, 4))), labels
+
+    variations = rng.normal(0, 20, (6, 4, 4, 1))
+    mean = mean_image(batches(GREY + np.concatenate([variations, -variations]), 5))
+    np.testing.assert_allclose(mean, GREY)
+    validation, validation_labels = pairs(10)
+    test, test_labels = pairs(10)
+    result = auc_and_accuracy(
+        "pixel_cosine", validation_labels, pixel_cosine_scores(validation, mean), test_labels, pixel_cosine_scores(test, mean)
+    )
+    assert result == {"pixel_cosine_auc": 1.0, "pixel_cosine_accuracy": 1.0}

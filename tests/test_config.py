@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from siamese.config import (
+    Augment,
+    Augmentation,
     Backbone,
     Config,
     ConfigError,
@@ -216,6 +218,27 @@ def test_kind_vision_takes_the_vision_sections_and_their_defaults():
     assert params["kind"] == "vision" and params["model.backbone"] == "xception" and "data.timesteps" not in params
 
 
+@pytest.mark.parametrize(
+    ("source", "recipe"),
+    [
+        ("stereo", ("compact", "fusion", "avg", 16)),
+        ("folder", ("conv4", "symmetric", "flatten", 8)),
+        ("csv", ("conv4", "symmetric", "flatten", 8)),
+    ],
+)
+def test_unset_vision_model_fields_take_the_data_sources_recipe(source, recipe):
+    config = Config(kind="vision", data=ImageDataConfig(source=source, path="" if source == "stereo" else "x"))
+    assert (config.model.backbone, config.model.head, config.model.pooling, config.model.filters) == recipe
+    params = config.to_params()
+    assert [params[f"model.{key}"] for key in ("backbone", "head", "pooling", "filters")] == [str(value) for value in recipe]
+
+
+def test_explicit_vision_model_fields_override_the_recipe():
+    model = VisionModelConfig(head="l1", pooling="", filters=4)  # "" is unset, as in a TOML file
+    config = Config(kind="vision", data=ImageDataConfig(source="folder", path="x"), model=model)
+    assert (config.model.backbone, config.model.head, config.model.pooling, config.model.filters) == ("conv4", "l1", "flatten", 4)
+
+
 def test_vision_config_file_round_trips_through_to_dict(tmp_path):
     config = Config(kind="vision", data=ImageDataConfig(task="regression", channels=1), model=VisionModelConfig(head="concat"))
     lines = [f'kind = "{config.kind}"', f"seed = {config.seed}"]
@@ -243,15 +266,58 @@ def test_vision_config_file_round_trips_through_to_dict(tmp_path):
             {"kind": "vision", "data.source": "folder", "data.path": "x", "data.task": "regression"},
             "data.task must be 'similarity' when data.source is 'folder'",
         ),
-        ({"kind": "vision", "model.head": "cosine"}, "model.head must be one of concat, fusion, symmetric; got 'cosine'"),
-        ({"kind": "vision", "data.split_by": "person"}, "data.split_by must be one of class, image; got 'person'"),
-        ({"kind": "vision", "model.pooling": "sum"}, "model.pooling must be one of avg, max; got 'sum'"),
+        ({"kind": "vision", "model.head": "cosine"}, "model.head must be one of concat, fusion, symmetric, l1; got 'cosine'"),
+        ({"kind": "vision", "data.split_by": "person"}, "data.split_by must be one of auto, class, image, group; got 'person'"),
+        ({"kind": "vision", "model.pooling": "sum"}, "model.pooling must be one of avg, max, flatten; got 'sum'"),
+        ({"kind": "vision", "data.augment": "always"}, "data.augment must be one of auto, on, off; got 'always'"),
+        ({"kind": "vision", "data.translation": 0.5}, "data.translation must be a number >= 0.0 and < 0.5, got 0.5"),
+        ({"kind": "vision", "data.rotation": -0.1}, "data.rotation must be a number >= 0.0 and < 0.5, got -0.1"),
+        ({"kind": "vision", "data.zoom": 1}, "data.zoom must be a number >= 0.0 and < 1.0, got 1"),
+        ({"kind": "vision", "data.contrast": "strong"}, "data.contrast must be a number >= 0.0 and < 1.0, got 'strong'"),
+        ({"kind": "vision", "data.contrast": True}, "data.contrast must be a number >= 0.0 and < 1.0, got True"),
     ],
 )
 def test_invalid_vision_values_name_the_field(overrides, message):
     with pytest.raises(ConfigError) as error:
         load_config(overrides=overrides)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "augment", "augmented"),
+    [
+        ("folder", "auto", True),
+        ("csv", "auto", True),
+        ("stereo", "auto", False),  # independent shifts of the two views would change their disparity
+        ("folder", "", True),  # blank means auto
+        ("folder", "off", False),
+        ("csv", "off", False),
+        ("stereo", "on", True),
+    ],
+)
+def test_augmentation_is_on_for_real_images_and_off_for_generated_stereo_unless_set(source, augment, augmented):
+    path = "" if source == "stereo" else "images"
+    data = ImageDataConfig(source=source, path=path, augment=augment)
+    assert data.augmentation == (Augmentation() if augmented else None)
+    assert data.augment is (Augment.AUTO if augment == "" else Augment(augment))
+
+
+def test_augmentation_strengths_are_read_from_the_data_section_and_zero_is_allowed():
+    config = load_config(
+        overrides={"kind": "vision", "data.source": "csv", "data.path": "pairs.csv", "data.zoom": 0, "data.rotation": 0.1}
+    )
+    assert config.data.augmentation == Augmentation(translation=0.1, rotation=0.1, zoom=0.0, contrast=0.2)
+    assert isinstance(config.data.zoom, float)
+    params = config.to_params()
+    assert {key: params[f"data.{key}"] for key in ("augment", "translation", "rotation", "zoom", "contrast")} == {
+        "augment": "auto", "translation": "0.1", "rotation": "0.1", "zoom": "0.0", "contrast": "0.2",
+    }  # fmt: skip
+
+
+def test_augmentation_validates_on_direct_construction_naming_the_argument():
+    with pytest.raises(ConfigError, match=r"^translation must be a number >= 0.0 and < 0.5, got 0.6$"):
+        Augmentation(translation=0.6)
+    assert Augmentation(translation=0, rotation=0, zoom=0, contrast=0).translation == 0.0
 
 
 def test_sections_of_the_wrong_kind_are_rejected():

@@ -1,4 +1,4 @@
-"""Evaluation metrics against hand-computed answers and scikit-learn; plots render to PNG."""
+"""Evaluation metrics against hand-computed answers and scikit-learn; one-shot trials; plots render to PNG."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from siamese.evaluation import (
     equal_error_rate,
     evaluate_regression,
     evaluate_scores,
+    one_shot_accuracy,
+    one_shot_trials,
     plot_example_pairs,
     plot_precision_recall_curve,
     plot_predictions,
@@ -289,3 +291,68 @@ def test_test_split_report_draws_example_pairs_when_given():
     images = np.zeros((2, 8, 8, 1), np.uint8)
     report = report_test_split(Task.SIMILARITY, LABELS, SCORES, None, PairSet(images, images, LABELS[:2].astype(float)))
     assert "example_pairs" in report.figures
+
+
+# One-shot: 8 classes of 1 to 4 items; item i is of class CLASS_OF[i].
+CLASS_SIZES = [1, 2, 3, 4, 2, 2, 3, 1]
+CLASS_OF = np.repeat(np.arange(len(CLASS_SIZES)), CLASS_SIZES)
+CLASSES = [np.flatnonzero(CLASS_OF == label) for label in range(len(CLASS_SIZES))]
+
+
+@pytest.mark.parametrize("ways", [2, 5, 8])
+def test_one_shot_trials_use_distinct_classes_and_never_pair_an_image_with_itself(ways):
+    trials = one_shot_trials(CLASSES, ways, 500, np.random.default_rng(0))
+    reference_classes = CLASS_OF[trials.references]
+    assert trials.references.shape == (500, ways)
+    assert all(len(set(row)) == ways for row in reference_classes), "one reference per class"
+    correct = trials.references[np.arange(500), trials.answers]
+    assert np.all(CLASS_OF[correct] == CLASS_OF[trials.queries]), "the answer column holds the query's class"
+    assert np.all(trials.queries != correct) and not np.any(trials.references == trials.queries[:, None])
+    assert set(CLASS_OF[trials.queries]) <= {1, 2, 3, 4, 5, 6}, "queries come from classes with a second image"
+    assert set(trials.answers) == set(range(ways)), "the right reference may sit in any column"
+    left, right = trials.pairs()
+    np.testing.assert_array_equal(left, np.repeat(trials.queries, ways))
+    np.testing.assert_array_equal(trials.labels(), CLASS_OF[right] == CLASS_OF[left])
+
+
+def test_one_shot_trials_repeat_with_the_seed():
+    first, second = (one_shot_trials(CLASSES, 5, 50, np.random.default_rng(7)) for _ in range(2))
+    np.testing.assert_array_equal(first.references, second.references)
+    np.testing.assert_array_equal(first.queries, second.queries)
+
+
+def test_a_perfect_scorer_passes_every_trial_and_a_constant_one_is_at_chance():
+    trials = one_shot_trials(CLASSES, 5, 4000, np.random.default_rng(1))
+    perfect = (CLASS_OF[trials.references] == CLASS_OF[trials.queries][:, None]).astype(float)
+    assert one_shot_accuracy(perfect, trials.answers, np.random.default_rng(0)) == 1.0
+    constant = np.full(trials.references.shape, 0.5)
+    assert one_shot_accuracy(constant, trials.answers, np.random.default_rng(0)) == pytest.approx(1 / 5, abs=0.03)
+    assert one_shot_accuracy(1 - perfect, trials.answers, np.random.default_rng(0)) == 0.0
+
+
+def test_one_shot_ties_are_broken_at_random_not_for_the_right_answer():
+    scores = np.array([[0.9, 0.9, 0.1]] * 2000)  # the right reference (column 0) tied with a wrong one
+    assert one_shot_accuracy(scores, np.zeros(2000, int), np.random.default_rng(0)) == pytest.approx(0.5, abs=0.05)
+    repeat = [one_shot_accuracy(scores, np.zeros(2000, int), np.random.default_rng(3)) for _ in range(2)]
+    assert repeat[0] == repeat[1], "seeded"
+
+
+@pytest.mark.parametrize(
+    ("classes", "ways", "message"),
+    [
+        (CLASSES, 9, "9-way trials need 9 classes, got 8"),
+        ([[0], [1], [2]], 2, "no class has 2 items"),
+        ([[0, 1], []], 2, "at least one item"),
+        (CLASSES, 1, "ways must be an integer >= 2"),
+    ],
+)
+def test_one_shot_trials_reject_what_cannot_make_a_trial(classes, ways, message):
+    with pytest.raises(ValueError, match=message):
+        one_shot_trials(classes, ways, 10, np.random.default_rng(0))
+
+
+def test_one_shot_accuracy_rejects_mismatched_or_non_finite_scores():
+    with pytest.raises(ValueError, match="one answer per trial"):
+        one_shot_accuracy(np.zeros((3, 5)), np.zeros(2, int), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="finite"):
+        one_shot_accuracy(np.array([[np.nan, 1.0]]), np.zeros(1, int), np.random.default_rng(0))

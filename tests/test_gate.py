@@ -119,6 +119,25 @@ def test_resampled_roc_auc_is_nan_without_both_classes():
     assert np.isnan(values[:2]).all() and values[2] == 1.0
 
 
+def test_accuracy_judges_each_version_at_its_own_threshold():
+    """A version decides at the threshold calibrated on its validation split: at 0.5 it would be judged on decisions it never makes."""
+    labels = np.tile([0.0, 1.0], 200)
+    challenger = 0.1 + 0.2 * labels  # 0.1 or 0.3: every pair right at its threshold 0.2, every positive wrong at 0.5
+    champion = np.where(np.arange(400) < 320, labels, 1 - labels) * 0.8 + 0.1  # 0.9 or 0.1: right on 320 of 400 at 0.5
+
+    result = judge_challenger(labels, challenger, champion, metric="accuracy", challenger_threshold=0.2, champion_threshold=0.5)
+
+    assert result.challenger == 1.0 and result.champion == pytest.approx(0.8) and result.decision is Decision.PROMOTE
+    assert "accuracy 1.000 at threshold 0.2 vs champion 0.800 at threshold 0.5" in result.reason
+    unstored = judge_challenger(labels, challenger, champion, metric="accuracy")  # versions registered without a threshold
+    assert unstored.challenger == 0.5 and unstored.decision is Decision.KEEP
+    first = judge_first_model(labels, challenger, metric="accuracy", min_quality=0.9, threshold=0.2)
+    assert first.challenger == 1.0 and first.decision is Decision.PROMOTE and "at threshold 0.2" in first.reason
+    ranked = judge_challenger(labels, challenger, champion, challenger_threshold=0.2, champion_threshold=0.9)
+    assert ranked.challenger == 1.0 and ranked.champion == judge_challenger(labels, challenger, champion).champion
+    assert "threshold" not in ranked.reason, "roc_auc ranks scores: no threshold enters it"
+
+
 def test_gate_knows_every_metric_the_config_allows():
     assert set(GATE_METRICS) == {name for names in config.GATE_METRICS.values() for name in names}
     for task, names in config.GATE_METRICS.items():
@@ -185,6 +204,7 @@ SCORES = np.array([0.2, 0.7, 0.4, 0.9, 0.6, 0.3])
         ({"challenger_scores": np.r_[SCORES[:-1], np.nan]}, "challenger scores contain NaN"),
         ({"champion_scores": np.r_[np.nan, SCORES[1:]]}, "champion scores contain NaN"),
         ({"min_improvement": float("nan")}, "min_improvement must be a finite number"),
+        ({"metric": "accuracy", "champion_threshold": float("nan")}, "champion_threshold must be a finite number"),
         # Two pairs: about half the resamples draw one class only and have no AUC.
         ({"labels": [0, 1], "challenger_scores": [0.2, 0.8], "champion_scores": [0.3, 0.6], "seed": 1}, "only 476 of 1000"),
     ],
@@ -203,6 +223,7 @@ def test_judge_challenger_rejects(arguments, message):
         ({"labels": [], "challenger_scores": []}, "test set is empty"),
         ({"challenger_scores": np.r_[np.nan, SCORES[1:]]}, "challenger scores contain NaN"),
         ({"min_quality": float("nan")}, "min_quality must be a finite number"),
+        ({"metric": "accuracy", "threshold": None}, "threshold must be a finite number, got None"),
     ],
 )
 def test_judge_first_model_rejects(arguments, message):

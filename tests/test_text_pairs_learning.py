@@ -31,6 +31,6 @@ def test_text_pair_model_beats_tfidf_on_sample_questions(tmp_path):
     fit(model, train, validation, config.training, verbose=0, seed=config.seed)
 
     auc = roc_auc(test.labels, predict(model, test)[:, 0])
-    baseline = family.baselines(config, train, test)
+    baseline = family.baselines(config, train, validation, test)
     assert auc >= 0.9, f"test AUC {auc:.3f}"
     assert auc >= baseline["tfidf_cosine_auc"] + 0.1, f"test AUC {auc:.3f} vs TF-IDF {baseline['tfidf_cosine_auc']:.3f}"

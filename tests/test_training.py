@@ -319,14 +319,16 @@ def test_models_with_batch_statistics_train_as_they_are():
     assert training_model(model) is model
 
 
-def test_text_pair_model_on_raw_strings_trains_stacked():
+@pytest.mark.parametrize("encoder", ["lstm", "bilstm"])
+def test_text_pair_model_on_raw_strings_trains_stacked(encoder):
     from siamese.data.sample_questions import sample_question_pairs
     from siamese.data.text_pairs import TextPairs
     from siamese.models.text import build_text_pair_model, build_tokenizer
 
     frame = sample_question_pairs(48, seed=0)
     pairs = TextPairs(frame["question1"], frame["question2"], frame["is_duplicate"], np.arange(len(frame)))
-    model = build_text_pair_model(build_tokenizer([*pairs.left, *pairs.right], sequence_length=8), embedding_dim=4, units=3)
+    texts = [*pairs.left, *pairs.right]
+    model = build_text_pair_model(build_tokenizer(texts, sequence_length=8), encoder=encoder, train_texts=texts, embedding_dim=4, units=3)
     training = TrainingConfig(epochs=2, batch_size=16)
     compile_for_training(model, training)
     trainer = trained_through(model, pairs.take(slice(0, 32)), pairs.take(slice(32, 48)), training)

@@ -47,6 +47,15 @@ class PreparedSplits:
     sizes: dict[str, int]
     labels: dict[str, str] = field(default_factory=dict)  # split -> its labels in words, for the log
     source: SourceFile | None = None  # a user's pair file, when there is one
+    params: dict[str, str] = field(default_factory=dict)  # what the data decided that the config left open (run params)
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """An untrained model, and what building it learned from the training data that the run should record."""
+
+    model: keras.Model
+    params: dict[str, object] = field(default_factory=dict)  # MLflow run params, e.g. `model.embeddings_coverage`
 
 
 class Family(ABC):
@@ -76,23 +85,55 @@ class Family(ABC):
         `train` is the training split, for what a model learns from data before training (a vocabulary).
         """
 
+    def build_with_params(self, config: Config, train: Pairs, dtype_policy: str) -> BuiltModel:
+        """`build`, with what the run should record about it that only building finds out (none by default).
+
+        Text pairs: how much of the vocabulary the user's word vectors cover, known once the
+        vocabulary is adapted and the vectors file read; recording it here reads the file once.
+        """
+        return BuiltModel(self.build(config, train, dtype_policy))
+
     @abstractmethod
     def data_name(self, config: Config) -> str:
         """The data in a few words, for run names: a file name, a generator mode."""
+
+    def registered_model_name(self, config: Config) -> str:
+        """The registered model a run's version joins: `registered_name`, unless the config changes the contract."""
+        return self.registered_name
 
     def loss(self, config: Config) -> str:
         """The loss the model trains with (and the sharing check's one optimizer step takes)."""
         return task_loss(config.task)
 
-    def baselines(self, config: Config, train: Pairs, test: Pairs) -> dict[str, float]:
-        """Simple methods scored on the same test split, fitted on the training split only; bare metric names."""
+    def baselines(self, config: Config, train: Pairs, validation: Pairs, test: Pairs) -> dict[str, float]:
+        """Simple methods scored on the same test split; bare metric names, logged as `baseline/...`.
+
+        Fitted on the training split only; a decision threshold may be chosen on `validation`, as
+        the model's is. Keys ending in the gate's suffixes (`siamese.gate.BASELINE_SUFFIXES`) are
+        bars a first model must clear, so only values on the model's own metric may end in them.
+        """
+        return {}
+
+    def extra_test_metrics(self, config: Config, model: keras.Model, test: Pairs) -> dict[str, float]:
+        """Metrics of the trained model on the test split beyond its task's (`report_test_split`); bare names.
+
+        For what a family's data can ask and other families' cannot (class folders: one-shot
+        accuracy); they are logged as `test/...` beside the task's metrics.
+        """
         return {}
 
     def example_pairs(self, test: Pairs) -> PairSet | None:
         """Test pairs drawn with their predictions for reviewers, where pictures say something (images)."""
         return None
 
-    def write_splits(self, splits: PairSplits[Pairs], directory: Path, task: Task, source: SourceFile | None = None) -> PreparedSplits:
+    def write_splits(
+        self,
+        splits: PairSplits[Pairs],
+        directory: Path,
+        task: Task,
+        source: SourceFile | None = None,
+        params: dict[str, str] | None = None,
+    ) -> PreparedSplits:
         """Save each split in its container's format (shards already on disk stay where they are)."""
         paths, sizes, labels = {}, {}, {}
         for name in SPLIT_NAMES:
@@ -100,7 +141,7 @@ class Family(ABC):
             paths[name] = pairs.save(directory / f"{name}{pairs.suffix}")
             sizes[name] = len(pairs)
             labels[name] = describe_labels(pairs.labels, task)
-        return PreparedSplits(paths, sizes, labels, source)
+        return PreparedSplits(paths, sizes, labels, source, params or {})
 
 
 def describe_labels(labels: np.ndarray, task: Task) -> str:

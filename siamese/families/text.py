@@ -11,8 +11,8 @@ baselines logged beside it on the same test split: majority class, word and char
 cosines and the Siamese-linear model. Graded scores (`data.task = "regression"`): the model's
 0..1 output is put on the training split's score scale (`on_score_scale`) and trained with mean
 squared error; baselines are TF-IDF cosines and a Ridge regression, by Pearson and Spearman
-correlation. Shipped as `siamese-text`, a pyfunc over the `.keras` file that takes a DataFrame of
-`left` and `right` strings.
+correlation. Shipped as `siamese-text` (graded: `siamese-text-graded`, one registered model per
+contract), a pyfunc over the `.keras` file that takes a DataFrame of `left` and `right` strings.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from siamese.baselines import graded_text_baselines, text_baselines
 from siamese.config import Config, ConfigError, Loss, ModelKind, Task, TextEncoder, TextPairModelConfig
 from siamese.data.tables import PairFileError, ReadOptions
 from siamese.data.text_pairs import TextPairs, load_text_pairs, split_by_column, split_text_pairs
-from siamese.data.word_vectors import load_word_vectors
-from siamese.families.base import Family, ModelFormat, PreparedSplits, SourceFile
+from siamese.data.word_vectors import WordVectors, load_word_vectors
+from siamese.families.base import BuiltModel, Family, ModelFormat, PreparedSplits, SourceFile
 from siamese.models.layers import on_score_scale
 from siamese.models.text import build_text_pair_model, build_tokenizer
 from siamese.training import ContrastiveLoss
@@ -40,6 +40,7 @@ class TextPairFile(Family):
     kind = ModelKind.TEXT
     experiment = "siamese-text"
     registered_name = "siamese-text"
+    graded_registered_name = "siamese-text-graded"
     model_format = ModelFormat.RAW_TEXT
 
     def prepare_splits(self, config: Config, directory: Path) -> PreparedSplits:
@@ -83,16 +84,22 @@ class TextPairFile(Family):
         return TextPairs.load(path)
 
     def build(self, config: Config, train: TextPairs, dtype_policy: str) -> keras.Model:
+        return self.build_with_params(config, train, dtype_policy).model
+
+    def build_with_params(self, config: Config, train: TextPairs, dtype_policy: str) -> BuiltModel:
         """The vocabularies are learnt from the training split's texts (both sides), never from test.
 
         The scoring unit's L2 penalty is `0.5 / training pairs`: the objective of a logistic
         regression with C = 1 (the Siamese-linear baseline's), which needs no tuning per data set.
+        With word vectors, the params say how much of the vocabulary they cover
+        (`model.embeddings_found`, `model.embeddings_coverage`, `model.embeddings_missing`).
         """
         model = config.model
         texts = np.concatenate([train.left, train.right])
         tokenizer = None  # the lexical encoder has its own vocabularies, and no word sequence
         if model.encoder is not TextEncoder.LEXICAL:
             tokenizer = build_tokenizer(texts, vocabulary_size=model.vocabulary_size, sequence_length=model.sequence_length)
+        vectors = self._word_vectors(model, tokenizer, config.seed)
         pair_model = build_text_pair_model(
             tokenizer,
             encoder=model.encoder,
@@ -103,13 +110,21 @@ class TextPairFile(Family):
             head=model.head,
             dropout=model.dropout,
             l2=0.5 / len(train),
-            word_vectors=self._word_vectors(model, tokenizer, config.seed),
+            word_vectors=None if vectors is None else vectors.matrix,
             fine_tune_embeddings=model.fine_tune_embeddings,
             dtype_policy=dtype_policy,
         )
         if config.task is Task.REGRESSION:  # graded scores: 0..1 inside, the training split's scale out
-            return on_score_scale(pair_model, float(train.labels.min()), float(train.labels.max()))
-        return pair_model
+            pair_model = on_score_scale(pair_model, float(train.labels.min()), float(train.labels.max()))
+        return BuiltModel(pair_model, {} if vectors is None else _coverage_params(vectors))
+
+    def registered_model_name(self, config: Config) -> str:
+        """Graded models return scores on their file's scale (0-5), not 0..1 similarities: another contract.
+
+        A gate comparing one with a 0/1 champion, or `siamese score` deciding at a 0..1 threshold,
+        would be meaningless, so graded runs get their own registered model.
+        """
+        return self.graded_registered_name if config.task is Task.REGRESSION else self.registered_name
 
     def loss(self, config: Config) -> str | keras.losses.Loss:
         if config.task is Task.SIMILARITY and config.model.loss is Loss.CONTRASTIVE:
@@ -117,8 +132,8 @@ class TextPairFile(Family):
         return super().loss(config)
 
     @staticmethod
-    def _word_vectors(model: TextPairModelConfig, tokenizer: keras.layers.TextVectorization | None, seed: int) -> np.ndarray | None:
-        """The user's word vectors aligned to the vocabulary, or None; the coverage is logged (never downloaded)."""
+    def _word_vectors(model: TextPairModelConfig, tokenizer: keras.layers.TextVectorization | None, seed: int) -> WordVectors | None:
+        """The user's word vectors aligned to the vocabulary, with their coverage (also logged), or None; never downloaded."""
         if not model.embeddings or tokenizer is None:  # the config allows vectors only with a tokenised encoder
             return None
         vectors = load_word_vectors(model.embeddings, tokenizer.get_vocabulary(), seed=seed)
@@ -131,11 +146,20 @@ class TextPairFile(Family):
             "word vectors from %s cover %.1f%% of the vocabulary (%d words); most frequent missing: %s",
             vectors.path, 100 * vectors.coverage, vectors.found, ", ".join(vectors.missing) or "none",
         )
-        return vectors.matrix
+        return vectors
 
-    def baselines(self, config: Config, train: TextPairs, test: TextPairs) -> dict[str, float]:
+    def baselines(self, config: Config, train: TextPairs, validation: TextPairs, test: TextPairs) -> dict[str, float]:
         compare = graded_text_baselines if config.task is Task.REGRESSION else text_baselines
         return compare(train.left, train.right, train.labels, test.left, test.right, test.labels)
 
     def data_name(self, config: Config) -> str:
         return Path(config.data.path).name
+
+
+def _coverage_params(vectors: WordVectors) -> dict[str, object]:
+    """How far the word vectors reach, for the run: low coverage means mostly random, frozen embeddings."""
+    return {
+        "model.embeddings_found": vectors.found,
+        "model.embeddings_coverage": round(vectors.coverage, 4),
+        "model.embeddings_missing": ", ".join(vectors.missing) or "none",  # the most frequent vocabulary words without one
+    }

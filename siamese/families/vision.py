@@ -6,26 +6,40 @@ Three sources: generated stereo scenes (held in memory, written as `.npz`), a fo
 folders (same-class and different-class pairs drawn after the classes or images are split) and a
 CSV of image pairs; image files stay on disk and stream during training. Similarity (binary
 cross-entropy) or regression (mean squared error) as `data.task` says; test pairs are drawn with
-their predictions. Shipped in MLflow's Keras flavour as `siamese-vision`: raw float32 pixels
-`(n, size, size, channels)`, rescaled inside the model.
+their predictions. Similarity runs log a pixel baseline beside the model: the cosine of
+mean-centred raw pixels on the same test pairs. Class folders are also scored N-way one-shot
+(5 and 20 classes, `ONE_SHOT_TRIALS` trials), the model and the pixel baseline on the same trials,
+built from the test split's images (an image's class is its folder). Shipped in MLflow's Keras
+flavour as `siamese-vision`: raw float32 pixels `(n, size, size, channels)`, rescaled inside the model.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from siamese.baselines import auc_and_accuracy, mean_image, pixel_cosine_scores
 from siamese.config import Config, ImageSource, ModelKind, Task
 from siamese.data.image_pairs import ImagePairFiles, pairs_from_class_folders, read_pair_csv
 from siamese.data.pairs import Pairs
 from siamese.data.sequences import PairSet, split_pairs
 from siamese.data.stereo import generate_stereo_pairs
+from siamese.evaluation import OneShotTrials, one_shot_accuracy, one_shot_trials
 from siamese.families.base import Family, ModelFormat, PreparedSplits
 from siamese.models.vision import build_vision_model
+from siamese.training import predict
 
+LOGGER = logging.getLogger(__name__)
 PLOTTED_PAIRS = 6  # test pairs drawn with their predictions for reviewers
+STEREO_PAIRS = 2000  # generated when data.num_pairs is unset
+PIXEL_BATCH = 32  # pairs decoded at a time for the pixel baseline: 37 MiB of float32 pixels at 224x224 RGB
+ONE_SHOT_WAYS = (5, 20)  # the N of N-way one-shot: 20 is the usual hard setting (Omniglot)
+ONE_SHOT_TRIALS = 400  # per N: a standard error of at most 2.5 points of accuracy
 
 
 class ImagePairFamily(Family):
@@ -45,7 +59,7 @@ class ImagePairFamily(Family):
         rng = np.random.default_rng(config.seed)
         shape = {"image_size": data.image_size, "channels": data.channels}
         if data.source is ImageSource.FOLDER:
-            splits = pairs_from_class_folders(
+            folder = pairs_from_class_folders(
                 data.path,
                 num_pairs=data.num_pairs,
                 split_by=data.split_by,
@@ -54,15 +68,15 @@ class ImagePairFamily(Family):
                 rng=rng,
                 **shape,
             )
+            return self.write_splits(folder, directory, config.task, params={"data.split_by_used": str(folder.split_by)})
+        if data.source is ImageSource.CSV:
+            pairs: Pairs = read_pair_csv(data.path, data.task, **shape)
         else:
-            if data.source is ImageSource.CSV:
-                pairs: Pairs = read_pair_csv(data.path, data.task, **shape)
-            else:
-                pairs = generate_stereo_pairs(
-                    num_pairs=data.num_pairs, task=data.task, noise=data.noise, rng=rng, **shape
-                )
-            stratify = data.task is Task.SIMILARITY
-            splits = split_pairs(pairs, data.validation_fraction, data.test_fraction, rng, stratify=stratify)
+            pairs = generate_stereo_pairs(
+                num_pairs=data.num_pairs or STEREO_PAIRS, task=data.task, noise=data.noise, rng=rng, **shape
+            )
+        stratify = data.task is Task.SIMILARITY
+        splits = split_pairs(pairs, data.validation_fraction, data.test_fraction, rng, stratify=stratify)
         return self.write_splits(splits, directory, config.task)
 
     def load_split(self, config: Config, path: Path) -> Pairs:
@@ -82,10 +96,88 @@ class ImagePairFamily(Family):
             task=data.task,
             filters=model.filters,
             dtype_policy=dtype_policy,
+            augmentation=data.augmentation,
         )
+
+    def baselines(self, config: Config, train: Pairs, validation: Pairs, test: Pairs) -> dict[str, float]:
+        """The pixel baseline (similarity): cosine of raw pixels minus the training split's mean image.
+
+        `pixel_cosine_auc` and `pixel_cosine_accuracy`, the accuracy at the threshold most accurate
+        on the validation pairs (on the training pairs when validation lacks a class: there is
+        nothing else the test labels do not touch). Class folders add its one-shot accuracies on
+        the model's trials, `pixel_cosine_oneshot_<N>way`: named without the `_accuracy` suffix,
+        so the gate never holds a model's pair accuracy against a one-shot accuracy.
+        """
+        if config.task is not Task.SIMILARITY:
+            return {}
+        mean = mean_image(np.concatenate(sides) for sides in _pixel_batches(train))
+        calibration = validation if len(np.unique(validation.labels)) == 2 else train
+        calibration_scores = pixel_cosine_scores(_pixel_batches(calibration), mean)
+        test_scores = pixel_cosine_scores(_pixel_batches(test), mean)
+        baselines = auc_and_accuracy("pixel_cosine", calibration.labels, calibration_scores, test.labels, test_scores)
+        if config.data.source is ImageSource.FOLDER:
+            for ways, (trials, pairs) in _one_shot_sets(config, test).items():
+                scores = pixel_cosine_scores(_pixel_batches(pairs), mean).reshape(trials.references.shape)
+                baselines[f"pixel_cosine_oneshot_{ways}way"] = one_shot_accuracy(scores, trials.answers, _tie_breaks(config))
+        return baselines
+
+    def extra_test_metrics(self, config: Config, model: keras.Model, test: Pairs) -> dict[str, float]:
+        """Class folders: `oneshot_<N>way_accuracy` for N = 5 and 20, where the test split has N classes.
+
+        Each of `ONE_SHOT_TRIALS` trials (seeded by `config.seed`) shows the model a query and one
+        reference of each of N test classes; it passes when the query's class scores highest.
+        """
+        if config.data.source is not ImageSource.FOLDER:
+            return {}
+        sets = _one_shot_sets(config, test)
+        for ways in ONE_SHOT_WAYS:
+            if ways not in sets:
+                found = len(_test_classes(test)[1])
+                LOGGER.info("no %d-way one-shot accuracy: the test split's images are of %d classes only", ways, found)
+        return {
+            f"oneshot_{ways}way_accuracy": one_shot_accuracy(
+                predict(model, pairs).reshape(trials.references.shape), trials.answers, _tie_breaks(config)
+            )
+            for ways, (trials, pairs) in sets.items()
+        }
 
     def example_pairs(self, test: Pairs) -> PairSet:
         return test.head(PLOTTED_PAIRS)
 
     def data_name(self, config: Config) -> str:
         return Path(config.data.path).name if config.data.path else str(config.data.source)
+
+
+def _pixel_batches(pairs: Pairs) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The pairs' left and right pixels, `PIXEL_BATCH` pairs at a time, decoded in parallel as training reads them."""
+    for inputs, _ in pairs.dataset(PIXEL_BATCH).as_numpy_iterator():
+        yield inputs["left"], inputs["right"]
+
+
+def _one_shot_sets(config: Config, test: ImagePairFiles) -> dict[int, tuple[OneShotTrials, ImagePairFiles]]:
+    """For each N of `ONE_SHOT_WAYS` the test split has classes for: its trials and their (query, reference) pairs.
+
+    The classes are the folders of the test pairs' distinct images. Each N draws from its own
+    generator seeded by `config.seed`, so the model and the pixel baseline face the same trials
+    and the 5-way trials do not depend on whether 20-way ones are drawn.
+    """
+    images, classes = _test_classes(test)
+    sets = {}
+    for ways in ONE_SHOT_WAYS:
+        if len(classes) >= ways:
+            trials = one_shot_trials(classes, ways, ONE_SHOT_TRIALS, np.random.default_rng([config.seed, ways]))
+            left, right = trials.pairs()
+            sets[ways] = (trials, ImagePairFiles(images[left], images[right], trials.labels(), test.image_size, test.channels))
+    return sets
+
+
+def _test_classes(test: ImagePairFiles) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The test pairs' distinct image paths (sorted) and each class's indices into them; a class is an image's folder."""
+    images = np.unique(np.concatenate([test.left, test.right]))
+    _, class_of = np.unique([os.path.dirname(path) for path in images], return_inverse=True)
+    return images, [np.flatnonzero(class_of == index) for index in range(class_of.max(initial=-1) + 1)]
+
+
+def _tie_breaks(config: Config) -> np.random.Generator:
+    """The generator of one-shot tie-breaks: the same for the model and the baseline, and for every run of a seed."""
+    return np.random.default_rng(config.seed)

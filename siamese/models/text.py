@@ -86,6 +86,7 @@ def build_tokenizer(
     return tokenizer
 
 
+PADDING_SHIFT = 2.0  # LSTM outputs lie in (-1, 1): shifted down by 2, a padded position is below every token's
 CHARACTER_NGRAMS = (2, 3, 4)  # pieces of words, shared by inflections, compounds and typos
 WORD_NGRAMS = (1, 2)  # words and word pairs: "new york" is not "york" and "new"
 
@@ -112,9 +113,9 @@ def build_text_pair_model(
 
     - `lstm`, the reference: tokenizer -> embedding -> LSTM(units). With 128-wide embeddings and
       32 units the LSTM has the reference 20,608 parameters.
-    - `bilstm`: the embeddings go through a bidirectional LSTM, max-pooled over time, beside a
-      dense projection of the text's character n-gram bag (subword information, DSSM-style), so
-      unseen and misspelled words still carry meaning.
+    - `bilstm`: the embeddings go through a bidirectional LSTM, max-pooled over the text's own
+      tokens (padding left out), beside a dense projection of the text's character n-gram bag
+      (subword information, DSSM-style), so unseen and misspelled words still carry meaning.
     - `lexical`: the text's character n-grams and words (and word pairs) as L2-normalised bags,
       binary and TF-IDF weighted, each piece scaled by one learned weight shared by both sides.
       The head learns which shared and which differing pieces matter, as a logistic regression
@@ -199,7 +200,8 @@ def _learned_encoding(
         embeddings_initializer="uniform" if word_vectors is None else keras.initializers.Constant(word_vectors),
         name="embedding",
     )
-    embedded = embedding(tokenizer(text))
+    tokens = tokenizer(text)
+    embedded = embedding(tokens)
     if dropout:
         embedded = keras.layers.Dropout(dropout, name="embedding_dropout")(embedded)
     if encoder is TextEncoder.LSTM:
@@ -207,7 +209,7 @@ def _learned_encoding(
     sequence = keras.layers.Bidirectional(
         keras.layers.LSTM(units, return_sequences=True, dtype=dtype_policy), dtype=dtype_policy, name="bilstm"
     )(embedded)
-    pooled = keras.layers.GlobalMaxPooling1D(name="max_pool")(sequence)
+    pooled = _max_over_tokens(sequence, tokens, dtype_policy)
     characters = keras.layers.TextVectorization(
         max_tokens=vocabulary_size, standardize="lower", split="character", ngrams=CHARACTER_NGRAMS,
         output_mode="multi_hot", name="characters_multi_hot",
@@ -217,3 +219,22 @@ def _learned_encoding(
     subwords = keras.layers.Dense(2 * units, activation="tanh", dtype=dtype_policy, name="subword_projection")(bag)
     encoding = keras.layers.Concatenate(name="encoding")([pooled, subwords])
     return keras.layers.Dropout(dropout, name="encoding_dropout")(encoding) if dropout else encoding
+
+
+def _max_over_tokens(sequence, tokens, dtype_policy: str):
+    """The maximum over time of a BiLSTM's outputs `(batch, steps, 2 * units)` at the text's own tokens only.
+
+    Keras 3's `GlobalMaxPooling1D` ignores the padding mask, so padded positions (token id 0,
+    output 0) would take part in the max and a text's encoding would depend on how much padding
+    `sequence_length` adds. Padded positions are shifted down by `PADDING_SHIFT` first, below every
+    real output; a small shift, not -1e9, so that it stays exact in float16. A text without a word
+    (only punctuation) pools to -2 in every unit: one fixed "no words" encoding. Built-in layers
+    only (ids as floats, capped at 1: 1 for a token, 0 for padding), so the saved model needs no
+    custom class.
+    """
+    ids = keras.layers.Rescaling(1.0, name="token_ids_float")(tokens)
+    present = keras.layers.ReLU(max_value=1.0, name="token_present")(ids)
+    shift = keras.layers.Rescaling(PADDING_SHIFT, offset=-PADDING_SHIFT, name="padding_shift")(present)  # 0 or -2
+    shift = keras.layers.Reshape((-1, 1), name="padding_shift_per_step")(shift)  # broadcast over the units
+    shifted = keras.layers.Add(dtype=dtype_policy, name="padding_shifted")([sequence, shift])
+    return keras.layers.GlobalMaxPooling1D(name="max_pool")(shifted)

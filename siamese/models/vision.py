@@ -4,7 +4,8 @@ The reference is `keras.applications.Xception(weights=None, include_top=False)` 
 `(250, 250, 3)` cameras, the two feature maps concatenated along channels. Shared, the backbone
 (20,861,480 parameters) is counted once: with global average pooling and `Dense(1)` the model
 has 20,865,577 parameters; the unshared twin has 41,727,057. The `compact` backbone is a small
-CNN of the same shape contract that trains in seconds on a CPU.
+CNN of the same shape contract that trains in seconds on a CPU (generated stereo pairs); `conv4`
+is its max-pooling, one-stage-deeper sibling for real images (class folders, pair CSVs).
 
 Heads. `concat` is the reference: pooling the concatenated maps and a `Dense(1)` is additive in
 the two views (w.a + v.b), so it scores each view on its own and cannot compare them (the text
@@ -13,7 +14,10 @@ per-location comparisons `[a, b, |a-b|, a*b]` and convolves them, so each unit s
 at each location and its neighbours and can measure how they differ (a disparity, a mismatch);
 it is the head that learns the stereo disparity. `symmetric` pools each view and scores
 `[|a-b|, a*b]`: score(a, b) == score(b, a), but pooling first loses where things are, so it
-tells scenes apart and cannot measure a disparity.
+tells scenes apart and cannot measure a disparity; with `flatten` pooling (every location's
+features, nothing pooled) it is the head of the `conv4` recipe for real images
+(`siamese.config.VISION_RECIPES`). `l1` (Koch, Zemel and Salakhutdinov, 2015) scores `|a-b|`
+alone, a learned weighted L1 distance between the two views: symmetric too.
 
 Output layer names: `similarity` (sigmoid, 0..1) for task `similarity`, `prediction` (linear)
 for task `regression`; see `OUTPUT_LAYER_NAMES`. Both are float32 under mixed precision.
@@ -25,6 +29,17 @@ once with each view's statistics. The order follows Keras' execution order of th
 graph, not the order of the inputs: the left view's update comes first with the concat and
 fusion heads, the right view's with the symmetric head. In inference both views use the same
 moving statistics, so one image gets the same encoding on either side.
+
+Augmentation (`build_augmentation`, for real images): an `augmentation` sub-model of Keras'
+random preprocessing layers runs on each side's raw pixels before the backbone,
+`backbone(augmentation(left))`; each call draws its own transforms, so the sides are augmented
+independently. The layers act in training only: `fit`, or a call with `training=True`. `predict`,
+`evaluate` and calls with `training=False` pass the pixels through, so a served model gives the
+same output for the same input. A bare `model(x)` does not: Keras then leaves each layer at its
+own default, which for these layers is training. They hold no weights (parameter counts are
+unchanged), and they switch XLA off for the whole model: Keras marks them `supports_jit=False`
+(TensorFlow has no XLA kernel for their image transform), so `jit_compile="auto"` compiles
+without XLA, on a GPU too.
 """
 
 from __future__ import annotations
@@ -35,15 +50,38 @@ from collections.abc import Iterator
 
 import keras
 
-from siamese.config import MIN_IMAGE_SIZE, XCEPTION_MIN_IMAGE_SIZE, Backbone, Pooling, Task, VisionHead, member_of
-from siamese.models.layers import comparison_features
+from siamese.config import (
+    MIN_IMAGE_SIZE,
+    XCEPTION_MIN_IMAGE_SIZE,
+    Augmentation,
+    Backbone,
+    Pooling,
+    Task,
+    VisionHead,
+    member_of,
+)
+from siamese.models.layers import absolute_difference, comparison_features
 
 COMPACT_STAGES = 3  # each halves the image: 16 pixels leave a 2x2 map
+CONV4_STAGES = 4  # 16 pixels leave a 1x1 map, 48 a 3x3 one
 # Keras' default 0.99 averages over ~100 steps: a run of a few hundred steps would validate with
 # statistics of weights long gone (validation loss far above training loss in early epochs).
 COMPACT_BATCH_NORM_MOMENTUM = 0.9
 OUTPUT_LAYER_NAMES = {Task.SIMILARITY: "similarity", Task.REGRESSION: "prediction"}
-MIN_IMAGE_SIZES = {Backbone.COMPACT: MIN_IMAGE_SIZE, Backbone.XCEPTION: XCEPTION_MIN_IMAGE_SIZE}
+# `flatten` keeps where each feature is: two drawings or two aligned faces differ in where their
+# strokes and parts are, which a global average or maximum throws away.
+POOLING_LAYERS = {
+    Pooling.AVG: keras.layers.GlobalAveragePooling2D,
+    Pooling.MAX: keras.layers.GlobalMaxPooling2D,
+    Pooling.FLATTEN: keras.layers.Flatten,
+}
+MIN_IMAGE_SIZES = {Backbone.COMPACT: MIN_IMAGE_SIZE, Backbone.CONV4: MIN_IMAGE_SIZE, Backbone.XCEPTION: XCEPTION_MIN_IMAGE_SIZE}
+# What fills the pixels a shift, zoom-out or rotation uncovers. "nearest" repeats the border
+# pixel: on a drawing or scan with a plain background that is the background itself, and on a
+# photo a short smear at the edge. Keras' default "reflect" mirrors content into view (a stroke
+# or a face edge near the border appears twice), and "constant" adds a black band, a sharp edge
+# on a white page: both are structures the model could learn that no test image has.
+AUGMENTATION_FILL_MODE = "nearest"
 
 # keras.applications leaves these to Keras' global name counter ("add", then "add_12" in a second
 # build in one process); they are renamed by position so that every build gets the same names.
@@ -70,6 +108,9 @@ def build_backbone(
     20,861,480 parameters for 3 channels at any size. `compact`: `COMPACT_STAGES`
     Conv-BN-ReLU-average-pool stages with `filters`, `2*filters`, `4*filters` channels:
     `(s, s)` -> `(s//8, s//8, 4*filters)`; 23,920 parameters for 3 channels and 16 filters.
+    `conv4`: `CONV4_STAGES` such stages with max pooling (the few-shot literature's Conv-4, as
+    in matching and prototypical networks), `filters` to `8*filters` channels:
+    `(s, s)` -> `(s//16, s//16, 8*filters)`; 98,160 parameters for 3 channels and 16 filters.
 
     Raises:
         ValueError: an unknown backbone, or a size, channel count or filter count out of range.
@@ -85,8 +126,17 @@ def build_backbone(
             )
         _name_auto_named_layers(xception)
         return keras.Model(pixels, xception(scaled), name=name)
+    if backbone is Backbone.CONV4:
+        # Max pooling: whether a stroke, edge or corner is in a cell matters to telling two
+        # drawings or faces apart, not where in the cell it is (on omniglot_small2, 4 stages of
+        # max pooling beat the compact backbone's 3 of average pooling; BENCHMARKS.md).
+        stages, pooling = CONV4_STAGES, keras.layers.MaxPooling2D
+    else:
+        # Average, not max, pooling: a shift smaller than a cell still moves the average, while
+        # the maximum ignores where in the cell a feature is, and disparities are a few pixels.
+        stages, pooling = COMPACT_STAGES, keras.layers.AveragePooling2D
     features = scaled
-    for stage in range(1, COMPACT_STAGES + 1):
+    for stage in range(1, stages + 1):
         features = keras.layers.Conv2D(
             filters * 2 ** (stage - 1), 3, padding="same", use_bias=False, dtype=dtype_policy, name=f"stage{stage}_conv"
         )(features)
@@ -94,9 +144,7 @@ def build_backbone(
             momentum=COMPACT_BATCH_NORM_MOMENTUM, dtype=dtype_policy, name=f"stage{stage}_bn"
         )(features)
         features = keras.layers.ReLU(dtype=dtype_policy, name=f"stage{stage}_relu")(features)
-        # Average, not max, pooling: a shift smaller than a cell still moves the average, while
-        # the maximum ignores where in the cell a feature is, and disparities are a few pixels.
-        features = keras.layers.AveragePooling2D(2, dtype=dtype_policy, name=f"stage{stage}_pool")(features)
+        features = pooling(2, dtype=dtype_policy, name=f"stage{stage}_pool")(features)
     return keras.Model(pixels, features, name=name)
 
 
@@ -110,23 +158,36 @@ def build_vision_model(
     task: Task | str,
     filters: int = 16,
     dtype_policy: str = "float32",
+    augmentation: Augmentation | None = None,
 ) -> keras.Model:
     """The Siamese vision model: `backbone(left)` and `backbone(right)` share one set of weights.
 
     Inputs `left` and `right`: `(batch, image_size, image_size, channels)` float32 raw pixels
     0..255. Output `(batch, 1)` float32, named per `OUTPUT_LAYER_NAMES`: a sigmoid score for
     `similarity`, a linear estimate for `regression`. `filters` sets the compact backbone's
-    width and the fusion head's convolution (`filters` channels) for either backbone.
+    width and the fusion head's convolution (`filters` channels) for either backbone. With
+    `augmentation`, each side passes through one shared `augmentation` sub-model
+    (`build_augmentation`) before the backbone: in training only, see the module docstring.
 
     Raises:
-        ValueError: an unknown backbone, head, pooling or task, or a size out of range.
+        ValueError: an unknown backbone, head, pooling or task, a size out of range, or an
+            `augmentation` that is not an `Augmentation`.
     """
     head, pooling, task = _head_options(head, pooling, task)
     left, right = _camera_inputs(image_size, channels)
     encoder = build_backbone(
         backbone=backbone, image_size=image_size, channels=channels, filters=filters, dtype_policy=dtype_policy
     )
-    output = _head(encoder(left), encoder(right), head, pooling, task, filters=filters, dtype_policy=dtype_policy)
+    augment = build_augmentation(augmentation, image_size=image_size, channels=channels)
+    output = _head(
+        encoder(_augmented(left, augment)),
+        encoder(_augmented(right, augment)),
+        head,
+        pooling,
+        task,
+        filters=filters,
+        dtype_policy=dtype_policy,
+    )
     return keras.Model([left, right], output, name="siamese_vision")
 
 
@@ -140,12 +201,14 @@ def build_unshared_vision_model(
     task: Task | str,
     filters: int = 16,
     dtype_policy: str = "float32",
+    augmentation: Augmentation | None = None,
 ) -> keras.Model:
     """The unshared twin: the same architecture with a separate backbone per side.
 
     Not a Siamese model: it exists to compare against (twice the backbone parameters) and to
     check that weight-sharing verification catches it. Shapes and names as `build_vision_model`,
-    with backbones `left_backbone` and `right_backbone`.
+    with backbones `left_backbone` and `right_backbone` (and augmentations `left_augmentation`
+    and `right_augmentation`).
     """
     head, pooling, task = _head_options(head, pooling, task)
     left, right = _camera_inputs(image_size, channels)
@@ -160,10 +223,73 @@ def build_unshared_vision_model(
         )
         for name in ("left_backbone", "right_backbone")
     )
+    left_augment, right_augment = (
+        build_augmentation(augmentation, image_size=image_size, channels=channels, name=name)
+        for name in ("left_augmentation", "right_augmentation")
+    )
     output = _head(
-        left_encoder(left), right_encoder(right), head, pooling, task, filters=filters, dtype_policy=dtype_policy
+        left_encoder(_augmented(left, left_augment)),
+        right_encoder(_augmented(right, right_augment)),
+        head,
+        pooling,
+        task,
+        filters=filters,
+        dtype_policy=dtype_policy,
     )
     return keras.Model([left, right], output, name="unshared_vision")
+
+
+def build_augmentation(
+    augmentation: Augmentation | None, *, image_size: int, channels: int, name: str = "augmentation"
+) -> keras.Model | None:
+    """Random transforms of raw pixels `(batch, image_size, image_size, channels)`, same shape out, in training only.
+
+    Rotation, zoom and translation (each filling uncovered pixels per `AUGMENTATION_FILL_MODE`),
+    then contrast, each left out at strength 0; None when there is nothing to apply. Each image
+    of a batch gets its own draw and each call of the sub-model draws anew. The draws come from
+    each layer's seed generator, seeded from Python's `random` when the layer is built (which
+    `keras.utils.set_random_seed` seeds); it is state, not a weight: the sub-model has no
+    parameters.
+
+    Raises:
+        ValueError: `augmentation` is neither an `Augmentation` nor None.
+    """
+    if augmentation is not None and not isinstance(augmentation, Augmentation):
+        raise ValueError(f"augmentation must be an Augmentation or None, got {augmentation!r}")
+    if augmentation is None:
+        return None
+    # float32 under any policy: pixels 0..255 in and out; the backbone casts them as it rescales.
+    geometric = {"fill_mode": AUGMENTATION_FILL_MODE, "dtype": "float32"}
+    layers: list[keras.Layer] = []
+    if augmentation.rotation:
+        layers.append(keras.layers.RandomRotation(augmentation.rotation, name="random_rotation", **geometric))
+    if augmentation.zoom:
+        layers.append(keras.layers.RandomZoom(augmentation.zoom, name="random_zoom", **geometric))
+    if augmentation.translation:
+        layers.append(
+            keras.layers.RandomTranslation(
+                augmentation.translation, augmentation.translation, name="random_translation", **geometric
+            )
+        )
+    if augmentation.contrast:
+        # A pair, not one number: Keras 3.15 reads RandomContrast(c) as factors in [1, 1 + c]
+        # (contrast raised only), not the [1 - c, 1 + c] its docstring states. value_range: the
+        # result is clipped to raw pixels.
+        contrast = (augmentation.contrast, augmentation.contrast)
+        layers.append(
+            keras.layers.RandomContrast(contrast, value_range=(0, 255), name="random_contrast", dtype="float32")
+        )
+    if not layers:
+        return None
+    pixels = keras.Input(shape=(image_size, image_size, channels), name=f"{name}_pixels")
+    transformed = pixels
+    for layer in layers:
+        transformed = layer(transformed)
+    return keras.Model(pixels, transformed, name=name)
+
+
+def _augmented(pixels: keras.KerasTensor, augment: keras.Model | None) -> keras.KerasTensor:
+    return pixels if augment is None else augment(pixels)
 
 
 def _camera_inputs(image_size: int, channels: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
@@ -178,13 +304,15 @@ def _head_options(head, pooling, task) -> tuple[VisionHead, Pooling, Task]:
 
 def _head(left_map, right_map, head: VisionHead, pooling: Pooling, task: Task, *, filters: int, dtype_policy: str):
     """Combine two feature maps `(batch, h, w, c)` into one number per pair `(batch, 1)`."""
-    pool_class = keras.layers.GlobalAveragePooling2D if pooling is Pooling.AVG else keras.layers.GlobalMaxPooling2D
-    pool = pool_class(dtype=dtype_policy, name="pooling")
-    if head is VisionHead.SYMMETRIC:
+    pool = POOLING_LAYERS[pooling](dtype=dtype_policy, name="pooling")
+    if head in (VisionHead.SYMMETRIC, VisionHead.L1):
         # One pooling layer (no weights) on each view: the branch outputs are pooled vectors.
         left_vector, right_vector = pool(left_map), pool(right_map)
-        difference, product = comparison_features(left_vector, right_vector, name="symmetric", dtype_policy=dtype_policy)
-        features = keras.layers.Concatenate(dtype=dtype_policy, name="symmetric_features")([difference, product])
+        if head is VisionHead.L1:  # Koch et al. (2015): a weighted L1 distance, one weight per feature
+            features = absolute_difference(left_vector, right_vector, name="l1_difference", dtype_policy=dtype_policy)
+        else:
+            difference, product = comparison_features(left_vector, right_vector, name="symmetric", dtype_policy=dtype_policy)
+            features = keras.layers.Concatenate(dtype=dtype_policy, name="symmetric_features")([difference, product])
     elif head is VisionHead.CONCAT:
         features = keras.layers.Concatenate(axis=-1, dtype=dtype_policy, name="concat")([left_map, right_map])
         features = pool(features)

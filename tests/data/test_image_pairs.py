@@ -13,9 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from siamese.data import image_pairs
 from siamese.data.image_pairs import (
+    DEFAULT_PAIR_RANGE,
+    PAIRS_PER_IMAGE,
     ImageDataError,
     ImagePairFiles,
+    chosen_split,
+    default_pair_count,
     pairs_from_class_folders,
     read_image,
     read_pair_csv,
@@ -339,6 +344,26 @@ def class_folder(tmp_path_factory) -> Path:
     return make_class_folder(tmp_path_factory.mktemp("classes"), num_classes=10, images_per_class=6)
 
 
+@pytest.mark.parametrize(
+    ("split_by", "num_classes", "chosen"),
+    [("auto", 23, "class"), ("auto", 22, "image"), ("auto", 10, "image"), ("class", 10, "class"), ("group", 3, "group")],
+)
+def test_auto_holds_out_classes_only_when_each_held_out_split_gets_five(split_by, num_classes, chosen):
+    assert chosen_split(split_by, num_classes, 0.2, 0.2) == chosen  # 0.2 of 23 or more classes rounds to 5
+
+
+def test_default_pair_count_grows_with_the_folder_within_bounds():
+    low, high = DEFAULT_PAIR_RANGE
+    assert default_pair_count(10) == low
+    assert default_pair_count(3_000) == PAIRS_PER_IMAGE * 3_000
+    assert default_pair_count(1_000_000) == high
+
+
+def test_unset_num_pairs_draws_the_default_count(class_folder):
+    splits = draw(class_folder, num_pairs=None)  # 60 images: below the range, so its lower bound
+    assert sum(len(part) for part in parts(splits).values()) == DEFAULT_PAIR_RANGE[0]
+
+
 @pytest.fixture(scope="module")
 def large_class_folder(tmp_path_factory) -> Path:
     """A 20% share of 10 images is 2: every class fits in every split."""
@@ -423,7 +448,7 @@ def test_few_pairs_still_give_every_split_both_labels(class_folder):
     [
         ({"validation_fraction": 0.5, "test_fraction": 0.45}, "data.validation_fraction + data.test_fraction must leave at least 10%"),
         ({"test_fraction": 0.0}, "data.test_fraction must be a number > 0.0 and < 1.0, got 0.0"),
-        ({"split_by": "pixel"}, "data.split_by must be one of class, image; got 'pixel'"),
+        ({"split_by": "pixel"}, "data.split_by must be one of auto, class, image, group; got 'pixel'"),
     ],
 )
 def test_class_folder_arguments_are_checked_with_their_config_keys(class_folder, overrides, message):
@@ -435,6 +460,96 @@ def test_class_folder_pairs_are_read_at_the_size_asked(class_folder):
     splits = draw(class_folder, num_pairs=20, image_size=12, channels=1)
     assert all((pairs.image_size, pairs.channels) == (12, 1) for pairs in parts(splits).values())
     assert splits.test.head(2).left.shape == (2, 12, 12, 1)
+
+
+# The pairs a flat folder gave before nested folders were read: seed 0, the first two of each split.
+FLAT_PAIRS = {
+    "class": {
+        "train": ["class_6/2.png class_6/5.png 1", "class_5/0.png class_5/5.png 1"],
+        "validation": ["class_0/5.png class_9/2.png 0", "class_0/0.png class_9/3.png 0"],
+        "test": ["class_1/1.png class_8/4.png 0", "class_1/1.png class_1/4.png 1"],
+    },
+    "image": {
+        "train": ["class_4/5.png class_3/4.png 0", "class_1/5.png class_9/0.png 0"],
+        "validation": ["class_4/4.png class_4/1.png 1", "class_4/4.png class_2/5.png 0"],
+        "test": ["class_1/2.png class_1/1.png 1", "class_1/1.png class_1/2.png 1"],
+    },
+}
+
+
+@pytest.mark.parametrize("split_by", ["class", "image"])
+def test_a_flat_folder_gives_the_same_pairs_as_before(class_folder, split_by):
+    splits = parts(draw(class_folder, split_by=split_by))
+    first_two = {
+        name: [
+            f"{Path(left).relative_to(class_folder)} {Path(right).relative_to(class_folder)} {int(label)}"
+            for left, right, label in zip(pairs.left[:2], pairs.right[:2], pairs.labels[:2])
+        ]
+        for name, pairs in splits.items()
+    }
+    assert first_two == FLAT_PAIRS[split_by]
+
+
+def test_a_flat_folder_split_by_group_splits_by_class(class_folder):
+    """Each class of a flat folder is its own group: the same pairs as split_by class."""
+    by_group, by_class = (parts(draw(class_folder, seed=3, split_by=split_by)) for split_by in ("group", "class"))
+    for name in by_group:
+        np.testing.assert_array_equal(by_group[name].left, by_class[name].left)
+        np.testing.assert_array_equal(by_group[name].right, by_class[name].right)
+
+
+def make_nested_folder(root: Path, num_groups: int, classes_per_group: int, images_per_class: int) -> Path:
+    """root/group_<g>/char_<c>/<i>.png (the same class names in every group), plus things to ignore."""
+    for group in range(num_groups):
+        for character in range(classes_per_group):
+            for image in range(images_per_class):
+                seed = (group * 100 + character) * 100 + image
+                noise_image(root / f"group_{group}" / f"char_{character}" / f"{image}.png", seed=seed)
+        (root / f"group_{group}" / "notes.txt").write_text("not an image: the group stays a group")
+        (root / f"group_{group}" / "empty").mkdir()
+        noise_image(root / f"group_{group}" / ".cache" / "x.png", seed=1)
+    (root / "LICENSE").write_text("a loose file in root")
+    return root
+
+
+def relative_parts(root: Path, pairs: ImagePairFiles) -> set[tuple[str, ...]]:
+    return {Path(path).relative_to(root).parts for path in images_of(pairs)}
+
+
+@pytest.fixture(scope="module")
+def nested_folder(tmp_path_factory) -> Path:
+    """5 groups of 3 classes of 10 images: fractions 0.2 give each evaluation split one group."""
+    return make_nested_folder(tmp_path_factory.mktemp("nested"), num_groups=5, classes_per_group=3, images_per_class=10)
+
+
+def test_nested_folders_are_read_as_their_leaf_classes(nested_folder):
+    splits = parts(draw(nested_folder, split_by="image", num_pairs=600))
+    expected = {(f"group_{group}", f"char_{character}") for group in range(5) for character in range(3)}
+    for pairs in splits.values():
+        assert {image[:2] for image in relative_parts(nested_folder, pairs)} == expected  # every class, no hidden one
+        for left, right, label in zip(pairs.left, pairs.right, pairs.labels):
+            # group_0/char_0 and group_1/char_0 share a folder name but are different classes
+            assert (Path(left).parent == Path(right).parent) == bool(label)
+
+
+def test_split_by_group_holds_whole_groups_out_of_training(nested_folder):
+    splits = parts(draw(nested_folder, split_by="group", num_pairs=200))
+    groups = {name: {image[0] for image in relative_parts(nested_folder, pairs)} for name, pairs in splits.items()}
+    assert [len(groups[name]) for name in ("train", "validation", "test")] == [3, 1, 1]
+    assert groups["train"].isdisjoint(groups["validation"])
+    assert groups["train"].isdisjoint(groups["test"])
+    assert groups["validation"].isdisjoint(groups["test"])
+    assert all(set(pairs.labels) == {0.0, 1.0} for pairs in splits.values())
+
+
+def test_split_by_class_on_nested_folders_puts_each_class_in_one_split_only(nested_folder):
+    splits = parts(draw(nested_folder, split_by="class", num_pairs=200))
+    classes = {name: {image[:2] for image in relative_parts(nested_folder, pairs)} for name, pairs in splits.items()}
+    assert classes["train"].isdisjoint(classes["validation"])
+    assert classes["train"].isdisjoint(classes["test"])
+    assert classes["validation"].isdisjoint(classes["test"])
+    groups = {name: {group for group, _ in names} for name, names in classes.items()}
+    assert not groups["train"].isdisjoint(groups["test"] | groups["validation"])  # groups are shared: only classes are new
 
 
 def build_missing(root: Path) -> Path:
@@ -471,6 +586,28 @@ def build_two_classes_of_two(root: Path) -> Path:
     return make_class_folder(root, num_classes=2, images_per_class=2)
 
 
+def build_two_groups(root: Path) -> Path:
+    return make_nested_folder(root, num_groups=2, classes_per_group=3, images_per_class=2)
+
+
+def build_mixed(root: Path) -> Path:
+    make_nested_folder(root, num_groups=3, classes_per_group=2, images_per_class=2)
+    noise_image(root / "group_1" / "stray.png", seed=7)  # beside the group's class folders
+    return root
+
+
+def build_nested_single_image_class(root: Path) -> Path:
+    make_nested_folder(root, num_groups=3, classes_per_group=2, images_per_class=2)
+    (root / "group_2" / "char_1" / "1.png").unlink()
+    return root
+
+
+def build_folder_loop(root: Path) -> Path:
+    make_nested_folder(root, num_groups=3, classes_per_group=2, images_per_class=2)
+    (root / "group_0" / "again").symlink_to(root / "group_0", target_is_directory=True)
+    return root
+
+
 def build_unreadable(root: Path) -> Path:
     make_class_folder(root, num_classes=8, images_per_class=3)
     (root / "class_5" / "broken.png").write_text("not an image")
@@ -494,6 +631,23 @@ FOLDER_ERRORS = {
         ],
     ),
     "unreadable": (build_unreadable, {}, [r"class_5/broken\.png \(not an image PIL can read\)"]),
+    "few groups": (
+        build_two_groups,
+        {"split_by": "group"},
+        [
+            r"has 2 group\(s\)",
+            "too few to split by group",
+            r"take 1 \(validation\) and 1 \(test\) of the 2, leaving too few for train",
+            r"add groups or set data\.split_by to 'class'",
+        ],
+    ),
+    "mixed layout": (
+        build_mixed,
+        {},
+        [r"1 folder\(s\) in .* hold both images and folders of images: \S*/group_1;", "move those images"],
+    ),
+    "nested single image": (build_nested_single_image_class, {}, [r"only one image: \S*/group_2/char_1;"]),
+    "folder loop": (build_folder_loop, {}, [r"group_0/again links back to the folder \S*/group_0 it is in"]),
 }
 
 
@@ -559,13 +713,33 @@ def test_dataset_shuffles_deterministically_per_seed_and_anew_each_epoch(tmp_pat
     assert epochs(shuffle=True, seed=2, count=1)[0] != first
 
 
-def test_a_corrupt_file_mid_stream_raises_an_error_naming_it(mixed_pairs):
+def test_a_corrupt_file_mid_stream_raises_an_error_naming_it(mixed_pairs, monkeypatch):
     import tensorflow as tf
 
+    monkeypatch.setattr(image_pairs, "IN_MEMORY_BYTES", 0)  # too large to hold: streamed
     corrupt = truncate(Path(mixed_pairs.right[0]))  # d.png: its header still opens
     dataset = mixed_pairs.take(slice(1, None)).dataset(batch_size=1)
     with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(str(corrupt))):
         list(dataset.as_numpy_iterator())
+
+
+def test_a_corrupt_file_held_in_memory_raises_an_error_naming_it_before_training(mixed_pairs):
+    corrupt = truncate(Path(mixed_pairs.right[0]))
+    with pytest.raises(ImageDataError, match=re.escape(str(corrupt))):
+        mixed_pairs.dataset(batch_size=1)
+
+
+def test_in_memory_and_streamed_batches_are_the_same(large_class_folder, monkeypatch):
+    pairs = draw(large_class_folder).train
+    held = list(pairs.dataset(batch_size=7, shuffle=True, seed=3).as_numpy_iterator())
+    monkeypatch.setattr(image_pairs, "IN_MEMORY_BYTES", 0)
+    streamed = list(pairs.dataset(batch_size=7, shuffle=True, seed=3).as_numpy_iterator())
+    assert len(held) == len(streamed) == -(-len(pairs) // 7)
+    for (held_inputs, held_labels), (streamed_inputs, streamed_labels) in zip(held, streamed):
+        np.testing.assert_array_equal(held_labels, streamed_labels)
+        for side in ("left", "right"):
+            assert held_inputs[side].dtype == np.float32
+            np.testing.assert_array_equal(held_inputs[side], streamed_inputs[side])
 
 
 def test_importing_the_module_loads_no_deep_learning_framework():

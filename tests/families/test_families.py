@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from siamese.config import KIND_SECTIONS, ImageDataConfig, ModelKind, SequenceDataConfig, TextFileDataConfig, load_config
+from siamese.config import KIND_SECTIONS, Config, ImageDataConfig, ModelKind, SequenceDataConfig, TextFileDataConfig, load_config
 from siamese.families import FAMILIES, Family, ModelFormat, family_of
 
 # What users and the registry see: changing any of these strands registered versions and MLflow experiments.
@@ -30,8 +30,19 @@ def test_each_family_ships_under_its_experiment_and_registered_name(kind):
 
 
 def test_registered_names_are_one_per_input_contract():
-    names = [family.registered_name for family in FAMILIES.values()]
+    names = [family.registered_name for family in FAMILIES.values()] + [family_of(ModelKind.TEXT).graded_registered_name]
     assert len(names) == len(set(names)), "two families with different inputs may not share a registered model"
+
+
+def test_graded_text_models_register_apart_from_similarity_ones():
+    """A graded model answers on its file's scale (0-5): its versions must never be gated against a 0/1 champion."""
+    family = family_of(ModelKind.TEXT)
+    similarity = Config(kind=ModelKind.TEXT, data=TextFileDataConfig(path="pairs.csv"))
+    graded = Config(kind=ModelKind.TEXT, data=TextFileDataConfig(path="pairs.csv", task="regression"))
+    assert family.registered_model_name(similarity) == "siamese-text"
+    assert family.registered_model_name(graded) == "siamese-text-graded"
+    sequences = family_of(ModelKind.SEQUENCES)
+    assert sequences.registered_model_name(Config()) == sequences.registered_name
 
 
 def test_an_unknown_kind_is_refused():

@@ -73,6 +73,6 @@ def test_similarity_loss_no_baselines_no_example_pictures_and_a_name_for_runs(pr
     splits, _ = prepared
     test = FAMILY.load_split(config(), splits.paths["test"])
     assert FAMILY.loss(config()) == "binary_crossentropy"
-    assert FAMILY.baselines(config(), test, test) == {}
+    assert FAMILY.baselines(config(), test, test, test) == {}
     assert FAMILY.example_pairs(test) is None
     assert FAMILY.data_name(config(mode="random")) == "random"

@@ -156,8 +156,8 @@ def test_the_default_lexical_encoder_learns_its_bags_from_the_training_split_onl
 
 def test_baselines_are_scored_on_the_test_split_and_runs_are_named_after_the_file(prepared):
     run_config, splits = prepared
-    train, test = (FAMILY.load_split(run_config, splits.paths[name]) for name in ("train", "test"))
-    baselines = FAMILY.baselines(run_config, train, test)
+    train, validation, test = (FAMILY.load_split(run_config, splits.paths[name]) for name in ("train", "validation", "test"))
+    baselines = FAMILY.baselines(run_config, train, validation, test)
     assert {"majority_accuracy", "majority_auc", "tfidf_cosine_auc", "tfidf_cosine_accuracy"} <= baselines.keys()
     assert baselines["majority_auc"] == 0.5
     assert FAMILY.loss(run_config) == "binary_crossentropy"

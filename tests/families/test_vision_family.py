@@ -1,16 +1,20 @@
-"""The image pair family: generated stereo pairs, class folders and pair CSVs to splits and back; the shared CNN; its loss."""
+"""The image pair family: stereo pairs, class folders and pair CSVs to splits and back; the shared CNN; its loss; baselines."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
+from siamese.baselines import mean_image
 from siamese.config import Config, ImageDataConfig, ModelKind, VisionModelConfig
 from siamese.data.image_pairs import ImagePairFiles
 from siamese.data.sequences import PairSet
-from siamese.families import family_of
+from siamese.families import family_of, vision
+from siamese.gate import Decision, judge_first_model, strongest_baseline
 
 FAMILY = family_of(ModelKind.VISION)
 SMALL_MODEL = VisionModelConfig(filters=4)
@@ -51,11 +55,21 @@ def test_regression_pairs_keep_numeric_targets(tmp_path):
     assert splits.labels["train"].startswith("targets ")
 
 
+def test_a_folder_of_few_classes_is_split_by_image_by_default_and_the_run_records_it(tmp_path, write_class_folders):
+    root = write_class_folders(tmp_path / "classes")
+    splits = FAMILY.prepare_splits(config(source="folder", path=str(root), num_pairs=40, image_size=20), tmp_path)
+    assert splits.params == {"data.split_by_used": "image"}  # auto: too few classes to hold 5 out per split
+    loaded = load_all(config(source="folder", path=str(root), image_size=20), splits.paths)
+    classes = {name: {Path(path).parent.name for path in (*pairs.left, *pairs.right)} for name, pairs in loaded.items()}
+    assert classes["train"] & classes["test"]  # every class in every split
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_class_folders_give_image_files_of_unseen_classes_read_at_the_configured_shape(tmp_path, write_class_folders, channels):
     root = write_class_folders(tmp_path / "classes")
-    run_config = config(source="folder", path=str(root), num_pairs=40, image_size=20, channels=channels)
+    run_config = config(source="folder", path=str(root), num_pairs=40, image_size=20, channels=channels, split_by="class")
     splits = FAMILY.prepare_splits(run_config, tmp_path)
+    assert splits.params == {"data.split_by_used": "class"}
     assert {path.name for path in splits.paths.values()} == {"train.csv", "validation.csv", "test.csv"}
     loaded = load_all(run_config, splits.paths)
     assert all(isinstance(pairs, ImagePairFiles) for pairs in loaded.values())
@@ -107,4 +121,58 @@ def test_example_pairs_are_the_first_test_pairs_in_memory(stereo):
     examples = FAMILY.example_pairs(test)
     assert isinstance(examples, PairSet) and len(examples) == min(6, len(test))
     np.testing.assert_array_equal(examples.left, test.left[: len(examples)])
-    assert FAMILY.baselines(run_config, test, test) == {}
+
+
+def test_similarity_runs_get_a_pixel_baseline_whose_mean_image_is_the_training_splits(stereo, monkeypatch):
+    run_config, splits = stereo
+    train, validation, test = (FAMILY.load_split(run_config, splits.paths[name]) for name in ("train", "validation", "test"))
+    averaged = []
+
+    def recording_mean(batches):
+        seen = list(batches)
+        averaged.append(np.concatenate(seen))
+        return mean_image(seen)
+
+    monkeypatch.setattr(vision, "mean_image", recording_mean)
+    baselines = FAMILY.baselines(run_config, train, validation, test)
+
+    assert baselines.keys() == {"pixel_cosine_auc", "pixel_cosine_accuracy"}
+    assert all(0 <= value <= 1 for value in baselines.values())
+    (images,) = averaged
+    training_images = np.concatenate([train.left, train.right])
+    assert len(images) == len(training_images)
+    np.testing.assert_allclose(images.mean(axis=0), training_images.mean(axis=0), rtol=1e-6)
+    assert FAMILY.extra_test_metrics(run_config, keras.Sequential(), test) == {}, "stereo scenes have no classes"
+
+
+def test_regression_has_no_pixel_baseline(tmp_path):
+    run_config = config(task="regression")
+    splits = FAMILY.prepare_splits(run_config, tmp_path)
+    train, validation, test = (FAMILY.load_split(run_config, splits.paths[name]) for name in ("train", "validation", "test"))
+    assert FAMILY.baselines(run_config, train, validation, test) == {}
+
+
+def test_class_folders_get_one_shot_accuracies_and_the_pixel_baseline_is_a_gate_bar(tmp_path, write_class_folders, caplog):
+    root = write_class_folders(tmp_path / "classes", classes=30, images=4)
+    run_config = config(source="folder", path=str(root), num_pairs=100, image_size=20)
+    splits = FAMILY.prepare_splits(run_config, tmp_path)
+    train, validation, test = (FAMILY.load_split(run_config, splits.paths[name]) for name in ("train", "validation", "test"))
+    assert 5 <= len({Path(path).parent for path in (*test.left, *test.right)}) < 20
+    keras.utils.set_random_seed(0)
+    model = FAMILY.build(run_config, train, "float32")
+
+    with caplog.at_level(logging.INFO, logger=vision.__name__):
+        metrics = FAMILY.extra_test_metrics(run_config, model, test)
+    baselines = FAMILY.baselines(run_config, train, validation, test)
+
+    assert metrics.keys() == {"oneshot_5way_accuracy"} and 0 <= metrics["oneshot_5way_accuracy"] <= 1
+    assert "no 20-way one-shot accuracy" in caplog.text
+    assert metrics == FAMILY.extra_test_metrics(run_config, model, test), "trials and tie-breaks follow config.seed"
+    assert baselines.keys() == {"pixel_cosine_auc", "pixel_cosine_accuracy", "pixel_cosine_oneshot_5way"}
+    assert baselines["pixel_cosine_oneshot_5way"] > 0.5, "classes differ in colour and stripes: raw pixels tell them apart"
+    assert strongest_baseline(baselines, "roc_auc") == ("pixel_cosine", baselines["pixel_cosine_auc"])
+    assert strongest_baseline(baselines, "accuracy") == ("pixel_cosine", baselines["pixel_cosine_accuracy"]), (
+        "a one-shot accuracy is no bar for a pair accuracy"
+    )
+    chance = judge_first_model(test.labels, np.full(len(test), 0.5), min_quality=None, baselines=baselines)
+    assert chance.decision is Decision.KEEP and "pixel_cosine" in chance.reason

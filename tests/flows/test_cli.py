@@ -209,8 +209,11 @@ def test_messages_name_the_flag_where_a_key_has_one():
 
 @pytest.mark.usefixtures("prefect_api")
 def test_train_vision_on_a_folder_of_class_images(siamese, cli_store, tmp_path, write_class_folders):
-    """As a new user: point `--images` at a folder of class folders; nothing else to set up."""
-    write_class_folders(tmp_path / "shapes")
+    """As a new user: point `--images` at a folder of class folders; nothing else to set up.
+
+    25 classes put 5 in the test split: enough for 5-way one-shot trials, too few for 20-way.
+    """
+    write_class_folders(tmp_path / "shapes", classes=25)
 
     result = siamese(
         "train", "--model", "vision", "--images", "shapes", "--image-size", "16", "--num-pairs", "60", "--epochs", "1",
@@ -225,6 +228,10 @@ def test_train_vision_on_a_folder_of_class_images(siamese, cli_store, tmp_path, 
     assert run.info.status == "FINISHED" and run.data.metrics["sharing/passed"] == 1.0
     assert run.data.params["data.source"] == "folder"
     assert run.data.params["data.path"] == str((tmp_path / "shapes").resolve())
+    metrics = run.data.metrics
+    assert {"baseline/pixel_cosine_auc", "baseline/pixel_cosine_accuracy", "baseline/pixel_cosine_oneshot_5way"} <= metrics.keys()
+    assert 0 <= metrics["test/oneshot_5way_accuracy"] <= 1
+    assert "test/oneshot_20way_accuracy" not in metrics and "baseline/pixel_cosine_oneshot_20way" not in metrics
 
 
 @pytest.mark.usefixtures("prefect_api")

@@ -122,6 +122,26 @@ def test_saved_model_loads_in_safe_mode_and_predicts_the_same(encoder, head, mod
     assert custom_layers(model) == [], "the saved model must load where nothing of this project is imported"
 
 
+def test_bilstm_encoding_does_not_depend_on_the_padding(splits):
+    """Padded steps never win the BiLSTM's max: four-word texts encode the same unpadded (4 steps) and padded to 16."""
+    train, _, _ = splits
+    texts = np.concatenate([train.left, train.right])
+    keras.utils.set_random_seed(2)
+    unpadded, padded = (
+        build_text_pair_model(
+            build_tokenizer(texts, vocabulary_size=200, sequence_length=length), encoder="bilstm", train_texts=texts, embedding_dim=16, units=8
+        )
+        for length in (4, 16)
+    )
+    padded.set_weights(unpadded.get_weights())
+    four_words = np.array(["how do i learn", "what is the best", "how can i play", "zyzzyva qwerty plugh xyzzy"])
+
+    encodings = [keras.ops.convert_to_numpy(model.get_layer("encoder")(four_words)) for model in (unpadded, padded)]
+
+    np.testing.assert_allclose(encodings[0], encodings[1], rtol=1e-5, atol=1e-6)
+    assert (encodings[0][:, :16] < 0).any(), "some unit's maximum over the tokens is negative: padding's 0 would have won it"
+
+
 def test_contrastive_loss_matches_a_hand_computed_example():
     labels = np.array([[1.0], [1.0], [0.0], [0.0]], np.float32)
     scores = np.array([[0.9], [0.4], [0.8], [0.1]], np.float32)  # distances 0.1, 0.6, 0.2, 0.9
@@ -170,9 +190,12 @@ def test_word_vectors_initialise_a_frozen_embedding(encoder, glove, splits):
     path, vectors = glove
     train, _, _ = splits
     config = text_config(encoder=encoder, embeddings=str(path), embedding_dim=WORD_VECTOR_DIM, units=4, vocabulary_size=200)
-    model = family_of(ModelKind.TEXT).build(config, train, "float32")
+    built = family_of(ModelKind.TEXT).build_with_params(config, train, "float32")
+    model = built.model
     encoder_model = model.get_layer("encoder")
     vocabulary = encoder_model.get_layer("tokenizer").get_vocabulary()
+    assert built.params["model.embeddings_found"] == 4, "learn, guitar, chess, piano: zyzzyva is in no question"
+    assert built.params["model.embeddings_coverage"] == round(4 / (len(vocabulary) - 2), 4)
     embedding = encoder_model.get_layer("embedding")
     matrix = keras.ops.convert_to_numpy(embedding.embeddings)
     for word in ["learn", "guitar", "chess", "piano"]:

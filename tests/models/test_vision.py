@@ -123,6 +123,30 @@ def test_compact_backbone_maps_pixels_to_an_eighth_of_the_image():
     assert backbone.count_params() == 23_920
 
 
+def test_conv4_backbone_max_pools_four_times():
+    backbone = build_backbone(backbone="conv4", image_size=48, channels=3, filters=16)
+    features = keras.ops.convert_to_numpy(backbone(images(2, 48, 3)))
+    assert features.shape == (2, 3, 3, 128)
+    assert backbone.count_params() == 98_160
+    assert all(isinstance(backbone.get_layer(f"stage{stage}_pool"), keras.layers.MaxPooling2D) for stage in (1, 2, 3, 4))
+
+
+def test_l1_head_weighs_the_flattened_difference_and_is_symmetric():
+    """Koch et al.'s head: |a-b| of every location's features into one sigmoid unit."""
+    model = build("l1", "flatten", "similarity", 1, 16, backbone="conv4")
+    head_names = {layer.name for layer in model.layers} - {"left", "right", "backbone"}
+    assert head_names == {"pooling", "l1_difference", "l1_difference_forward", "l1_difference_backward", "similarity"}
+    assert isinstance(model.get_layer("pooling"), keras.layers.Flatten)
+    assert model.get_layer("similarity").kernel.shape == (128, 1)  # 1x1x128 at 16 pixels: one weight per feature
+    left, right = images(6, 16, 1), images(6, 16, 1, seed=1)
+    np.testing.assert_allclose(score(model, left, right), score(model, right, left), atol=1e-6)
+
+
+def test_flatten_pooling_keeps_every_location():
+    model = build("symmetric", "flatten", "similarity", 3, 32)
+    assert model.get_layer("similarity").kernel.shape == (2 * 4 * 4 * 64, 1)  # [|a-b|, a*b] of a 4x4x64 map
+
+
 @pytest.mark.parametrize("head", ["concat", "fusion", "symmetric"])
 def test_every_layer_has_a_deterministic_name(head):
     """Names are given, not generated: building twice in one process gives the same names."""
@@ -161,9 +185,9 @@ def test_mixed_precision_keeps_a_float32_output():
     [
         ({"backbone": "xception", "image_size": 70}, "image_size must be an integer >= 71 for backbone 'xception'"),
         ({"image_size": 15}, "image_size must be an integer >= 16 for backbone 'compact'"),
-        ({"backbone": "resnet"}, "backbone must be one of compact, xception; got 'resnet'"),
-        ({"head": "attention"}, "head must be one of concat, fusion, symmetric; got 'attention'"),
-        ({"pooling": "sum"}, "pooling must be one of avg, max; got 'sum'"),
+        ({"backbone": "resnet"}, "backbone must be one of compact, conv4, xception; got 'resnet'"),
+        ({"head": "attention"}, "head must be one of concat, fusion, symmetric, l1; got 'attention'"),
+        ({"pooling": "sum"}, "pooling must be one of avg, max, flatten; got 'sum'"),
         ({"task": "ranking"}, "task must be one of similarity, regression; got 'ranking'"),
         ({"channels": 4}, r"channels must be 1 \(grayscale\) or 3 \(RGB\), got 4"),
         ({"filters": 0}, "filters must be an integer >= 1, got 0"),

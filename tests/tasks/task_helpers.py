@@ -52,8 +52,10 @@ def vision_config(**data) -> Config:
     )
 
 
-def register_untrained(config: Config, work_dir: Path) -> tuple[dict, dict[str, Path], Path, str]:
-    """prepare -> MLflow run -> build -> log and register, as the flow does but without training (the registry does not care).
+def register_untrained(config: Config, work_dir: Path, threshold: float | None = None) -> tuple[dict, dict[str, Path], Path, str]:
+    """prepare -> MLflow run -> build -> log and register (with `threshold`), as the flow does but without training.
+
+    The registry does not care whether a model was trained.
 
     Returns the registered version, the split paths, the model's `.keras` path and the run id.
     """
@@ -65,5 +67,5 @@ def register_untrained(config: Config, work_dir: Path) -> tuple[dict, dict[str, 
     work_dir.mkdir(parents=True, exist_ok=True)
     paths = prepare_pairs.fn(config, work_dir).paths
     run_id = start_run.fn(config)
-    model_path = build_model.fn(config, choose_devices.fn(config.training), paths["train"], work_dir)
-    return log_and_register_model.fn(run_id, model_path, paths["test"], config), paths, model_path, run_id
+    model_path = build_model.fn(config, choose_devices.fn(config.training), paths["train"], run_id, work_dir)
+    return log_and_register_model.fn(run_id, model_path, paths["test"], config, threshold), paths, model_path, run_id

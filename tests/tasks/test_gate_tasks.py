@@ -15,14 +15,15 @@ from siamese.gate import Decision
 from tasks.gate import find_champion, judge, move_champion_alias, record_decision, score_version
 
 NAME = "siamese-text-sequences"
+SECOND_THRESHOLD = 0.47  # version 2's, as calibration would have stored it
 
 
 @pytest.fixture(scope="module")
 def versions(module_store, tmp_path_factory):
-    """Two registered versions (seeds 0 and 1); the second's run holds the test split both are judged on."""
+    """Two registered versions (seeds 0 and 1, the second with a decision threshold); the second's run holds the test split both are judged on."""
     first = register_untrained(sequences_config(), tmp_path_factory.mktemp("first"))
     second_config = dataclasses.replace(sequences_config(), seed=1)
-    second = register_untrained(second_config, tmp_path_factory.mktemp("second"))
+    second = register_untrained(second_config, tmp_path_factory.mktemp("second"), threshold=SECOND_THRESHOLD)
     return first, second, second_config
 
 
@@ -41,10 +42,11 @@ def test_no_champion_before_the_first_promotion(versions):
     assert find_champion.fn(NAME) is None
 
 
-def test_a_version_is_scored_from_the_registry_into_a_file(versions, scores):
+def test_a_version_is_scored_from_the_registry_into_a_file_beside_its_threshold(versions, scores):
     _, (_, paths, _, _), config = versions
-    assert scores["1"].suffix == ".npy"
-    one, two = np.load(scores["1"]), np.load(scores["2"])
+    assert scores["1"].path.suffix == ".npy"
+    assert (scores["1"].threshold, scores["2"].threshold) == (0.5, SECOND_THRESHOLD), "0.5 for a version stored without one"
+    one, two = np.load(scores["1"].path), np.load(scores["2"].path)
     assert len(one) == len(two) == len(family_of(config.kind).load_split(config, paths["test"]))
     assert np.all((one >= 0) & (one <= 1)) and not np.allclose(one, two), "two seeds, two models"
 
@@ -68,6 +70,17 @@ def test_an_explicit_min_quality_ignores_the_baselines_while_the_default_bar_use
     explicit = dataclasses.replace(config, gate=GateConfig(min_quality=0.0))
     promoted = judge.fn(explicit, paths["test"], scores["2"], None, unbeatable)
     assert promoted.decision is Decision.PROMOTE and "baseline" not in promoted.reason
+
+def test_accuracy_judges_each_version_at_its_stored_threshold(versions, scores):
+    _, (_, paths, _, _), config = versions
+    labels = family_of(config.kind).load_split(config, paths["test"]).labels
+    two = np.load(scores["2"].path)
+    accuracy = dataclasses.replace(config, gate=GateConfig(metric="accuracy", min_quality=0.0, bootstrap_samples=200))
+    result = judge.fn(accuracy, paths["test"], scores["2"], scores["1"])
+    assert result.challenger == pytest.approx(np.mean((two >= SECOND_THRESHOLD) == (labels == 1)))
+    assert result.challenger != pytest.approx(np.mean((two >= 0.5) == (labels == 1))), "the threshold must matter here"
+    assert f"at threshold {SECOND_THRESHOLD} vs champion" in result.reason and "at threshold 0.5" in result.reason
+
 
 def test_a_challenger_is_judged_against_the_champion_on_the_same_pairs(versions, scores):
     _, (_, paths, _, _), config = versions

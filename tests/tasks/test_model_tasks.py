@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-from task_helpers import sequences_config, vision_config
+from task_helpers import sequences_config, text_config, vision_config
 
 from siamese.evaluation import calibrate_threshold, evaluate_scores
 from siamese.families import family_of
@@ -28,7 +28,7 @@ def run_steps(config, work_dir):
     prepared = prepare_pairs.fn(config, work_dir)
     plan = choose_devices.fn(config.training)
     run_id = start_run.fn(config)
-    initial = build_model.fn(config, plan, prepared.paths["train"], work_dir)
+    initial = build_model.fn(config, plan, prepared.paths["train"], run_id, work_dir)
     trained = train_model.fn(initial, prepared.paths, config, plan, run_id, work_dir)
     return SimpleNamespace(config=config, work_dir=work_dir, prepared=prepared, plan=plan, run_id=run_id, initial=initial, trained=trained)
 
@@ -48,13 +48,33 @@ def test_devices_follow_the_training_config(sequences):
 
 def test_build_saves_a_model_seeded_by_the_config(sequences, tmp_path):
     assert sequences.initial == (sequences.work_dir / "initial.keras").resolve()
-    again = build_model.fn(sequences.config, sequences.plan, sequences.prepared.paths["train"], tmp_path)
+    again = build_model.fn(sequences.config, sequences.plan, sequences.prepared.paths["train"], sequences.run_id, tmp_path)
     for first, second in zip(weights(sequences.initial), weights(again)):
         np.testing.assert_array_equal(first, second)
     other_seed = dataclasses.replace(sequences.config, seed=1)
     (tmp_path / "other").mkdir()
-    different = build_model.fn(other_seed, sequences.plan, sequences.prepared.paths["train"], tmp_path / "other")
+    different = build_model.fn(other_seed, sequences.plan, sequences.prepared.paths["train"], sequences.run_id, tmp_path / "other")
     assert any(not np.array_equal(a, b) for a, b in zip(weights(sequences.initial), weights(different)))
+
+
+def test_the_build_logs_how_much_of_the_vocabulary_the_word_vectors_cover(sequences, module_store, tmp_path):
+    """Read once while building, the vectors' coverage reaches the run's params, not only the console."""
+    vectors = tmp_path / "vectors.txt"  # GloVe layout: `word v1 .. v4`; one word no question uses
+    vectors.write_text("".join(f"{word} 0.1 0.2 0.3 0.4\n" for word in ["learn", "chess", "guitar", "zyzzyva"]), encoding="utf-8")
+    config = text_config(tmp_path)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, encoder="lstm", embeddings=str(vectors)))
+    paths = prepare_pairs.fn(config, tmp_path).paths
+    run_id = start_run.fn(config)
+
+    initial = build_model.fn(config, choose_devices.fn(config.training), paths["train"], run_id, tmp_path)
+
+    words = keras.saving.load_model(initial).get_layer("encoder").get_layer("tokenizer").get_vocabulary()[2:]  # not padding, [UNK]
+    found = len({"learn", "chess", "guitar"} & set(words))
+    params = MlflowClient(module_store).get_run(run_id).data.params
+    assert found and int(params["model.embeddings_found"]) == found
+    assert float(params["model.embeddings_coverage"]) == pytest.approx(found / len(words), abs=1e-4)
+    assert params["model.embeddings_missing"] and "chess" not in params["model.embeddings_missing"].split(", ")
+    assert "model.embeddings_coverage" not in MlflowClient(module_store).get_run(sequences.run_id).data.params, "no vectors, no coverage"
 
 
 def test_training_saves_a_new_file_and_logs_every_epoch_to_the_run(sequences, module_store):

@@ -72,8 +72,8 @@ def test_version_scores_read_a_split_in_chunks_and_match_the_keras_model(sequenc
     pair_bytes = 2 * 4 * 5 * 8  # two sides of 5 timesteps x 8 features, float32
     assert len(test) % 3 != 0, "the last chunk is a short one"
     monkeypatch.setattr(tasks.registry, "SCORING_CHUNK_BYTES", 3 * pair_bytes)
-    scores = version_scores(uri(registered), test, family.model_format)
-    assert scores.shape == (len(test),)
+    scores, threshold = version_scores(uri(registered), test, family.model_format)
+    assert scores.shape == (len(test),) and threshold is None, "registered without a threshold"
     np.testing.assert_allclose(scores, expected, atol=1e-6)
 
 
@@ -97,7 +97,9 @@ def test_a_text_model_takes_raw_strings_and_scores_like_its_keras_file(text):
     assert {(spec.name, spec.type.name) for spec in signature.inputs.inputs} == {("left", "string"), ("right", "string")}
     test = family_of(config.kind).load_split(config, paths["test"])
     expected = keras.saving.load_model(model_path).predict(test.inputs(), verbose=0).reshape(-1)
-    np.testing.assert_allclose(version_scores(uri(registered), test, ModelFormat.RAW_TEXT), expected, rtol=1e-6)
+    scores, threshold = version_scores(uri(registered), test, ModelFormat.RAW_TEXT)
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    assert threshold is None
     loaded = load_text_pair_scorer.fn(uri(registered))
     scored = loaded.predict(pd.DataFrame({"left": test.left[:3], "right": test.right[:3]}))
     assert list(scored.columns) == ["similarity"], "registered without a threshold: no decision"
