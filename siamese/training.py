@@ -41,7 +41,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from siamese.config import Task, TrainingConfig
+from siamese.config import PATIENCE, Task, TrainingConfig
 from siamese.data.pairs import Pairs
 from siamese.sharing import layer_calls, shared_encoder
 
@@ -279,7 +279,7 @@ def stopping_callbacks(model: keras.Model, training: TrainingConfig) -> list[ker
     `learning_rate`.
     """
     monitor, mode = monitored_metric(model)
-    patience = training.patience or training.epochs
+    patience = (PATIENCE if training.patience is None else training.patience) or training.epochs
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.EarlyStopping(
             monitor, mode=mode, patience=patience, restore_best_weights=True, min_delta=MIN_AUC_IMPROVEMENT if monitor == "val_auc" else 0.0

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from siamese.config import (
+    PATIENCE,
+    REAL_IMAGE_PATIENCE,
     Augment,
     Augmentation,
     Backbone,
@@ -19,6 +21,7 @@ from siamese.config import (
     Head,
     ImageDataConfig,
     ImageSource,
+    Loss,
     ModelKind,
     Precision,
     SequenceDataConfig,
@@ -231,6 +234,30 @@ def test_unset_vision_model_fields_take_the_data_sources_recipe(source, recipe):
     assert (config.model.backbone, config.model.head, config.model.pooling, config.model.filters) == recipe
     params = config.to_params()
     assert [params[f"model.{key}"] for key in ("backbone", "head", "pooling", "filters")] == [str(value) for value in recipe]
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "patience"),
+    [
+        ("sequences", None, PATIENCE),
+        ("text", TextFileDataConfig(path="pairs.csv"), PATIENCE),
+        ("vision", ImageDataConfig(), PATIENCE),
+        ("vision", ImageDataConfig(source="folder", path="x"), REAL_IMAGE_PATIENCE),
+        ("vision", ImageDataConfig(source="csv", path="x.csv"), REAL_IMAGE_PATIENCE),
+    ],
+)
+def test_unset_patience_is_longer_for_real_images(kind, data, patience):
+    assert Config(kind=kind, data=data).training.patience == patience
+    assert Config(kind=kind, data=data, training=TrainingConfig(patience=1)).training.patience == 1
+
+
+def test_contrastive_vision_loss_needs_similarity_and_a_symmetric_head():
+    folder = ImageDataConfig(source="folder", path="x")
+    assert Config(kind="vision", data=folder, model=VisionModelConfig(loss="contrastive")).model.loss is Loss.CONTRASTIVE
+    with pytest.raises(ConfigError, match="needs data.task 'similarity' and a symmetric head .* head 'fusion'"):
+        Config(kind="vision", model=VisionModelConfig(loss="contrastive"))  # stereo's recipe: fusion
+    with pytest.raises(ConfigError, match="got task 'regression'"):
+        Config(kind="vision", data=ImageDataConfig(task="regression"), model=VisionModelConfig(loss="contrastive", head="l1"))
 
 
 def test_explicit_vision_model_fields_override_the_recipe():

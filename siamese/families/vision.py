@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from siamese.baselines import auc_and_accuracy, mean_image, pixel_cosine_scores
-from siamese.config import Config, ImageSource, ModelKind, Task
+from siamese.config import Config, ImageSource, Loss, ModelKind, Task
 from siamese.data.image_pairs import ImagePairFiles, pairs_from_class_folders, read_pair_csv
 from siamese.data.pairs import Pairs
 from siamese.data.sequences import PairSet, split_pairs
@@ -32,7 +32,7 @@ from siamese.data.stereo import generate_stereo_pairs
 from siamese.evaluation import OneShotTrials, one_shot_accuracy, one_shot_trials
 from siamese.families.base import Family, ModelFormat, PreparedSplits
 from siamese.models.vision import build_vision_model
-from siamese.training import predict
+from siamese.training import ContrastiveLoss, predict
 
 LOGGER = logging.getLogger(__name__)
 PLOTTED_PAIRS = 6  # test pairs drawn with their predictions for reviewers
@@ -98,6 +98,11 @@ class ImagePairFamily(Family):
             dtype_policy=dtype_policy,
             augmentation=data.augmentation,
         )
+
+    def loss(self, config: Config) -> str | keras.losses.Loss:
+        if config.model.loss is Loss.CONTRASTIVE:  # the config allows it for similarity with a symmetric head only
+            return ContrastiveLoss(config.model.margin)
+        return super().loss(config)
 
     def baselines(self, config: Config, train: Pairs, validation: Pairs, test: Pairs) -> dict[str, float]:
         """The pixel baseline (similarity): cosine of raw pixels minus the training split's mean image.

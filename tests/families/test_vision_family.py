@@ -15,6 +15,7 @@ from siamese.data.image_pairs import ImagePairFiles
 from siamese.data.sequences import PairSet
 from siamese.families import family_of, vision
 from siamese.gate import Decision, judge_first_model, strongest_baseline
+from siamese.training import ContrastiveLoss
 
 FAMILY = family_of(ModelKind.VISION)
 SMALL_MODEL = VisionModelConfig(filters=4)
@@ -176,3 +177,14 @@ def test_class_folders_get_one_shot_accuracies_and_the_pixel_baseline_is_a_gate_
     )
     chance = judge_first_model(test.labels, np.full(len(test), 0.5), min_quality=None, baselines=baselines)
     assert chance.decision is Decision.KEEP and "pixel_cosine" in chance.reason
+
+
+def test_contrastive_loss_trains_a_folder_model_with_its_margin():
+    run_config = Config(
+        kind=ModelKind.VISION,
+        data=ImageDataConfig(source="folder", path="x"),
+        model=VisionModelConfig(filters=4, loss="contrastive", margin=0.3),
+    )
+    loss = FAMILY.loss(run_config)
+    assert isinstance(loss, ContrastiveLoss) and loss.margin == 0.3
+    assert FAMILY.loss(config()) == "binary_crossentropy"
