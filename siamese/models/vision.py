@@ -179,15 +179,8 @@ def build_vision_model(
         backbone=backbone, image_size=image_size, channels=channels, filters=filters, dtype_policy=dtype_policy
     )
     augment = build_augmentation(augmentation, image_size=image_size, channels=channels)
-    output = _head(
-        encoder(_augmented(left, augment)),
-        encoder(_augmented(right, augment)),
-        head,
-        pooling,
-        task,
-        filters=filters,
-        dtype_policy=dtype_policy,
-    )
+    left_map, right_map = encoder(_augmented(left, augment)), encoder(_augmented(right, augment))
+    output = _head(left_map, right_map, head, pooling, task, filters=filters, dtype_policy=dtype_policy)
     return keras.Model([left, right], output, name="siamese_vision")
 
 
@@ -227,15 +220,8 @@ def build_unshared_vision_model(
         build_augmentation(augmentation, image_size=image_size, channels=channels, name=name)
         for name in ("left_augmentation", "right_augmentation")
     )
-    output = _head(
-        left_encoder(_augmented(left, left_augment)),
-        right_encoder(_augmented(right, right_augment)),
-        head,
-        pooling,
-        task,
-        filters=filters,
-        dtype_policy=dtype_policy,
-    )
+    left_map, right_map = left_encoder(_augmented(left, left_augment)), right_encoder(_augmented(right, right_augment))
+    output = _head(left_map, right_map, head, pooling, task, filters=filters, dtype_policy=dtype_policy)
     return keras.Model([left, right], output, name="unshared_vision")
 
 
