@@ -97,6 +97,14 @@ class Family(ABC):
     def data_name(self, config: Config) -> str:
         """The data in a few words, for run names: a file name, a generator mode."""
 
+    def trainer(self, config: Config, model: keras.Model) -> keras.Model:
+        """The model training fits: `model`, or a wrapper over its layers that adds what only training does.
+
+        A wrapper shares every variable with `model`, so training it trains `model`, which is
+        what is saved and served (real images: `siamese.models.vision.with_training_augmentation`).
+        """
+        return model
+
     def registered_model_name(self, config: Config) -> str:
         """The registered model a run's version joins: `registered_name`, unless the config changes the contract."""
         return self.registered_name

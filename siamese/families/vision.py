@@ -31,7 +31,7 @@ from siamese.data.sequences import PairSet, split_pairs
 from siamese.data.stereo import generate_stereo_pairs
 from siamese.evaluation import OneShotTrials, one_shot_accuracy, one_shot_trials
 from siamese.families.base import Family, ModelFormat, PreparedSplits
-from siamese.models.vision import build_vision_model
+from siamese.models.vision import build_vision_model, with_training_augmentation
 from siamese.training import ContrastiveLoss, predict
 
 LOGGER = logging.getLogger(__name__)
@@ -96,8 +96,11 @@ class ImagePairFamily(Family):
             task=data.task,
             filters=model.filters,
             dtype_policy=dtype_policy,
-            augmentation=data.augmentation,
         )
+
+    def trainer(self, config: Config, model: keras.Model) -> keras.Model:
+        """Real images train through random transforms of each side (`data.augment`); the model itself stays deterministic."""
+        return with_training_augmentation(model, config.data.augmentation)
 
     def loss(self, config: Config) -> str | keras.losses.Loss:
         if config.model.loss is Loss.CONTRASTIVE:  # the config allows it for similarity with a symmetric head only

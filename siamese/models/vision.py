@@ -30,16 +30,12 @@ graph, not the order of the inputs: the left view's update comes first with the 
 fusion heads, the right view's with the symmetric head. In inference both views use the same
 moving statistics, so one image gets the same encoding on either side.
 
-Augmentation (`build_augmentation`, for real images): an `augmentation` sub-model of Keras'
-random preprocessing layers runs on each side's raw pixels before the backbone,
-`backbone(augmentation(left))`; each call draws its own transforms, so the sides are augmented
-independently. The layers act in training only: `fit`, or a call with `training=True`. `predict`,
-`evaluate` and calls with `training=False` pass the pixels through, so a served model gives the
-same output for the same input. A bare `model(x)` does not: Keras then leaves each layer at its
-own default, which for these layers is training. They hold no weights (parameter counts are
-unchanged), and they switch XLA off for the whole model: Keras marks them `supports_jit=False`
-(TensorFlow has no XLA kernel for their image transform), so `jit_compile="auto"` compiles
-without XLA, on a GPU too.
+Augmentation (real images) is not part of the model: training fits a wrapper,
+`with_training_augmentation`, that runs an `augmentation` sub-model of Keras' random preprocessing
+layers on each side's raw pixels before the model, one draw per image and per side. The model
+that is saved and served holds no random layer: the same input gives the same output however it
+is called (Keras leaves those layers in training mode on a bare call), and it keeps XLA, which
+their image transform has no kernel for.
 """
 
 from __future__ import annotations
@@ -158,29 +154,23 @@ def build_vision_model(
     task: Task | str,
     filters: int = 16,
     dtype_policy: str = "float32",
-    augmentation: Augmentation | None = None,
 ) -> keras.Model:
     """The Siamese vision model: `backbone(left)` and `backbone(right)` share one set of weights.
 
     Inputs `left` and `right`: `(batch, image_size, image_size, channels)` float32 raw pixels
     0..255. Output `(batch, 1)` float32, named per `OUTPUT_LAYER_NAMES`: a sigmoid score for
     `similarity`, a linear estimate for `regression`. `filters` sets the compact backbone's
-    width and the fusion head's convolution (`filters` channels) for either backbone. With
-    `augmentation`, each side passes through one shared `augmentation` sub-model
-    (`build_augmentation`) before the backbone: in training only, see the module docstring.
+    width and the fusion head's convolution (`filters` channels) for either backbone.
 
     Raises:
-        ValueError: an unknown backbone, head, pooling or task, a size out of range, or an
-            `augmentation` that is not an `Augmentation`.
+        ValueError: an unknown backbone, head, pooling or task, or a size out of range.
     """
     head, pooling, task = _head_options(head, pooling, task)
     left, right = _camera_inputs(image_size, channels)
     encoder = build_backbone(
         backbone=backbone, image_size=image_size, channels=channels, filters=filters, dtype_policy=dtype_policy
     )
-    augment = build_augmentation(augmentation, image_size=image_size, channels=channels)
-    left_map, right_map = encoder(_augmented(left, augment)), encoder(_augmented(right, augment))
-    output = _head(left_map, right_map, head, pooling, task, filters=filters, dtype_policy=dtype_policy)
+    output = _head(encoder(left), encoder(right), head, pooling, task, filters=filters, dtype_policy=dtype_policy)
     return keras.Model([left, right], output, name="siamese_vision")
 
 
@@ -194,14 +184,12 @@ def build_unshared_vision_model(
     task: Task | str,
     filters: int = 16,
     dtype_policy: str = "float32",
-    augmentation: Augmentation | None = None,
 ) -> keras.Model:
     """The unshared twin: the same architecture with a separate backbone per side.
 
     Not a Siamese model: it exists to compare against (twice the backbone parameters) and to
     check that weight-sharing verification catches it. Shapes and names as `build_vision_model`,
-    with backbones `left_backbone` and `right_backbone` (and augmentations `left_augmentation`
-    and `right_augmentation`).
+    with backbones `left_backbone` and `right_backbone`.
     """
     head, pooling, task = _head_options(head, pooling, task)
     left, right = _camera_inputs(image_size, channels)
@@ -216,12 +204,7 @@ def build_unshared_vision_model(
         )
         for name in ("left_backbone", "right_backbone")
     )
-    left_augment, right_augment = (
-        build_augmentation(augmentation, image_size=image_size, channels=channels, name=name)
-        for name in ("left_augmentation", "right_augmentation")
-    )
-    left_map, right_map = left_encoder(_augmented(left, left_augment)), right_encoder(_augmented(right, right_augment))
-    output = _head(left_map, right_map, head, pooling, task, filters=filters, dtype_policy=dtype_policy)
+    output = _head(left_encoder(left), right_encoder(right), head, pooling, task, filters=filters, dtype_policy=dtype_policy)
     return keras.Model([left, right], output, name="unshared_vision")
 
 
@@ -274,8 +257,21 @@ def build_augmentation(
     return keras.Model(pixels, transformed, name=name)
 
 
-def _augmented(pixels: keras.KerasTensor, augment: keras.Model | None) -> keras.KerasTensor:
-    return pixels if augment is None else augment(pixels)
+def with_training_augmentation(model: keras.Model, augmentation: Augmentation | None) -> keras.Model:
+    """What training fits: `model` on each side's randomly transformed pixels; `model` itself when nothing is applied.
+
+    The wrapper calls the same layer objects, so every weight it learns is `model`'s, and
+    `model`, the one that is saved, verified, registered and served, holds no random layer: it
+    gives the same output for the same input however it is called, and keeps XLA (Keras' random
+    image layers have no XLA kernel). One `augmentation` sub-model (`build_augmentation`) is
+    called once per side, each call drawing its own transforms: the sides vary independently.
+    """
+    image_size, channels = model.inputs[0].shape[1], model.inputs[0].shape[3]
+    augment = build_augmentation(augmentation, image_size=image_size, channels=channels)
+    if augment is None:
+        return model
+    left, right = _camera_inputs(image_size, channels)
+    return keras.Model([left, right], model([augment(left), augment(right)]), name=f"{model.name}_augmented")
 
 
 def _camera_inputs(image_size: int, channels: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
