@@ -110,6 +110,8 @@ class ImagePairFamily(Family):
     def baselines(self, config: Config, train: Pairs, validation: Pairs, test: Pairs) -> dict[str, float]:
         """The pixel baseline (similarity): cosine of raw pixels minus the training split's mean image.
 
+        The mean is taken over the training pairs' sides, one pass over the files: an image counts
+        as often as it appears in a pair, which for drawn pairs is about equally often.
         `pixel_cosine_auc` and `pixel_cosine_accuracy`, the accuracy at the threshold most accurate
         on the validation pairs (on the training pairs when validation lacks a class: there is
         nothing else the test labels do not touch). Class folders add its one-shot accuracies on
