@@ -42,6 +42,7 @@ import keras
 import numpy as np
 
 from siamese.config import PATIENCE, Task, TrainingConfig
+from siamese.data.class_batches import ClassBatches
 from siamese.data.pairs import Pairs
 from siamese.sharing import layer_calls, shared_encoder
 
@@ -206,7 +207,7 @@ _METRICS = {
 
 def fit(
     model: keras.Model,
-    train: Pairs,
+    train: Pairs | ClassBatches,
     validation: Pairs,
     training: TrainingConfig,
     callbacks: list[keras.callbacks.Callback] | None = None,
@@ -397,12 +398,44 @@ class StackedSiamese(keras.Model):
         return self._metric_functions[name]
 
 
-def _encoder_and_head(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
-    """The shared encoder and a head model from its two encodings to the output, if `model` has that shape."""
+class AllPairsTrainer(keras.Model):
+    """Training-time view of a Siamese model that scores every pair of a batch of images.
+
+    Takes `ClassBatches` batches, `{"images", "left_index", "right_index"}`: the shared encoder
+    runs once per image (after `augmentation`, when given) and the head scores the encodings at
+    each (left, right) index pair. Anything else, such as validation's `{"left", "right"}`
+    pairs, goes to `model` itself. Holds `model`'s encoder and head (the same layer and variable
+    objects), so training it trains `model`; never saved.
+    """
+
+    def __init__(self, model: keras.Model, augmentation: keras.Model | None = None, **kwargs: Any) -> None:
+        super().__init__(name=kwargs.pop("name", f"{model.name}_all_pairs"), **kwargs)
+        parts = _encoder_and_head(model, per_example=False)
+        if parts is None:
+            raise ValueError(f"{model.name} has no shared encoder sub-model whose two encodings alone feed its head")
+        self.model, (self.encoder, self.head), self.augmentation = model, parts, augmentation
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if not (isinstance(inputs, dict) and "images" in inputs):
+            return self.model(inputs, training=training)
+        images = inputs["images"]
+        if self.augmentation is not None:
+            images = self.augmentation(images, training=training)
+        encodings = self.encoder(images, training=training)
+        sides = [keras.ops.take(encodings, inputs[index], axis=0) for index in ("left_index", "right_index")]
+        return self.head(sides, training=training)
+
+
+def _encoder_and_head(model: keras.Model, per_example: bool = True) -> tuple[keras.Model, keras.Model] | None:
+    """The shared encoder and a head model from its two encodings to the output, if `model` has that shape.
+
+    With `per_example`, only an encoder of `PER_EXAMPLE_LAYERS`: one whose output for an example
+    does not depend on the rest of its batch.
+    """
     found = shared_encoder(model)
     if found is None or not isinstance(found.layer, keras.Model) or len(model.outputs) != 1:
         return None
-    if not all(isinstance(leaf, PER_EXAMPLE_LAYERS) for leaf in _leaf_layers(found.layer)):
+    if per_example and not all(isinstance(leaf, PER_EXAMPLE_LAYERS) for leaf in _leaf_layers(found.layer)):
         return None
     try:
         head = keras.Model(list(found.encodings), model.outputs[0], name=f"{model.name}_head")

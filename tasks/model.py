@@ -74,14 +74,15 @@ def train_model(
 ) -> TrainedModel:
     """Fit under the device plan's strategy, logging every epoch and where training stopped to the MLflow run.
 
-    The family's `trainer` is fitted (real images: through random transforms); the model, with
-    the weights of its best validation epoch, is saved as `trained.keras`.
+    The family's `trainer` is fitted (real images: through random transforms; class folders: on
+    every pair of class-balanced batches); the model, with the weights of its best validation
+    epoch, is saved as `trained.keras`.
     """
     family = family_of(config.kind)
     train, validation = (family.load_split(config, splits[name]) for name in ("train", "validation"))
     with distribution_scope(plan):
         model = load_model_file(model_path, to_change=True)
-        trainer = family.trainer(config, model)  # shares model's variables: training it trains model
+        trainer, train = family.trainer(config, model, train)  # shares model's variables: training it trains model
         compile_for_training(trainer, config.training, config.task, family.loss(config))
         result = fit(trainer, train, validation, config.training, callbacks=[epoch_metrics_logger(run_id)], seed=config.seed)
     log_stopping(run_id, result.stopped_epoch, result.best_epoch)

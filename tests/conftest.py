@@ -76,7 +76,7 @@ def mlflow_store(tmp_path, monkeypatch, new_store) -> str:
     return uri
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def write_class_folders() -> Callable[..., Path]:
     """Writes `root/<class>/<image>.png`: each class a colour and stripe pattern, each image a noisy variant."""
 

@@ -297,6 +297,11 @@ def test_vision_config_file_round_trips_through_to_dict(tmp_path):
         ({"kind": "vision", "data.split_by": "person"}, "data.split_by must be one of auto, class, image, group; got 'person'"),
         ({"kind": "vision", "model.pooling": "sum"}, "model.pooling must be one of avg, max, flatten; got 'sum'"),
         ({"kind": "vision", "data.augment": "always"}, "data.augment must be one of auto, on, off; got 'always'"),
+        ({"kind": "vision", "data.training_pairs": "all"}, "data.training_pairs must be one of auto, drawn, in_batch; got 'all'"),
+        (
+            {"kind": "vision", "data.source": "csv", "data.path": "x.csv", "data.training_pairs": "in_batch"},
+            "data.training_pairs 'in_batch' needs the classes of a class folder (data.source 'folder'), not 'csv'",
+        ),
         ({"kind": "vision", "data.translation": 0.5}, "data.translation must be a number >= 0.0 and < 0.5, got 0.5"),
         ({"kind": "vision", "data.rotation": -0.1}, "data.rotation must be a number >= 0.0 and < 0.5, got -0.1"),
         ({"kind": "vision", "data.zoom": 1}, "data.zoom must be a number >= 0.0 and < 1.0, got 1"),
@@ -327,6 +332,15 @@ def test_augmentation_is_on_for_real_images_and_off_for_generated_stereo_unless_
     data = ImageDataConfig(source=source, path=path, augment=augment)
     assert data.augmentation == (Augmentation() if augmented else None)
     assert data.augment is (Augment.AUTO if augment == "" else Augment(augment))
+
+
+@pytest.mark.parametrize(
+    ("source", "training_pairs", "in_batch"),
+    [("folder", "auto", True), ("folder", "", True), ("folder", "drawn", False), ("csv", "auto", False), ("stereo", "auto", False)],
+)
+def test_class_folders_train_on_every_pair_of_a_batch_unless_set(source, training_pairs, in_batch):
+    data = ImageDataConfig(source=source, path="" if source == "stereo" else "images", training_pairs=training_pairs)
+    assert data.in_batch_training is in_batch
 
 
 def test_augmentation_strengths_are_read_from_the_data_section_and_zero_is_allowed():

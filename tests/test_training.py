@@ -17,6 +17,7 @@ from siamese.evaluation import evaluate_scores
 from siamese.models.text import build_text_model
 from siamese.training import (
     STEPS_PER_EXECUTION,
+    AllPairsTrainer,
     FitOptions,
     StackedSiamese,
     TrainingResult,
@@ -511,3 +512,51 @@ def test_each_option_turns_its_speed_up_off():
 def test_fit_options_are_checked(changes, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         FitOptions(**changes)
+
+
+def small_vision_model() -> keras.Model:
+    from siamese.models.vision import build_vision_model
+
+    keras.utils.set_random_seed(0)
+    return build_vision_model(
+        backbone="conv4", image_size=16, channels=1, head="symmetric", pooling="flatten", task="similarity", filters=2
+    )
+
+
+def test_the_all_pairs_trainer_scores_each_index_pair_as_the_model_scores_that_pair():
+    model = small_vision_model()
+    trainer = AllPairsTrainer(model)
+    images = np.random.default_rng(0).uniform(0, 255, (5, 16, 16, 1)).astype(np.float32)
+    left, right = np.triu_indices(5, 1)
+    batch = {"images": images, "left_index": left.astype(np.int32), "right_index": right.astype(np.int32)}
+    expected = model.predict({"left": images[left], "right": images[right]}, verbose=0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(trainer(batch, training=False)), expected, rtol=1e-5, atol=1e-6)
+    pairs = {"left": images[:2], "right": images[2:4]}  # validation's pairs go to the model itself
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(trainer(pairs)), keras.ops.convert_to_numpy(model(pairs)))
+
+
+def test_fitting_the_all_pairs_trainer_trains_the_model_it_was_made_from(tmp_path, write_class_folders):
+    from siamese.data.class_batches import ClassBatches
+    from siamese.data.image_pairs import ImagePairFiles
+
+    root = write_class_folders(tmp_path / "classes", classes=6, images=4)
+    paths = sorted(str(path) for path in root.glob("*/*.png"))
+    train = ClassBatches.of_pairs(ImagePairFiles(paths, paths, np.ones(len(paths)), 16, 1))
+    validation = ImagePairFiles(paths[:4], paths[4:8], [1, 0, 0, 1], 16, 1)
+    model = small_vision_model()
+    before = [weight.copy() for weight in model.get_weights()]
+    trainer = AllPairsTrainer(model)
+    compile_for_training(trainer, TrainingConfig(epochs=2, batch_size=16))
+    result = fit(trainer, train, validation, TrainingConfig(epochs=2, batch_size=16), verbose=0)
+    assert result.stopped_epoch == 2 and "val_auc" in result.history
+    assert all(not np.array_equal(old, new) for old, new in zip(before, model.trainable_weights))
+
+
+def test_a_model_without_one_shared_encoder_sub_model_has_no_all_pairs_trainer():
+    from siamese.models.vision import build_unshared_vision_model
+
+    unshared = build_unshared_vision_model(
+        backbone="compact", image_size=16, channels=1, head="symmetric", pooling="avg", task="similarity", filters=2
+    )
+    with pytest.raises(ValueError, match="no shared encoder"):
+        AllPairsTrainer(unshared)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,12 +194,11 @@ class ImagePairFiles:
 
         check_batch_size(batch_size)
         images, sides = np.unique(np.concatenate([self.left, self.right]), return_inverse=True)
-        if len(images) * self.image_size**2 * self.channels <= IN_MEMORY_BYTES:
-            table = tf.constant(self._read(images))
+        if self._fit_in_memory(len(images)):
+            pixels = self.pixel_reader()
 
             def gather(left: tf.Tensor, right: tf.Tensor, label: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-                pixels = {"left": tf.gather(table, left), "right": tf.gather(table, right)}
-                return {side: tf.cast(values, tf.float32) for side, values in pixels.items()}, label
+                return {"left": pixels(left), "right": pixels(right)}, label
 
             indices = tf.data.Dataset.from_tensor_slices((sides[: len(self)], sides[len(self) :], self.labels))
             batches = _shuffled(indices, shuffle, seed, len(self)).batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
@@ -208,6 +207,30 @@ class ImagePairFiles:
             pairs = _shuffled(files, shuffle, seed, len(self)).map(self._decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             batches = pairs.batch(batch_size).prefetch(tf.data.AUTOTUNE)
         return without_autotuning(batches) if autotune is False else batches
+
+    def pixel_reader(self) -> Callable[[tf.Tensor], tf.Tensor]:
+        """A function from indices into these pairs' distinct images (sorted paths) to their float32 pixels.
+
+        The images are decoded once, here, into a table the function gathers from when they fit in
+        `IN_MEMORY_BYTES`; otherwise each call decodes the images it is asked for.
+        """
+        import tensorflow as tf
+
+        images = np.unique(np.concatenate([self.left, self.right]))
+        if self._fit_in_memory(len(images)):
+            table = tf.constant(self._read(images))
+            return lambda indices: tf.cast(tf.gather(table, indices), tf.float32)
+        shape = (None, self.image_size, self.image_size, self.channels)
+
+        def read(indices: tf.Tensor) -> tf.Tensor:
+            pixels = tf.numpy_function(lambda chosen: self._read(images[chosen]), [indices], tf.uint8, stateful=False)
+            pixels.set_shape(shape)  # numpy_function forgets shapes; the model needs them
+            return tf.cast(pixels, tf.float32)
+
+        return read
+
+    def _fit_in_memory(self, images: int) -> bool:
+        return images * self.image_size**2 * self.channels <= IN_MEMORY_BYTES
 
     def _decode(self, left: tf.Tensor, right: tf.Tensor, label: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         """One streamed pair's pixels, read by `read_image`.

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from siamese.config import Config, ModelKind, Task
+from siamese.data.class_batches import ClassBatches
 from siamese.data.pairs import SPLIT_NAMES, Pairs, PairSplits
 from siamese.data.sequences import PairSet
 from siamese.training import task_loss
@@ -97,13 +98,14 @@ class Family(ABC):
     def data_name(self, config: Config) -> str:
         """The data in a few words, for run names: a file name, a generator mode."""
 
-    def trainer(self, config: Config, model: keras.Model) -> keras.Model:
-        """The model training fits: `model`, or a wrapper over its layers that adds what only training does.
+    def trainer(self, config: Config, model: keras.Model, train: Pairs) -> tuple[keras.Model, Pairs | ClassBatches]:
+        """The model training fits and what it is fitted on: `model` and `train`, or what only training adds.
 
         A wrapper shares every variable with `model`, so training it trains `model`, which is
-        what is saved and served (real images: `siamese.models.vision.with_training_augmentation`).
+        what is saved and served (class folders: `siamese.training.AllPairsTrainer` on
+        `ClassBatches`; other real images: `siamese.models.vision.with_training_augmentation`).
         """
-        return model
+        return model, train
 
     def registered_model_name(self, config: Config) -> str:
         """The registered model a run's version joins: `registered_name`, unless the config changes the contract."""

@@ -24,15 +24,16 @@ import keras
 import numpy as np
 
 from siamese.baselines import auc_and_accuracy, mean_image, pixel_cosine_scores
-from siamese.config import Config, ImageSource, Loss, ModelKind, Task
+from siamese.config import Config, ImageSource, Loss, ModelKind, Task, TrainingPairs
+from siamese.data.class_batches import ClassBatches
 from siamese.data.image_pairs import ImagePairFiles, pairs_from_class_folders, read_pair_csv
 from siamese.data.pairs import Pairs
 from siamese.data.sequences import PairSet, split_pairs
 from siamese.data.stereo import generate_stereo_pairs
 from siamese.evaluation import OneShotTrials, one_shot_accuracy, one_shot_trials
 from siamese.families.base import Family, ModelFormat, PreparedSplits
-from siamese.models.vision import build_vision_model, with_training_augmentation
-from siamese.training import ContrastiveLoss, predict
+from siamese.models.vision import build_augmentation, build_vision_model, with_training_augmentation
+from siamese.training import AllPairsTrainer, ContrastiveLoss, predict
 
 LOGGER = logging.getLogger(__name__)
 PLOTTED_PAIRS = 6  # test pairs drawn with their predictions for reviewers
@@ -68,7 +69,8 @@ class ImagePairFamily(Family):
                 rng=rng,
                 **shape,
             )
-            return self.write_splits(folder, directory, config.task, params={"data.split_by_used": str(folder.split_by)})
+            used = {"data.split_by_used": str(folder.split_by), "data.training_pairs_used": _training_pairs_used(config)}
+            return self.write_splits(folder, directory, config.task, params=used)
         if data.source is ImageSource.CSV:
             pairs: Pairs = read_pair_csv(data.path, data.task, **shape)
         else:
@@ -77,7 +79,7 @@ class ImagePairFamily(Family):
             )
         stratify = data.task is Task.SIMILARITY
         splits = split_pairs(pairs, data.validation_fraction, data.test_fraction, rng, stratify=stratify)
-        return self.write_splits(splits, directory, config.task)
+        return self.write_splits(splits, directory, config.task, params={"data.training_pairs_used": _training_pairs_used(config)})
 
     def load_split(self, config: Config, path: Path) -> Pairs:
         """Generated stereo pairs are arrays (`.npz`); files stay paths, read at the configured size."""
@@ -98,9 +100,17 @@ class ImagePairFamily(Family):
             dtype_policy=dtype_policy,
         )
 
-    def trainer(self, config: Config, model: keras.Model) -> keras.Model:
-        """Real images train through random transforms of each side (`data.augment`); the model itself stays deterministic."""
-        return with_training_augmentation(model, config.data.augmentation)
+    def trainer(self, config: Config, model: keras.Model, train: Pairs) -> tuple[keras.Model, Pairs | ClassBatches]:
+        """Real images train through random transforms of each image (`data.augment`); the model itself stays deterministic.
+
+        Class folders train on every pair within class-balanced batches of the training images
+        (`data.training_pairs`, `ClassBatches`); other sources on the drawn pairs.
+        """
+        data = config.data
+        if not data.in_batch_training:
+            return with_training_augmentation(model, data.augmentation), train
+        augmentation = build_augmentation(data.augmentation, image_size=data.image_size, channels=data.channels)
+        return AllPairsTrainer(model, augmentation), ClassBatches.of_pairs(train)
 
     def loss(self, config: Config) -> str | keras.losses.Loss:
         if config.model.loss is Loss.CONTRASTIVE:  # the config allows it for similarity with a symmetric head only
@@ -156,6 +166,10 @@ class ImagePairFamily(Family):
 
     def data_name(self, config: Config) -> str:
         return Path(config.data.path).name if config.data.path else str(config.data.source)
+
+
+def _training_pairs_used(config: Config) -> str:
+    return str(TrainingPairs.IN_BATCH if config.data.in_batch_training else TrainingPairs.DRAWN)
 
 
 def _pixel_batches(pairs: Pairs) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -43,6 +43,7 @@ def test_generated_stereo_pairs_are_written_as_arrays_and_stratified(stereo):
     loaded = load_all(run_config, splits.paths)
     assert all(isinstance(pairs, PairSet) for pairs in loaded.values())
     assert sum(splits.sizes.values()) == 40 and splits.source is None
+    assert splits.params == {"data.training_pairs_used": "drawn"}  # generated pairs have no classes to batch by
     assert set(np.unique(loaded["test"].labels)) == {0.0, 1.0}
     assert loaded["test"].left.shape[1:] == (16, 16, 3) and loaded["test"].left.dtype == np.uint8
 
@@ -59,7 +60,7 @@ def test_regression_pairs_keep_numeric_targets(tmp_path):
 def test_a_folder_of_few_classes_is_split_by_image_by_default_and_the_run_records_it(tmp_path, write_class_folders):
     root = write_class_folders(tmp_path / "classes")
     splits = FAMILY.prepare_splits(config(source="folder", path=str(root), num_pairs=40, image_size=20), tmp_path)
-    assert splits.params == {"data.split_by_used": "image"}  # auto: too few classes to hold 5 out per split
+    assert splits.params == {"data.split_by_used": "image", "data.training_pairs_used": "in_batch"}  # auto: too few classes for 5 per split
     loaded = load_all(config(source="folder", path=str(root), image_size=20), splits.paths)
     classes = {name: {Path(path).parent.name for path in (*pairs.left, *pairs.right)} for name, pairs in loaded.items()}
     assert classes["train"] & classes["test"]  # every class in every split
@@ -70,7 +71,7 @@ def test_class_folders_give_image_files_of_unseen_classes_read_at_the_configured
     root = write_class_folders(tmp_path / "classes")
     run_config = config(source="folder", path=str(root), num_pairs=40, image_size=20, channels=channels, split_by="class")
     splits = FAMILY.prepare_splits(run_config, tmp_path)
-    assert splits.params == {"data.split_by_used": "class"}
+    assert splits.params == {"data.split_by_used": "class", "data.training_pairs_used": "in_batch"}
     assert {path.name for path in splits.paths.values()} == {"train.csv", "validation.csv", "test.csv"}
     loaded = load_all(run_config, splits.paths)
     assert all(isinstance(pairs, ImagePairFiles) for pairs in loaded.values())

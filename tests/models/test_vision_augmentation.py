@@ -173,7 +173,7 @@ def test_an_augmentation_of_another_type_is_a_value_error():
 @pytest.mark.parametrize(
     ("data", "augmented"),
     [
-        ({"source": "folder", "path": "classes"}, True),
+        ({"source": "folder", "path": "classes", "training_pairs": "drawn"}, True),
         ({"source": "csv", "path": "pairs.csv", "contrast": 0.0}, True),
         ({"source": "csv", "path": "pairs.csv", "augment": "off"}, False),
         ({}, False),  # generated stereo pairs
@@ -185,6 +185,6 @@ def test_the_vision_family_trains_through_what_the_config_resolves_to(data, augm
     family = family_of(ModelKind.VISION)
     model = family.build(config, train, "float32")
     assert "augmentation" not in {layer.name for layer in all_layers(model)}, "the model that is saved never augments"
-    names = {layer.name for layer in all_layers(family.trainer(config, model))}
+    names = {layer.name for layer in all_layers(family.trainer(config, model, train)[0])}
     assert ("augmentation" in names) is augmented
     assert ("random_contrast" in names) is (augmented and config.data.contrast > 0)
