@@ -146,7 +146,7 @@ MIN_AUC_IMPROVEMENT = 1e-3
 class TrainingResult:
     history: dict[str, list[float]]  # Keras' per-epoch history: loss, val_loss, accuracy, ..., learning_rate
     seconds: float  # wall time of `fit`, tracing and validation included
-    pairs_per_second: float  # training pairs processed per second of that wall time
+    pairs_per_second: float  # training pairs (of `ClassBatches`: the drawn pairs an epoch stands for) per second
     # The epoch (1-based) whose weights the model ends with, the best on the monitored validation
     # metric; None when nothing was monitored (no validation pairs).
     best_epoch: int | None = None
@@ -222,7 +222,8 @@ def fit(
     reshuffled from `seed` every epoch, validation pairs in order, in batches
     `options.validation_batch_multiple` times larger. The model is trained through
     `training_model`; callbacks therefore see that model, whose variables are `model`'s: save
-    `model`, not the callbacks' `self.model`.
+    `model`, not the callbacks' `self.model`. `train` may instead be `ClassBatches`, for an
+    `AllPairsTrainer`: every pair of class-balanced batches of images, drawn anew each epoch.
 
     With validation pairs, training stops by itself and `model` ends with the weights of its best
     epoch on the validation metric of the task it was compiled for (`stopping_callbacks`);
