@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import logging
 import math
 import os
 import re
 import sys
+import tempfile
 import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from siamese.config import (
     Backbone,
@@ -68,6 +73,13 @@ _SWITCH_KEYS = {FLAG_TO_KEY[flag] for flag in SWITCHES}
 
 PREFECT_STARTUP_TIMEOUT_SECONDS = 120
 WAIT_WORTH_SAYING_SECONDS = 1.0
+# Where Prefect reports a failed flow or task run: at ERROR, with the traceback, the message repeated in each report.
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+FAILED_STATES = ("Finished in state Failed", "Finished in state Crashed")
+# A clause of a message (between semicolons or line breaks) longer than this is a value, not prose (a
+# file's 5 MB header line): it is cut to MESSAGE_VALUE_SHOWN characters.
+MESSAGE_CLAUSE_LIMIT, MESSAGE_VALUE_SHOWN = 400, 200
+_LONG_CLAUSE = re.compile(rf"[^;\n]{{{MESSAGE_CLAUSE_LIMIT + 1},}}")
 # Exit codes. retrain: 0 also when the gate rightly kept the champion.
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_REGRESSION = 0, 1, 2, 3
 
@@ -110,21 +122,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, _overrides(args, parser))
     except ConfigError as error:
-        print(f"siamese: invalid configuration: {in_flags(str(error))}", file=sys.stderr)
+        print(f"siamese: invalid configuration: {for_console(str(error))}", file=sys.stderr)
         return EXIT_INVALID
     retrain = args.command == "retrain"
-    return _train(config, args.work_dir, retrain=retrain, fail_on_regression=retrain and args.fail_on_regression)
+    fail_on_regression = retrain and args.fail_on_regression
+    return _train(config, args.work_dir, retrain=retrain, fail_on_regression=fail_on_regression, verbose=args.verbose)
 
 
-def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: bool) -> int:
+def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: bool, verbose: bool) -> int:
     _quiet_start()
     from flows.temporary_api import PrefectApiError, temporary_prefect_api
 
-    with temporary_prefect_api() as api:  # boots while TensorFlow and MLflow import
+    command = "retrain" if retrain else "train"
+    # The API boots while TensorFlow and MLflow import.
+    with temporary_prefect_api() as api, _failure_reports(command, verbose) as reports:
         from flows.retrain import Outcome, retrain_flow
         from flows.train import train_flow
         from siamese.data.image_pairs import ImageDataError
         from siamese.data.tables import PairFileError
+        from tasks.registry import IncompatibleVersionError
         from tasks.store import import_store_backend
 
         import_store_backend()  # free while the API is still starting, and needed first thing in the flow
@@ -132,13 +148,19 @@ def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: boo
             _wait_for(api)
             result = retrain_flow(config=config, work_dir=work_dir) if retrain else train_flow(config=config, work_dir=work_dir)
         except PrefectApiError as error:
-            print(f"siamese: {error}", file=sys.stderr)
+            print(f"siamese: {for_console(str(error))}", file=sys.stderr)
             return EXIT_FAILED
         except (PairFileError, ImageDataError) as error:  # stopped before an MLflow run existed
-            print(f"\nsiamese: invalid data: {in_flags(str(error))}", file=sys.stderr)
+            print(f"\nsiamese: invalid data: {for_console(str(error))}{reports.where()}", file=sys.stderr)
+            return EXIT_INVALID
+        except ConfigError as error:  # a plan the data or the disk cannot carry, found before any work
+            print(f"\nsiamese: invalid configuration: {for_console(str(error))}{reports.where()}", file=sys.stderr)
+            return EXIT_INVALID
+        except IncompatibleVersionError as error:  # trained, then refused by the gate and taken back
+            print(f"\nsiamese: incompatible model: {for_console(str(error))}{reports.where()}", file=sys.stderr)
             return EXIT_INVALID
         except Exception as error:  # the flow run already recorded the failure; say what it was
-            print(f"\nsiamese: training failed: {in_flags(str(error))}", file=sys.stderr)
+            print(f"\nsiamese: training failed: {for_console(str(error))}{reports.where()}", file=sys.stderr)
             return EXIT_FAILED
     _print_result(result, config)
     if retrain and fail_on_regression and result["outcome"] is Outcome.REGRESSION:
@@ -175,6 +197,13 @@ def _print_result(result: dict, config) -> None:
 def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.input.is_file():
         parser.error(f"--input {args.input}: no such file")
+    from tasks.scoring import OutputPathError, ThresholdError, check_output_path
+
+    try:  # before anything is started: one line to read, and the input left as it was
+        check_output_path(args.input.resolve(), args.output.resolve())
+    except OutputPathError as error:
+        print(f"siamese: cannot score: {for_console(str(error))}", file=sys.stderr)
+        return EXIT_INVALID
     from siamese.data.tables import TABLE_SUFFIXES
 
     if args.output.suffix.lower() not in TABLE_SUFFIXES:
@@ -186,11 +215,10 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     _quiet_start()
     from flows.temporary_api import PrefectApiError, temporary_prefect_api
 
-    with temporary_prefect_api() as api:
+    with temporary_prefect_api() as api, _failure_reports(args.command, args.verbose) as reports:
         from flows.score import score_flow
         from siamese.data.tables import PairFileError
         from tasks.registry import ScoringModelError
-        from tasks.scoring import ThresholdError
 
         try:
             _wait_for(api)
@@ -204,13 +232,13 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 threshold=args.threshold,
             )
         except PrefectApiError as error:
-            print(f"siamese: {error}", file=sys.stderr)
+            print(f"siamese: {for_console(str(error))}", file=sys.stderr)
             return EXIT_FAILED
-        except (PairFileError, ScoringModelError, ThresholdError) as error:
-            print(f"\nsiamese: cannot score: {in_flags(str(error))}", file=sys.stderr)
+        except (PairFileError, ScoringModelError, ThresholdError, OutputPathError) as error:
+            print(f"\nsiamese: cannot score: {for_console(str(error))}{reports.where()}", file=sys.stderr)
             return EXIT_INVALID
         except Exception as error:
-            print(f"\nsiamese: scoring failed: {error}", file=sys.stderr)
+            print(f"\nsiamese: scoring failed: {for_console(str(error))}{reports.where()}", file=sys.stderr)
             return EXIT_FAILED
     print(f"\nScored {summary.scored:,} of {summary.rows:,} rows into {args.output} in {summary.seconds:.1f} s.")
     print(f"  is_similar: {summary.threshold.describe()}")
@@ -229,24 +257,25 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, {})
     except ConfigError as error:
-        print(f"siamese: invalid configuration: {in_flags(str(error))}", file=sys.stderr)
+        print(f"siamese: invalid configuration: {for_console(str(error))}", file=sys.stderr)
         return EXIT_INVALID
     _quiet_start()
     from prefect import serve
 
     from flows.schedules import scheduled_deployments
 
-    serve(*scheduled_deployments(config, timezone=args.timezone))
+    with _failure_reports(args.command, verbose=True):  # a service's failures stay in its log, credentials masked
+        serve(*scheduled_deployments(config, timezone=args.timezone))
     return EXIT_OK
 
 
 def _ui(args: argparse.Namespace) -> int:
     """Replace this process with the MLflow UI on the project's store, on loopback only."""
-    from tasks.store import tracking_uri
+    from tasks.store import mask_credentials, tracking_uri
 
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
-        print(f"the runs are on a tracking server: open {uri}")
+        print(f"the runs are on a tracking server: open {mask_credentials(uri)}")
         return EXIT_OK
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")  # no job runner processes for a local UI
     mlflow = str(Path(sys.executable).with_name("mlflow"))
@@ -270,6 +299,106 @@ def in_flags(message: str) -> str:
         return f"{_FLAG_OF_KEY[key]} {value}"
 
     return _KEY_PATTERN.sub(flag, message)
+
+
+def for_console(message: str) -> str:
+    """An error message as the command prints it: in flags, credentials in URIs masked, overlong values cut.
+
+    A clause longer than MESSAGE_CLAUSE_LIMIT is cut to its first MESSAGE_VALUE_SHOWN characters,
+    with an ellipsis and its length: a file whose header line is 5 MB long is named, not echoed.
+    """
+    from tasks.store import mask_credentials
+
+    return _cut_long_clauses(mask_credentials(in_flags(message)))
+
+
+def _cut_long_clauses(text: str) -> str:
+    def cut(match: re.Match) -> str:
+        return f"{match.group()[:MESSAGE_VALUE_SHOWN]}… ({len(match.group()):,} characters)"
+
+    return _LONG_CLAUSE.sub(cut, text)
+
+
+class _CutFormatter(logging.Formatter):
+    """Formats a record with overlong values cut, as in the command's messages: a debug log stays readable."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _cut_long_clauses(super().format(record))
+
+
+class _FailureLog:
+    """A debug log file for Prefect's failure reports, created only when one is written."""
+
+    def __init__(self, command: str) -> None:
+        self.path = Path(tempfile.gettempdir()) / f"siamese-{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        self.handler = logging.FileHandler(self.path, mode="w", encoding="utf-8", delay=True)
+        self.handler.setLevel(logging.ERROR)
+        self.handler.setFormatter(_CutFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def where(self) -> str:
+        """Where the tracebacks are, to end the command's message; empty when none were written."""
+        return f" (tracebacks: {self.path}; --verbose prints them)" if self.handler.stream is not None else ""
+
+
+class _NoFailureLog:
+    """With --verbose, the failure reports stay on the console: nothing to point to."""
+
+    def where(self) -> str:
+        return ""
+
+
+@contextmanager
+def _failure_reports(command: str, verbose: bool) -> Iterator[_FailureLog | _NoFailureLog]:
+    """Mask credentials in every log record; unless `verbose`, keep Prefect's failure reports off the console.
+
+    For one bad data file Prefect logs about 90 lines (the failed task's and flow's tracebacks,
+    each repeating the error) before the command's own one-line message. They go to a debug log
+    file instead, which that message names. Masking covers what Prefect also sends to its API
+    (stored in its database) and the debug log.
+    """
+    import prefect.main  # noqa: F401  (configures Prefect's log handlers when it loads: the filters go on after)
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    root, run_loggers = logging.getLogger(), [logging.getLogger(name) for name in RUN_LOGGERS]
+    reports = _NoFailureLog() if verbose else _FailureLog(command)
+    added = [] if verbose else [(logger, reports.handler) for logger in run_loggers]
+    for logger, handler in added:
+        logger.addHandler(handler)
+    masked = {handler for logger in (root, *run_loggers) for handler in logger.handlers}
+    consoles = [] if verbose else [handler for handler in root.handlers if isinstance(handler, PrefectConsoleHandler)]
+    for handler in masked:
+        handler.addFilter(_mask_record)
+    for handler in consoles:
+        handler.addFilter(_not_a_run_failure)
+    try:
+        yield reports
+    finally:
+        for handler in consoles:
+            handler.removeFilter(_not_a_run_failure)
+        for handler in masked:
+            handler.removeFilter(_mask_record)
+        for logger, handler in added:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+def _mask_record(record: logging.LogRecord) -> bool:
+    """Mask credentials in a record's message and traceback, for every handler after this one too."""
+    from tasks.store import mask_credentials
+
+    record.msg, record.args = mask_credentials(record.getMessage()), None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = mask_credentials(record.exc_text)
+    return True
+
+
+def _not_a_run_failure(record: logging.LogRecord) -> bool:
+    """False for Prefect's reports of a failed run: its errors, and a failed flow's last line (logged at INFO)."""
+    if not record.name.startswith(RUN_LOGGERS):
+        return True
+    return record.levelno < logging.ERROR and not record.getMessage().startswith(FAILED_STATES)
 
 
 def _quiet_start() -> None:
@@ -451,6 +580,15 @@ def _add_training_arguments(train: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="any other config value, e.g. data.noise=0.3"
     )
     train.add_argument("--work-dir", type=Path, help="keep the run's data and model files here (default: a temporary directory)")
+    _add_verbose_argument(train)
+
+
+def _add_verbose_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print Prefect's reports of a failed step, tracebacks included (default: written to a debug log the message names)",
+    )
 
 
 def _add_score_command(commands: argparse._SubParsersAction) -> None:
@@ -477,6 +615,7 @@ def _add_score_command(commands: argparse._SubParsersAction) -> None:
         help="decide is_similar at similarity >= THRESHOLD instead of the model's stored threshold "
         "(default: stored; 0.5 for a model registered without one); for a graded model, on its scale (e.g. 0-5)",
     )
+    _add_verbose_argument(score)
 
 
 if __name__ == "__main__":

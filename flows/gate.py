@@ -1,6 +1,7 @@
 """The registry gate: may the new version (alias `challenger`) become `champion`?
 
-find the champion -> score the challenger -> score the champion -> judge -> record -> move the alias.
+find the champion -> check inputs -> score the challenger -> score the champion -> judge -> record
+-> move the alias (only if no concurrent run moved it since it was found).
 A subflow of the training flow, so its steps show in the Prefect UI under their own flow run.
 """
 
@@ -11,8 +12,8 @@ from pathlib import Path
 from prefect import flow
 
 from siamese.config import Config
-from siamese.gate import Decision, GateResult
-from tasks.gate import find_champion, judge, move_champion_alias, record_decision, score_version
+from siamese.gate import Decision, GateResult, outpaced
+from tasks.gate import check_inputs, find_champion, judge, move_champion_alias, record_decision, score_version
 
 
 @flow(name="registry-gate")
@@ -32,11 +33,17 @@ def gate_flow(
     compares both versions, loaded from the registry, on the same pairs (paired bootstrap);
     without it (plain training) the champion is left alone and None is returned. A version that
     fails to load fails the flow and is never promoted.
+
+    Raises:
+        IncompatibleVersionError: the version takes other inputs than the champion (plain
+            training too: one registered model serves one kind of input); nothing is scored.
     """
     name, version = str(registered["name"]), str(registered["version"])
     champion = find_champion(name)
-    if champion is not None and not against_champion:
-        return None
+    if champion is not None:
+        check_inputs(name, version, champion)
+        if not against_champion:
+            return None
     challenger_scores = score_version(f"models:/{name}/{version}", test_path, config, work_dir / "challenger-scores.npy")
     champion_scores = None
     if champion is not None:
@@ -44,5 +51,8 @@ def gate_flow(
     result = judge(config, test_path, challenger_scores, champion_scores, baselines)
     record_decision(run_id, name, version, champion, result)
     if result.decision is Decision.PROMOTE:
-        move_champion_alias(name, version)
+        now = move_champion_alias(name, version, champion)
+        if now != version:  # a concurrent run took the alias first: the record must say so
+            result = outpaced(result, str(now))
+            record_decision(run_id, name, version, champion, result)
     return result

@@ -20,7 +20,7 @@ from tasks.reporting import publish_gate_decision
 
 class Outcome(StrEnum):
     PROMOTED = "promoted"  # the new version is the champion
-    KEPT = "kept"  # not better with confidence: the champion rightly stays
+    KEPT = "kept"  # not better with confidence, or outpaced by a concurrent run's promotion: the champion rightly stays
     REGRESSION = "regression"  # worse with confidence (or below the bar): the champion stays, CI may fail
 
 
@@ -32,8 +32,9 @@ def retrain_flow(config: ConfigParameter = Config(), work_dir: Path | None = Non
         The training flow's result plus `outcome` (promoted, kept or regression).
 
     Raises:
-        Whatever the training flow raises (bad data, failed sharing verification): the champion
-        is untouched.
+        Whatever the training flow raises (bad data, failed sharing verification, a version of
+        other inputs than the champion): the champion is untouched, and a version registered
+        before the failure is taken back (no alias, tagged `siamese.status = failed`).
     """
     result = train_flow(config=config, work_dir=work_dir, against_champion=True)
     outcome = outcome_of(result["gate"])
@@ -42,9 +43,11 @@ def retrain_flow(config: ConfigParameter = Config(), work_dir: Path | None = Non
 
 
 def outcome_of(gate: GateResult) -> Outcome:
-    """Promoted; kept within noise; or a regression: confidently worse than the champion, or a first model below the bar."""
+    """Promoted; kept within noise (or outpaced); or a regression: confidently worse than the champion, or a first model below the bar."""
     if gate.decision is Decision.PROMOTE:
         return Outcome.PROMOTED
+    if gate.outpaced_by is not None:
+        return Outcome.KEPT
     if gate.champion is None or (gate.ci_high is not None and gate.ci_high < 0):
         return Outcome.REGRESSION
     return Outcome.KEPT

@@ -1,8 +1,8 @@
 """The batch scoring flow: a registered text pair model scores and decides a file of raw text pairs.
 
-find the text columns -> load the registered model -> choose the threshold -> score the file
-chunk by chunk -> summary. The columns are checked before the model loads, so a wrong file
-fails in a second.
+check the output path -> find the text columns -> load the registered model -> choose the
+threshold -> score the file chunk by chunk -> summary. The output path and the columns are
+checked before the model loads, so a wrong path or file fails in a second.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from prefect import flow
 
 from tasks.reporting import publish_scoring_summary
-from tasks.scoring import CHUNK_ROWS, ScoringSummary, choose_threshold, find_text_columns, score_file
+from tasks.scoring import CHUNK_ROWS, ScoringSummary, check_output_path, choose_threshold, find_text_columns, score_file
 from tasks.registry import load_text_pair_scorer
 
 
@@ -38,10 +38,12 @@ def score_flow(
             one of maximum F1 on its validation split; 0.5 for a model registered without one).
 
     Raises:
+        OutputPathError: `output_path` is the input file or a folder.
         PairFileError: the input cannot be read or has no recognisable text columns.
         ScoringModelError: the model is not a text pair model (it takes tensors, not strings).
         ValueError: `threshold` lies outside the model's scores (0 to 1, or a graded model's scale).
     """
+    check_output_path(input_path, output_path)
     columns = find_text_columns(input_path, left_column, right_column)
     model = load_text_pair_scorer(model_uri)
     decision = choose_threshold(model.threshold, threshold, model.scale)

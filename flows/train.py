@@ -15,20 +15,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Iterator
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from pydantic import BeforeValidator
 
 from flows.gate import gate_flow
 from siamese.config import Config, config_from_dict
-from siamese.gate import Decision
 from tasks.data import prepare_pairs
 from tasks.model import build_model, choose_devices, evaluate_model, train_model, verify_sharing
-from tasks.registry import CHAMPION, log_and_register_model
+from tasks.registry import log_and_register_model, read_aliases, retract_version
 from tasks.reporting import publish_summary
-from tasks.store import tracking_uri
+from tasks.store import mask_credentials, tracking_uri
 from tasks.tracking import (
     check_tracking_store,
     end_run,
+    fail_orphaned_runs,
     log_dataset,
     log_derived_params,
     log_evaluation,
@@ -76,6 +76,8 @@ def train_flow(
         ImageDataError, PairFileError: an image or text pair file, folder or table cannot be
             used (named in the message); no MLflow run is started.
         TrackingUnavailableError: the tracking server does not answer (named in the message).
+        IncompatibleVersionError: the new version takes other inputs than the champion; it is
+            retracted, as is the version of any run that fails after registering it.
     """
     check_tracking_store()  # a dead tracking server stops the flow here, in seconds
     with _run_directory(work_dir) as directory:
@@ -103,13 +105,13 @@ def train_flow(
             )
             threshold = None if calibration is None else calibration.threshold
             registered = log_and_register_model(run_id, trained.path, splits["test"], config, threshold)
-            gate = gate_flow(run_id, registered, splits["test"], config, against_champion, directory, evaluation.baselines)
-            if gate is not None and gate.decision is Decision.PROMOTE:
-                registered["aliases"] = [*registered["aliases"], CHAMPION]
-            publish_summary(run_id, report, evaluation.metrics, registered, evaluation.baselines, gate, calibration)
+            with _retracted_on_failure(registered):
+                gate = gate_flow(run_id, registered, splits["test"], config, against_champion, directory, evaluation.baselines)
+                registered["aliases"] = read_aliases(registered)  # as they are, whatever concurrent runs did
+                publish_summary(run_id, report, evaluation.metrics, registered, evaluation.baselines, gate, calibration)
     return {
         "run_id": run_id,
-        "tracking_uri": tracking_uri(),
+        "tracking_uri": mask_credentials(tracking_uri()),
         "registered": registered,
         "test_metrics": evaluation.metrics,
         "threshold": threshold,
@@ -119,7 +121,13 @@ def train_flow(
 
 @contextmanager
 def _mlflow_run(config: Config) -> Iterator[str]:
-    """An MLflow run that ends FINISHED, or FAILED with the error that stopped it."""
+    """An MLflow run that ends FINISHED, or FAILED with the error that stopped it.
+
+    Runs of this machine whose process died without ending them are marked FAILED first.
+    """
+    orphans = fail_orphaned_runs()
+    if orphans:
+        get_run_logger().warning("marked %d run(s) FAILED whose process died while running: %s", len(orphans), ", ".join(orphans))
     run_id = start_run(config)
     try:
         yield run_id
@@ -127,6 +135,23 @@ def _mlflow_run(config: Config) -> Iterator[str]:
         end_run(run_id, f"{type(error).__name__}: {error}")
         raise
     end_run(run_id, None)
+
+
+@contextmanager
+def _retracted_on_failure(registered: dict[str, object]) -> Iterator[None]:
+    """A run that fails after registering its version takes it back (`retract_version`): a failed run registers nothing usable.
+
+    Called directly, not as a task: it must also work when what failed is the Prefect API. Should
+    the retraction fail too (the store is gone), the run's own error is still the one raised.
+    """
+    try:
+        yield
+    except BaseException as error:
+        try:
+            retract_version(registered, f"{type(error).__name__}: {error}")
+        except Exception as retraction:
+            get_run_logger().error("could not retract version %s of %s: %s", registered["version"], registered["name"], retraction)
+        raise
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import tomllib
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,6 +20,16 @@ from siamese.data.pairs import check_fractions
 
 MIN_IMAGE_SIZE = 16  # the compact backbone halves the image three times
 XCEPTION_MIN_IMAGE_SIZE = 71  # keras.applications.Xception refuses smaller inputs
+
+# Maxima no legitimate run reaches, so that a typo or a runaway script is refused before any work
+# instead of writing terabytes or training for ever (README, "Configuration").
+MAX_SEED = 2**32 - 1  # numpy's seeding, which keras.utils.set_random_seed calls, takes 0 <= seed < 2**32
+MAX_EPOCHS = 10_000  # a maximum anyway: early stopping ends a run long before this
+MAX_PAIRS = 10**8  # 100 million pairs: 2 TB of default generated sequences; the free disk is checked too (`check_free_disk`)
+MAX_FEATURES = 65_536  # features per generated timestep (the reference has 128)
+MAX_VOCABULARY_SIZE = 10_000_000  # the largest published word-vector files hold a few million words
+MAX_IMAGE_SIZE = 1024  # the reference Xception input is 250; a 1024x1024 RGB pair is 6 MiB of pixels
+DEFAULT_STEREO_PAIRS = 2000  # generated stereo pairs when data.num_pairs is unset
 
 
 EnumT = TypeVar("EnumT", bound=StrEnum)
@@ -113,24 +124,29 @@ class DevicePreference(StrEnum):
 @dataclass(frozen=True)
 class SequenceDataConfig:
     mode: DataMode = DataMode.PARAPHRASE
-    num_pairs: int = 4000
+    num_pairs: int = 4000  # at most MAX_PAIRS, and what the work directory's free disk holds
     timesteps: int = 20  # the longest sequence; shorter ones are zero-padded at the end
-    features: int = 128  # the reference input is (None, 128)
+    features: int = 128  # the reference input is (None, 128); at most MAX_FEATURES
     noise: float = 0.5  # std of the noise added to a positive pair's right side
     validation_fraction: float = 0.2
     test_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "mode", DataMode, "data")
-        _require_int(self, "num_pairs", "data", minimum=10)
+        _require_int(self, "num_pairs", "data", minimum=10, maximum=MAX_PAIRS)
         _require_int(self, "timesteps", "data", minimum=4)
-        _require_int(self, "features", "data", minimum=1)
+        _require_int(self, "features", "data", minimum=1, maximum=MAX_FEATURES)
         _require_float(self, "noise", "data", minimum=0.0)
         _require_fractions(self)
 
     @property
     def task(self) -> Task:
         return Task.SIMILARITY
+
+    @property
+    def generated_bytes(self) -> int:
+        """Disk the generated splits take: float32 left and right sequences and a float32 label per pair."""
+        return self.num_pairs * (2 * 4 * self.timesteps * self.features + 4)
 
 
 class _BlankMeansAuto(StrEnum):
@@ -198,7 +214,7 @@ class TextFileDataConfig:
         if not self.path:
             raise ConfigError("data.path must name a CSV, TSV or Parquet file of text pairs")
         if self.threshold is not None:
-            if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
+            if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not _is_finite(self.threshold):
                 raise ConfigError(f"data.threshold must be a number (the score at which a pair counts as similar), got {self.threshold!r}")
             object.__setattr__(self, "threshold", float(self.threshold))
         if not isinstance(self.drop_invalid_rows, bool):
@@ -213,20 +229,25 @@ class TextFileDataConfig:
             )
         _require_fractions(self)
 
+    @property
+    def generated_bytes(self) -> int:
+        """Nothing is generated: the splits are a copy of the user's file, no larger than it."""
+        return 0
+
 
 @dataclass(frozen=True)
 class TextModelConfig:
     units: int = 32  # LSTM units of the shared encoder
     head: Head = Head.SYMMETRIC  # the concat head cannot express similarity (see README)
     # Text from a file is tokenised inside the model; generated sequences ignore these three.
-    vocabulary_size: int = 20_000  # most frequent training-split tokens kept, padding and unknown included
+    vocabulary_size: int = 20_000  # most frequent training-split tokens kept, padding and unknown included; at most MAX_VOCABULARY_SIZE
     sequence_length: int = 40  # tokens per text; longer texts are cut, shorter ones padded at the end
     embedding_dim: int = 128  # the reference LSTM's input width
 
     def __post_init__(self) -> None:
         _require_int(self, "units", "model", minimum=1)
         _coerce_enum(self, "head", Head, "model")
-        _require_int(self, "vocabulary_size", "model", minimum=3)
+        _require_int(self, "vocabulary_size", "model", minimum=3, maximum=MAX_VOCABULARY_SIZE)
         _require_int(self, "sequence_length", "model", minimum=1)
         _require_int(self, "embedding_dim", "model", minimum=1)
 
@@ -292,9 +313,10 @@ class ImageDataConfig:
     path: str = ""  # the class folder (source folder) or the CSV file (source csv)
     task: Task = Task.SIMILARITY
     # Pairs to generate (stereo; None: 2,000) or to draw (folder; None: 5 per image, 2,000 to
-    # 20,000, `siamese.data.image_pairs.default_pair_count`); a CSV gives its rows.
+    # 20,000, `siamese.data.image_pairs.default_pair_count`); a CSV gives its rows. At most
+    # MAX_PAIRS, and generated pairs at most what the work directory's free disk holds.
     num_pairs: int | None = None
-    image_size: int = 48  # images are resized to image_size x image_size; Xception needs >= 71
+    image_size: int = 48  # images are resized to image_size x image_size; Xception needs >= 71; at most MAX_IMAGE_SIZE
     channels: int = 3  # 3 for RGB, 1 for grayscale: files are converted on reading
     noise: float = 0.02  # sensor noise of generated images, as a share of the pixel range
     split_by: SplitBy = SplitBy.AUTO  # folder source only
@@ -318,8 +340,8 @@ class ImageDataConfig:
         if not isinstance(self.path, str):
             raise ConfigError(f"data.path must be a string, got {self.path!r}")
         if self.num_pairs is not None:
-            _require_int(self, "num_pairs", "data", minimum=10)
-        _require_int(self, "image_size", "data", minimum=MIN_IMAGE_SIZE)
+            _require_int(self, "num_pairs", "data", minimum=10, maximum=MAX_PAIRS)
+        _require_int(self, "image_size", "data", minimum=MIN_IMAGE_SIZE, maximum=MAX_IMAGE_SIZE)
         if self.channels not in (1, 3) or isinstance(self.channels, bool):
             raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
         _require_float(self, "noise", "data", minimum=0.0)
@@ -350,6 +372,13 @@ class ImageDataConfig:
         if self.augment is Augment.OFF or (self.augment is Augment.AUTO and self.source is ImageSource.STEREO):
             return None
         return Augmentation(translation=self.translation, rotation=self.rotation, zoom=self.zoom, contrast=self.contrast)
+
+    @property
+    def generated_bytes(self) -> int:
+        """Disk generated stereo splits take (uint8 left and right images, a float32 label per pair); files are written as paths."""
+        if self.source is not ImageSource.STEREO:
+            return 0
+        return (self.num_pairs or DEFAULT_STEREO_PAIRS) * (2 * self.image_size**2 * self.channels + 4)
 
     @property
     def in_batch_training(self) -> bool:
@@ -410,7 +439,7 @@ REAL_IMAGE_PATIENCE = 6
 class TrainingConfig:
     """How the model is fitted. Training stops by itself: `epochs` is a maximum (see `siamese.training.fit`)."""
 
-    epochs: int = 30  # at most: early stopping (patience) ends training when validation stops improving
+    epochs: int = 30  # a maximum (itself at most MAX_EPOCHS): early stopping (patience) ends training when validation stops improving
     # Tuned for throughput (bench/throughput.py): on a CPU a pair costs about 40% less in a batch
     # of 256 than of 64 (fuller steps, fewer of them), and at 10x RMSprop's default rate test AUC
     # on the generated text pairs is no worse than at batch 64 (BENCHMARKS.md, "Training
@@ -432,7 +461,7 @@ class TrainingConfig:
     reduce_lr_factor: float = 0.5
 
     def __post_init__(self) -> None:
-        _require_int(self, "epochs", "training", minimum=1)
+        _require_int(self, "epochs", "training", minimum=1, maximum=MAX_EPOCHS)
         _require_int(self, "batch_size", "training", minimum=1)
         _require_float(self, "learning_rate", "training", minimum=0.0, exclusive_minimum=True)
         _coerce_enum(self, "precision", Precision, "training")
@@ -482,7 +511,7 @@ class Config:
     """The whole run. `data` and `model` take the kind's sections (`KIND_SECTIONS`); None means its defaults."""
 
     kind: ModelKind = ModelKind.SEQUENCES
-    seed: int = 0  # seeds data generation, weight initialisation and shuffling
+    seed: int = 0  # seeds data generation, weight initialisation and shuffling; 0 to MAX_SEED
     data: SequenceDataConfig | TextFileDataConfig | ImageDataConfig = None  # type: ignore[assignment]
     model: TextModelConfig | TextPairModelConfig | VisionModelConfig = None  # type: ignore[assignment]
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -490,7 +519,7 @@ class Config:
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "kind", ModelKind, "")
-        _require_int(self, "seed", "", minimum=0)
+        _require_int(self, "seed", "", minimum=0, maximum=MAX_SEED)
         for section, cls in KIND_SECTIONS[self.kind].items():
             value = getattr(self, section)
             if value is None:
@@ -654,6 +683,35 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
     return config_from_dict(values, source if not overrides else f"{source} + command-line options")
 
 
+def check_free_disk(config: Config, directory: Path) -> None:
+    """Refuse generated pairs that would not fit the free disk of `directory`, the run's work directory.
+
+    Checked before generating: otherwise the disk fills part-way through, after minutes of
+    writing, and takes whatever else is stored there with it. `directory` need not exist yet.
+
+    Raises:
+        ConfigError: naming data.num_pairs, the bytes the pairs need and the bytes free.
+    """
+    needed = config.data.generated_bytes
+    if needed == 0:
+        return
+    existing = Path(directory).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        pairs = config.data.num_pairs or DEFAULT_STEREO_PAIRS  # only stereo pairs are generated from an unset count
+        raise ConfigError(
+            f"{pairs:,} generated pairs would write {needed:,} bytes ({_gib(needed)}) to {directory}, which has "
+            f"{free:,} bytes ({_gib(free)}) free: lower data.num_pairs or the size of each pair, or give the run "
+            "a work directory on a larger disk"
+        )
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:,.1f} GiB"
+
+
 def parse_literal(text: str) -> Any:
     """Read a command-line value as a TOML literal (`3`, `0.5`, `true`), else keep the string."""
     try:
@@ -670,10 +728,12 @@ def _qualified(section: str, name: str) -> str:
     return f"{section}.{name}" if section else name
 
 
-def _require_int(obj: Any, name: str, section: str, *, minimum: int) -> None:
+def _require_int(obj: Any, name: str, section: str, *, minimum: int, maximum: int | None = None) -> None:
     value = getattr(obj, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{_qualified(section, name)} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{_qualified(section, name)} must be an integer from {minimum} to {maximum:,}, got {value:,}")
 
 
 def _require_float(
@@ -685,14 +745,28 @@ def _require_float(
     below: float | None = None,
     exclusive_minimum: bool = False,
 ) -> None:
+    """The one check of every float in the config: a number in its range, never infinite or NaN.
+
+    An infinite learning rate or noise is accepted by Keras and NumPy and fails deep inside the
+    run (NaN weights, a misleading sharing error), so it is refused here, naming the key.
+    """
     value = getattr(obj, name)
-    valid = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if valid:
-        valid = (value > minimum if exclusive_minimum else value >= minimum) and (below is None or value < below)
-    if not valid:
-        bounds = f"{'>' if exclusive_minimum else '>='} {minimum}" + (f" and < {below}" if below is not None else "")
+    bounds = f"{'>' if exclusive_minimum else '>='} {minimum}" + (f" and < {below}" if below is not None else "")
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if is_number and not _is_finite(value):
+        raise ConfigError(f"{_qualified(section, name)} must be a finite number {bounds}, got {value!r}")
+    in_range = is_number and (value > minimum if exclusive_minimum else value >= minimum) and (below is None or value < below)
+    if not in_range:
         raise ConfigError(f"{_qualified(section, name)} must be a number {bounds}, got {value!r}")
     object.__setattr__(obj, name, float(value))
+
+
+def _is_finite(value: int | float) -> bool:
+    """Whether `value` is a float other than infinity and NaN; an integer too large for a float (10**400) is not."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _require_augmentation(obj: Any, section: str) -> None:
@@ -706,6 +780,11 @@ def _require_fractions(data: Any) -> None:
         check_fractions(data.validation_fraction, data.test_fraction)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    except OverflowError:  # an integer too large for a float (check_fractions' isfinite cannot take it)
+        raise ConfigError(
+            "data.validation_fraction and data.test_fraction must be numbers below 1.0, "
+            f"got {data.validation_fraction!r} and {data.test_fraction!r}"
+        ) from None
     object.__setattr__(data, "validation_fraction", float(data.validation_fraction))
     object.__setattr__(data, "test_fraction", float(data.test_fraction))
 

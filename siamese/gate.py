@@ -6,7 +6,9 @@ drift back and forth between runs. So the challenger and the champion are scored
 test pairs and compared with a paired bootstrap: every resample draws one set of pair indices
 and scores both models on it, so the variation the two share (easy or hard pairs) cancels, and
 the challenger is promoted only when the whole confidence interval of its improvement clears
-the bar. A first model has nothing to beat and only has to reach a minimum quality.
+the bar. A first model has nothing to beat and only has to reach a minimum quality (and, by
+default, the run's baselines): judged the same way, on the worse end of a bootstrap interval of
+its metric, and only on enough test pairs to judge at all.
 
 The caller computes both models' scores (and passes each version's stored decision threshold,
 at which `accuracy` judges it); this module only decides, with pure numpy.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -26,6 +28,10 @@ import numpy as np
 from siamese.evaluation import DEFAULT_THRESHOLD, LOG_LOSS_EPSILON, evaluate_regression, evaluate_scores, pearson, roc_auc
 
 MIN_BOOTSTRAP_SAMPLES = 100  # fewer resamples make the tails of the interval, which decide, mostly noise
+# A first model judged on fewer test pairs is not promoted: a bootstrap of a handful of pairs
+# repeats the same few pairs (4 perfectly ranked pairs give an AUC "interval" of exactly 1..1).
+MIN_JUDGED_PAIRS = 50
+BECOMES_CHAMPION = "so it becomes champion"  # how a first model's promoting reason ends
 _BLOCK_ELEMENTS = 1 << 22  # resample counts held at once (32 MiB of int64), so large test sets stay in memory
 
 
@@ -65,9 +71,10 @@ class GateResult:
     challenger: float  # the metric on the full test set
     champion: float | None  # None for a first model
     improvement: float | None  # challenger - champion, signed so that positive is better; None for a first model
-    ci_low: float | None  # bootstrap confidence interval of the improvement
-    ci_high: float | None
+    ci_low: float | None  # bootstrap confidence interval of the improvement (a first model: of its metric)
+    ci_high: float | None  # both None for a first model whose resamples mostly lack a class
     test_pairs: int
+    outpaced_by: str | None = None  # the version a concurrent run made champion while this one was judged (`outpaced`)
 
     def to_dict(self) -> dict[str, object]:
         """Flat and JSON-able: the decision as its string value."""
@@ -97,12 +104,19 @@ def judge_first_model(
     min_quality: float | None,
     baselines: Mapping[str, float] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
+    bootstrap_samples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    min_test_pairs: int = MIN_JUDGED_PAIRS,
 ) -> GateResult:
     """Whether the first version of a registered model may become its champion.
 
     With no champion to beat, a model that learned nothing would otherwise be served; so it must
     reach `min_quality`: at least that for metrics where higher is better, at most that for
-    errors (`mae`, `rmse`, `log_loss`), where the bar is a maximum.
+    errors (`mae`, `rmse`, `log_loss`), where the bar is a maximum. As for a challenger, a point
+    estimate is not enough: the worse end of the metric's bootstrap interval (`bootstrap_samples`
+    resamples of the test pairs, central `confidence` share) must clear every bar, and with fewer
+    than `min_test_pairs` test pairs the model is not promoted at all.
 
     Args:
         labels: the test pairs' labels (0/1 for similarity metrics) or targets (regression).
@@ -114,36 +128,49 @@ def judge_first_model(
             a model that a TF-IDF cosine outscores should not be served, however far it is
             above a fixed bar. None or empty: the bar alone.
         threshold: the model's decision threshold (calibrated on validation), for `accuracy`.
+        bootstrap_samples: resamples to draw (at least 100).
+        confidence: the interval's coverage, in (0, 1).
+        seed: seeds `np.random.default_rng`, so a decision can be reproduced.
+        min_test_pairs: fewer test pairs than this are too few to judge (0: judge any number).
 
     Returns:
-        PROMOTE if the metric meets the bar, else KEEP (no champion is set).
+        PROMOTE if the interval clears every bar on enough test pairs, else KEEP (no champion is set).
 
     Raises:
         ValueError: unknown metric, empty test set, lengths differ, NaN or infinite values,
-            a non-finite bar, or labels the metric cannot use.
+            a non-finite bar, `confidence` or `bootstrap_samples` out of range, or labels the
+            metric cannot use.
     """
     gate_metric = _gate_metric(metric)
+    _require_bootstrap(bootstrap_samples, confidence)
     labels, challenger_scores = _validated_arrays(labels, challenger_scores)
-    value = float(gate_metric.compute(labels, _judged(gate_metric, challenger_scores, threshold, "threshold")))
-    checks = []  # (passes, why) for each bar the model must clear
+    judged_scores = _judged(gate_metric, challenger_scores, threshold, "threshold")
+    value = float(gate_metric.compute(labels, judged_scores))
+    values = _bootstrap_values(gate_metric, labels, judged_scores, bootstrap_samples, np.random.default_rng(seed))
+    interval = _interval(values, bootstrap_samples, confidence)
+    # The pessimistic end decides: the lower bound of a score, the upper bound of an error.
+    worst = None if interval is None else interval[0 if gate_metric.higher_is_better else 1]
+    checks = [_enough_pairs(labels.size, min_test_pairs, interval is not None)]  # (passes, why) for each bar
     if min_quality is not None:
         _require_finite(min_quality, "min_quality")
         comparison = ">=" if gate_metric.higher_is_better else "<="
-        meets = value >= min_quality if gate_metric.higher_is_better else value <= min_quality
+        meets = worst is not None and (worst >= min_quality if gate_metric.higher_is_better else worst <= min_quality)
         kind = "a minimum" if gate_metric.higher_is_better else "a maximum error"
         checks.append((meets, f"{'meets' if meets else 'misses'} the bar {comparison} {min_quality:.3f} ({kind})"))
     strongest = strongest_baseline(baselines or {}, metric, gate_metric.higher_is_better)
     if strongest is not None:
         name, bar = strongest
-        beats = value > bar if gate_metric.higher_is_better else value < bar
+        beats = worst is not None and (worst > bar if gate_metric.higher_is_better else worst < bar)
         checks.append((beats, f"{'beats' if beats else 'does not beat'} the strongest baseline, {name} {bar:.3f}"))
     passes = all(check for check, _ in checks)
     judged = f"first model {metric} {value:.3f}{_at(gate_metric, threshold)}"
-    if not checks:
-        reason = f"{judged}, no quality bar set (gate.min_quality), so it becomes champion"
+    if interval is not None:
+        judged += f" ({confidence * 100:g}% CI {interval[0]:.3f}..{interval[1]:.3f})"
+    if len(checks) == 1 and passes:
+        reason = f"{judged} {checks[0][1]}, no quality bar set (gate.min_quality), {BECOMES_CHAMPION}"
     else:
-        outcome = "so it becomes champion" if passes else "so it stays challenger only and no champion is set"
-        reason = f"{judged} {' and '.join(why for _, why in checks)}, {outcome}"
+        outcome = BECOMES_CHAMPION if passes else "so it stays challenger only and no champion is set"
+        reason = f"{judged} {', '.join(why for _, why in checks)}, {outcome}"
     return GateResult(
         decision=Decision.PROMOTE if passes else Decision.KEEP,
         reason=reason,
@@ -151,10 +178,30 @@ def judge_first_model(
         challenger=value,
         champion=None,
         improvement=None,
-        ci_low=None,
-        ci_high=None,
+        ci_low=None if interval is None else interval[0],
+        ci_high=None if interval is None else interval[1],
         test_pairs=int(labels.size),
     )
+
+
+def outpaced(result: GateResult, champion: str) -> GateResult:
+    """A promotion that lost the race for the alias: version `champion` became champion while this one was judged.
+
+    Two runs judged against the same champion (or both as first models) cannot both take its
+    place; the second to move the alias keeps its judgement, but not the alias.
+    """
+    judged = result.reason.removesuffix(f", {BECOMES_CHAMPION}")
+    reason = f"{judged}; but version {champion} became champion while it was judged (a concurrent run), so it stays challenger"
+    return dataclasses.replace(result, decision=Decision.KEEP, reason=reason, outpaced_by=champion)
+
+
+def _enough_pairs(test_pairs: int, min_test_pairs: int, resampled: bool) -> tuple[bool, str]:
+    """Whether a first model's test set is large enough to judge it on, and the words for its reason."""
+    if test_pairs < min_test_pairs:
+        return False, f"on only {test_pairs} test pairs: too few to judge (at least {min_test_pairs})"
+    if not resampled:
+        return False, f"on {test_pairs} test pairs: too few resamples hold both classes to judge"
+    return True, f"on {test_pairs} test pairs"
 
 
 def judge_challenger(
@@ -201,14 +248,7 @@ def judge_challenger(
     """
     gate_metric = _gate_metric(metric)
     _require_finite(min_improvement, "min_improvement")
-    if not (isinstance(confidence, numbers.Real) and 0 < confidence < 1):
-        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
-    if (
-        isinstance(bootstrap_samples, bool)
-        or not isinstance(bootstrap_samples, numbers.Integral)
-        or bootstrap_samples < MIN_BOOTSTRAP_SAMPLES
-    ):
-        raise ValueError(f"bootstrap_samples must be an integer >= {MIN_BOOTSTRAP_SAMPLES}, got {bootstrap_samples!r}")
+    _require_bootstrap(bootstrap_samples, confidence)
     labels, challenger_scores, champion_scores = _validated_arrays(labels, challenger_scores, champion_scores)
     challenger_scores = _judged(gate_metric, challenger_scores, challenger_threshold, "challenger_threshold")
     champion_scores = _judged(gate_metric, champion_scores, champion_threshold, "champion_threshold")
@@ -218,14 +258,14 @@ def judge_challenger(
     improvement = float(_signed(gate_metric, np.float64(challenger - champion)))
     rng = np.random.default_rng(seed)
     improvements = _bootstrap_improvements(gate_metric, labels, challenger_scores, champion_scores, bootstrap_samples, rng)
-    usable = improvements[~np.isnan(improvements)]
-    if usable.size < bootstrap_samples / 2:
+    interval = _interval(improvements, bootstrap_samples, confidence)
+    if interval is None:
+        usable = int(np.sum(~np.isnan(improvements)))
         raise ValueError(
-            f"only {usable.size} of {bootstrap_samples} resamples of the {labels.size} test pairs could be scored "
+            f"only {usable} of {bootstrap_samples} resamples of the {labels.size} test pairs could be scored "
             f"with {metric} (each needs both classes): the test set is too small to judge on"
         )
-    tail = (1 - confidence) / 2
-    ci_low, ci_high = (float(bound) for bound in np.quantile(usable, [tail, 1 - tail]))
+    ci_low, ci_high = interval
 
     promote = ci_low > min_improvement
     direction = "" if gate_metric.higher_is_better else " (lower is better)"
@@ -275,17 +315,38 @@ def _bootstrap_improvements(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Signed improvement on each of `samples` paired resamples (NaN where the metric is undefined)."""
-    size = labels.size
-    rows_per_block = max(1, _BLOCK_ELEMENTS // size)
     blocks = []
-    for start in range(0, samples, rows_per_block):
-        rows = min(rows_per_block, samples - start)
-        indices = rng.integers(0, size, size=(rows, size))
+    for counts in _resample_counts(labels.size, samples, rng):
         # Both models see the same counts: that pairing is what cancels the shared noise.
-        counts = np.bincount((indices + size * np.arange(rows)[:, None]).ravel(), minlength=rows * size).reshape(rows, size)
         difference = metric.resample(labels, challenger_scores, counts) - metric.resample(labels, champion_scores, counts)
         blocks.append(_signed(metric, difference))
     return np.concatenate(blocks)
+
+
+def _bootstrap_values(
+    metric: GateMetric, labels: np.ndarray, scores: np.ndarray, samples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """One model's metric on each of `samples` resamples (NaN where the metric is undefined): a first model's interval."""
+    return np.concatenate([metric.resample(labels, scores, counts) for counts in _resample_counts(labels.size, samples, rng)])
+
+
+def _resample_counts(size: int, samples: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """`samples` bootstrap resamples of `size` pairs, in blocks: `counts[r, i]` is how often resample `r` drew pair `i`."""
+    rows_per_block = max(1, _BLOCK_ELEMENTS // size)
+    for start in range(0, samples, rows_per_block):
+        rows = min(rows_per_block, samples - start)
+        indices = rng.integers(0, size, size=(rows, size))
+        yield np.bincount((indices + size * np.arange(rows)[:, None]).ravel(), minlength=rows * size).reshape(rows, size)
+
+
+def _interval(values: np.ndarray, samples: int, confidence: float) -> tuple[float, float] | None:
+    """The central `confidence` share of the resampled values; None when under half of them have a value (NaN)."""
+    usable = values[~np.isnan(values)]
+    if usable.size < samples / 2:
+        return None
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(usable, [tail, 1 - tail])
+    return float(low), float(high)
 
 
 def _signed(metric: GateMetric, difference: np.ndarray) -> np.ndarray:
@@ -399,6 +460,13 @@ def _gate_metric(name: str) -> GateMetric:
     if name not in GATE_METRICS:
         raise ValueError(f"unknown gate metric {name!r}; known: {', '.join(sorted(GATE_METRICS))}")
     return GATE_METRICS[name]
+
+
+def _require_bootstrap(samples: int, confidence: float) -> None:
+    if not (isinstance(confidence, numbers.Real) and 0 < confidence < 1):
+        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
+    if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < MIN_BOOTSTRAP_SAMPLES:
+        raise ValueError(f"bootstrap_samples must be an integer >= {MIN_BOOTSTRAP_SAMPLES}, got {samples!r}")
 
 
 def _require_finite(value: float, name: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from siamese.config import Config
+from siamese.config import Config, check_free_disk
 from siamese.families import PreparedSplits, family_of
 
 
@@ -16,7 +16,9 @@ def prepare_pairs(config: Config, work_dir: Path) -> PreparedSplits:
     """Generate or load pairs as `config.data` says; write train/validation/test splits to `work_dir`.
 
     Bad input stops the run here, before an MLflow run exists; the message names the file and what to fix.
+    Generated pairs that would not fit the free disk of `work_dir` are refused before any is written.
     """
+    check_free_disk(config, work_dir)
     prepared = family_of(config.kind).prepare_splits(config, work_dir)
     logger = get_run_logger()
     source = prepared.source

@@ -1,4 +1,4 @@
-"""The registry gate's steps: score a version, judge, record the decision, move the champion alias.
+"""The registry gate's steps: check inputs, score a version, judge, record the decision, move the champion alias.
 
 `flows/gate.py` runs them in order as the `registry-gate` subflow; each is a task, so the flow
 run's page shows where a decision came from. Scores go to `.npy` files in the run's work
@@ -17,8 +17,8 @@ from prefect.cache_policies import NO_CACHE
 from siamese.config import Config
 from siamese.evaluation import DEFAULT_THRESHOLD
 from siamese.families import family_of
-from siamese.gate import GateResult, judge_challenger, judge_first_model
-from tasks.registry import CHAMPION, champion_version, set_alias, version_scores
+from siamese.gate import MIN_JUDGED_PAIRS, GateResult, judge_challenger, judge_first_model
+from tasks.registry import champion_version, check_same_inputs, claim_champion, version_scores
 from tasks.store import mlflow_client
 from tasks.tracking import MAX_TAG_LENGTH
 
@@ -35,6 +35,12 @@ class VersionScores:
 def find_champion(name: str) -> str | None:
     """The registered model's champion version, or None when it has none yet."""
     return champion_version(name)
+
+
+@task(name="check-inputs", cache_policy=NO_CACHE)
+def check_inputs(name: str, version: str, champion: str) -> None:
+    """Refuse a version whose inputs differ from the champion's, before anything is scored (`check_same_inputs`)."""
+    check_same_inputs(name, version, champion)
 
 
 @task(name="score-version", cache_policy=NO_CACHE)
@@ -64,23 +70,29 @@ def judge(
     """A first model against its bar; a challenger against the champion with a paired bootstrap (`siamese.gate`).
 
     A first model's bar: `gate.min_quality` when set; by default the default bar
-    (`GateConfig.quality_bar`) and the strongest of the run's `baselines` on the gate metric.
-    `accuracy` judges each version at its own threshold.
+    (`GateConfig.quality_bar`) and the strongest of the run's `baselines` on the gate metric,
+    judged only on at least `MIN_JUDGED_PAIRS` test pairs. Either bar must be cleared by the worse
+    end of the metric's bootstrap interval. `accuracy` judges each version at its own threshold.
     """
     labels = family_of(config.kind).load_split(config, test_path).labels
     gate = config.gate
     metric = gate.metric_for(config.task)
     challenger_scores = np.load(challenger.path)
     if champion is None:
-        # An explicit gate.min_quality is the whole bar; by default the model must also beat the baselines.
-        compared = baselines if gate.min_quality is None else None
+        # An explicit gate.min_quality is the whole bar, judged on any number of test pairs (the user's
+        # call); by default the model must also beat the baselines, on enough pairs to tell.
+        explicit = gate.min_quality is not None
         result = judge_first_model(
             labels,
             challenger_scores,
             metric=metric,
             min_quality=gate.quality_bar(config.task),
-            baselines=compared,
+            baselines=None if explicit else baselines,
             threshold=challenger.threshold,
+            bootstrap_samples=gate.bootstrap_samples,
+            confidence=gate.confidence,
+            seed=config.seed,
+            min_test_pairs=0 if explicit else MIN_JUDGED_PAIRS,
         )
     else:
         result = judge_challenger(
@@ -115,6 +127,9 @@ def record_decision(run_id: str, name: str, version: str, champion: str | None, 
 
 
 @task(name="move-champion-alias", cache_policy=NO_CACHE)
-def move_champion_alias(name: str, version: str) -> None:
-    """Point `champion` at the promoted version: the last step, after the decision is recorded."""
-    set_alias(name, CHAMPION, version)
+def move_champion_alias(name: str, version: str, judged_against: str | None) -> str | None:
+    """Point `champion` at the promoted version unless a concurrent run moved it since the gate judged; returns the champion after.
+
+    The last step, after the decision is recorded (`claim_champion`: under the store's registry lock).
+    """
+    return claim_champion(name, version, judged_against)

@@ -6,20 +6,28 @@ layers only, so a registered version loads in a fresh process with nothing of th
 imported. A similarity model carries its decision threshold in its MLflow metadata
 (`mlflow.models.get_model_info(uri).metadata["threshold"]`), so deciding needs no run. A model of
 graded scores carries the scale it predicts on (`score_min`, `score_max`) there instead.
+
+Registration and alias moves are transactions against concurrent runs on one store
+(`registry_transaction`): a run moves `champion` only if it still points where the gate judged it
+did, and a run that fails after registering takes its version back (`retract_version`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, TextIO
 
 import keras
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema, TensorSpec
@@ -31,7 +39,8 @@ from siamese.data.pairs import Pairs
 from siamese.families import ModelFormat, family_of
 from siamese.models.layers import score_scale
 from tasks.model_files import load_model_file
-from tasks.store import mlflow_client
+from tasks.store import mlflow_client, sqlite_database, tracking_uri
+from tasks.tracking import MAX_TAG_LENGTH
 
 EXAMPLE_PAIRS = 2  # pairs saved with the model as its input example
 CHAMPION, CHALLENGER = "champion", "challenger"  # registry aliases
@@ -40,10 +49,21 @@ SCORING_CHUNK_BYTES = 64 << 20  # float32 inputs scored at a time through a pyfu
 THRESHOLD_KEY = "threshold"  # in a similarity model's metadata and version tags: similar when similarity >= it
 THRESHOLD_RULE = "similar when similarity >= threshold; the threshold of maximum F1 on the validation split"
 SCALE_KEYS = ("score_min", "score_max")  # a graded-score model's scale: metadata, version tags, `data.` run params
+STATUS_TAG, FAILURE_TAG = "siamese.status", "siamese.failure"  # on a version whose run failed: "failed", and why
+PREVIOUS_CHAMPION_TAG = "siamese.previous_champion"  # set when a version takes `champion`: where to return it on failure
+REGISTRY_LOCK_TIMEOUT_SECONDS = 60.0  # a registry transaction takes milliseconds; longer means a stuck process holds the lock
 
 
 class ScoringModelError(ValueError):
     """A model that cannot score raw text pairs; the message says which model to use instead."""
+
+
+class IncompatibleVersionError(ValueError):
+    """A new version takes other inputs than its registered model's champion; the message names both."""
+
+
+class RegistryLockTimeout(RuntimeError):
+    """Another process held the store's registry lock for longer than any transaction takes; the message names the lock file."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +112,9 @@ def log_and_register_model(
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
     model_uri = f"models:/{logged.model_id}"
     tags = {"run_id": run_id} | {key: str(value) for key, value in (metadata or {}).items() if key != "threshold_rule"}
-    registered = mlflow.register_model(model_uri, family.registered_model_name(config), tags=tags)
-    client.set_registered_model_alias(registered.name, CHALLENGER, str(registered.version))
+    with registry_transaction():  # a new registered model and its first versions, created by concurrent runs
+        registered = mlflow.register_model(model_uri, family.registered_model_name(config), tags=tags)
+        client.set_registered_model_alias(registered.name, CHALLENGER, str(registered.version))
     return {"model_uri": model_uri, "name": registered.name, "version": str(registered.version), "aliases": [CHALLENGER]}
 
 
@@ -174,8 +195,136 @@ def champion_version(name: str) -> str | None:
     return None if champion is None else str(champion)
 
 
-def set_alias(name: str, alias: str, model_version: str) -> None:
-    mlflow_client().set_registered_model_alias(name, alias, model_version)
+@contextmanager
+def registry_transaction() -> Iterator[MlflowClient]:
+    """A client for reads and alias moves that no concurrent run on the same store interleaves with.
+
+    A local SQLite store: an exclusive lock on a file next to the database
+    (`mlflow.db.registry-lock`), held for the few milliseconds a transaction takes; every run on
+    the machine takes it, so what one reads inside still holds when it writes. A tracking server
+    has no lock to share: a transaction is then only a compare-and-set (the caller re-reads an
+    alias right before moving it), and two runs can still interleave in the window between that
+    read and the move, one request long, instead of the whole gate.
+
+    Not reentrant: a transaction must not open another one.
+
+    Raises:
+        RegistryLockTimeout: the lock stayed taken for `REGISTRY_LOCK_TIMEOUT_SECONDS`.
+    """
+    client = mlflow_client()  # before the lock: creating a new store takes the store's own lock
+    database = sqlite_database(tracking_uri())
+    if database is None:
+        yield client
+        return
+    path = database.with_name(f"{database.name}.registry-lock")
+    with open(path, "a") as lock:
+        _lock_exclusively(lock, path)
+        try:
+            yield client
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _lock_exclusively(lock: TextIO, path: Path) -> None:
+    """Wait for the exclusive lock on `lock` (a process that dies releases its lock), at most `REGISTRY_LOCK_TIMEOUT_SECONDS`."""
+    deadline = time.monotonic() + REGISTRY_LOCK_TIMEOUT_SECONDS
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise RegistryLockTimeout(
+                    f"the registry lock {path} was held for over {REGISTRY_LOCK_TIMEOUT_SECONDS:g} s; "
+                    "is a siamese process stopped (Ctrl-Z) or hung? End it and rerun"
+                ) from None
+            time.sleep(0.05)
+
+
+def claim_champion(name: str, version: str, expected: str | None) -> str | None:
+    """Move `champion` to `version` if it still points at `expected` (None: no champion); returns the champion after.
+
+    The gate judged `version` against `expected`; a concurrent run may have moved the alias since.
+    Then the alias is left alone, and the caller sees another champion than `version`. The
+    version also records `expected` (`PREVIOUS_CHAMPION_TAG`), where `retract_version` returns the
+    alias if this run fails after all.
+    """
+    with registry_transaction() as client:
+        current = _alias_version(client, name, CHAMPION)
+        if current != expected:
+            return current
+        client.set_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG, expected or "")
+        client.set_registered_model_alias(name, CHAMPION, version)
+        return version
+
+
+def retract_version(registered: dict[str, object], reason: str) -> None:
+    """Make a version whose run failed unusable: take its aliases back and tag it `siamese.status = failed`.
+
+    `challenger` is removed if it still points at the version; `champion`, if the version took
+    it, returns to the version it replaced (none for a first model). The version itself stays,
+    with the reason, for whoever investigates.
+    """
+    name, version = str(registered["name"]), str(registered["version"])
+    with registry_transaction() as client:
+        if _alias_version(client, name, CHALLENGER) == version:
+            client.delete_registered_model_alias(name, CHALLENGER)
+        if _alias_version(client, name, CHAMPION) == version:
+            previous = client.get_model_version(name, version).tags.get(PREVIOUS_CHAMPION_TAG)
+            if previous:
+                client.set_registered_model_alias(name, CHAMPION, previous)
+            else:
+                client.delete_registered_model_alias(name, CHAMPION)
+        client.set_model_version_tag(name, version, STATUS_TAG, "failed")
+        client.set_model_version_tag(name, version, FAILURE_TAG, reason[:MAX_TAG_LENGTH])
+
+
+@task(name="read-version-aliases", cache_policy=NO_CACHE)
+def read_aliases(registered: dict[str, object]) -> list[str]:
+    """The version's aliases as the registry holds them now: `challenger`, `champion`, then any others.
+
+    A concurrent run may have registered a newer `challenger` since this one was registered.
+    """
+    held = set(mlflow_client().get_model_version(str(registered["name"]), str(registered["version"])).aliases)
+    return [alias for alias in (CHALLENGER, CHAMPION) if alias in held] + sorted(held - {CHALLENGER, CHAMPION})
+
+
+def check_same_inputs(name: str, version: str, champion: str) -> None:
+    """Refuse a version that takes other inputs (names, types, shapes) than the champion of its registered model.
+
+    One registered model serves one kind of input: a version trained on 16 features cannot
+    replace, or be compared on the same pairs with, a champion that takes 128.
+
+    Raises:
+        IncompatibleVersionError: naming both versions' inputs.
+    """
+    mlflow_client()
+    new, served = (_input_spec(f"models:/{name}/{number}") for number in (version, champion))
+    if new != served:
+        raise IncompatibleVersionError(
+            f"version {version} of {name} takes {new}, but its champion, version {champion}, takes {served}: "
+            "a model of other inputs cannot be judged against or replace it; train it with the champion's input "
+            "settings (e.g. the same data.features or data.image_size)"
+        )
+
+
+def _input_spec(model_uri: str) -> str:
+    """A model's inputs in words (`left: float32 (-1, -1, 128), right: ...`), read from its MLmodel file alone."""
+    signature = mlflow.models.get_model_info(model_uri).signature
+    if signature is None:
+        return "no signature"
+    return ", ".join(_described(spec) for spec in signature.inputs.to_dict())
+
+
+def _described(spec: dict) -> str:
+    tensor = spec.get("tensor-spec")
+    kind = spec["type"] if tensor is None else f"{tensor['dtype']} {tuple(tensor['shape'])}"
+    return f"{spec.get('name')}: {kind}"
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    version = client.get_registered_model(name).aliases.get(alias)
+    return None if version is None else str(version)
 
 
 def version_scores(model_uri: str, pairs: Pairs, model_format: ModelFormat) -> tuple[np.ndarray, float | None]:

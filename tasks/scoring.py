@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +29,27 @@ Scorer = Callable[[pd.DataFrame], pd.DataFrame]  # DataFrame(left, right) -> Dat
 
 class ThresholdError(ValueError):
     """A given decision threshold outside the model's scores; the message gives the range."""
+
+
+class OutputPathError(ValueError):
+    """An output path that scoring must not write: the input itself, or a folder; the message says which."""
+
+
+def check_output_path(input_path: Path, output_path: Path) -> None:
+    """Refuse, before any work, an output that is the input file (by any path to it) or an existing folder.
+
+    Either would otherwise show only at the end: the finished output would replace the input,
+    or fail to move onto the folder after every row was scored.
+
+    Raises:
+        OutputPathError: naming the path and what to do instead.
+    """
+    if output_path.is_dir():
+        raise OutputPathError(f"the output {output_path} is a folder; name the file to write, e.g. {output_path / 'scores.parquet'}")
+    if input_path.exists() and output_path.exists() and output_path.samefile(input_path):
+        raise OutputPathError(
+            f"the output {output_path} is the input file {input_path}: scoring would replace it; write the scores to another file"
+        )
 
 
 @dataclass(frozen=True)
@@ -112,9 +134,12 @@ def score_file(
 
     Rows with missing or blank text are kept with an empty score and decision and the reason in
     `error`, and counted. The output appears only when every chunk is written: a crash leaves
-    no partial file.
+    no partial file, and the hidden temporary file a killed earlier run left is removed first.
     """
     logger = get_run_logger()
+    for stale in _stale_temporaries(output_path):
+        stale.unlink(missing_ok=True)
+        logger.info("removed %s, left by an earlier scoring into %s that stopped before it finished", stale.name, output_path.name)
     started = time.perf_counter()
     rows = scored = 0
     reasons: Counter[str] = Counter()
@@ -145,6 +170,19 @@ def score_file(
     if summary.unscorable_count:
         logger.warning("%d rows could not be scored (%s): %s", summary.unscorable_count, summary.unscorable_rows, dict(reasons))
     return summary
+
+
+def _stale_temporaries(output_path: Path) -> list[Path]:
+    """The hidden temporary files `AtomicTableWriter` leaves beside `output_path` when its process is killed.
+
+    They are named `.<output name>.<8 hex digits>.tmp`; a run that ended normally removed its own.
+    (Two scorings into one output at the same time are not supported: the later removes the
+    earlier's file, and the earlier then fails instead of being overwritten unseen.)
+    """
+    pattern = re.compile(rf"\.{re.escape(output_path.name)}\.[0-9a-f]{{8}}\.tmp")
+    if not output_path.parent.is_dir():
+        return []
+    return sorted(path for path in output_path.parent.iterdir() if pattern.fullmatch(path.name))
 
 
 def _score_chunk(scorer: Scorer, frame: pd.DataFrame, columns: PairColumns, scorable: np.ndarray) -> np.ndarray:

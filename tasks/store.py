@@ -7,20 +7,33 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 LOCAL_STORE = Path("mlruns")  # the default store, relative to where the command runs
 _READY_STORES: set[str] = set()  # SQLite stores this process has opened (and created or migrated)
+# The password of a URI's user information: `scheme://user:PASSWORD@host` (RFC 3986 keeps `/`, `@` and spaces out of it).
+_URI_PASSWORD = re.compile(r"(?P<user>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^/\s@]*@")
 
 
 def tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI` when set (a team's server), else the SQLite store under `mlruns/`."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(LOCAL_STORE / 'mlflow.db').resolve()}"
+
+
+def mask_credentials(text: str) -> str:
+    """`text` with the password of every URI in it replaced by `***`: `http://user:***@host:5000`.
+
+    A tracking server's credentials may ride in `MLFLOW_TRACKING_URI`; whatever prints or stores a
+    URI, or a message that may quote one (MLflow's errors do), passes it through here first.
+    """
+    return _URI_PASSWORD.sub(r"\g<user>***@", text)
 
 
 def is_server(uri: str) -> bool:
@@ -42,7 +55,7 @@ def mlflow_client() -> MlflowClient:
     import mlflow
     from mlflow import MlflowClient
 
-    uri = tracking_uri()
+    uri = _credentials_to_mlflow(tracking_uri())
     mlflow.set_tracking_uri(uri)
     database = sqlite_database(uri)
     if database is None or uri in _READY_STORES:
@@ -59,11 +72,28 @@ def mlflow_client() -> MlflowClient:
     return client
 
 
+def _credentials_to_mlflow(uri: str) -> str:
+    """`uri` without its user and password, which go to MLflow's `MLFLOW_TRACKING_USERNAME` / `_PASSWORD` instead.
+
+    MLflow quotes the URI in its errors (`API request to http://user:pass@host/... failed`), and
+    a failed task's error is stored in Prefect's database and the MLflow run's `failure` tag.
+    From these variables MLflow sends the same basic authentication with a URI that holds no
+    password. Variables the user set win.
+    """
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    for variable, value in (("MLFLOW_TRACKING_USERNAME", parts.username), ("MLFLOW_TRACKING_PASSWORD", parts.password)):
+        if not os.environ.get(variable):
+            os.environ[variable] = unquote(value or "")
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def ui_command() -> str:
     """The command that opens the MLflow UI on this store."""
     uri = tracking_uri()
     if is_server(uri):
-        return f"open {uri}"
+        return f"open {mask_credentials(uri)}"
     # The mlflow beside this interpreter: it works without activating the virtual environment.
     installed = Path(sys.executable).with_name("mlflow")
     program = os.path.relpath(installed) if installed.exists() else "mlflow"

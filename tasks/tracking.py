@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import socket
 import subprocess
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -28,9 +31,11 @@ from siamese.devices import DevicePlan
 from siamese.evaluation import Calibration
 from siamese.families import SourceFile, family_of
 from siamese.sharing import SharingReport
-from tasks.store import is_server, mlflow_client, sqlite_database, tracking_uri
+from tasks.store import is_server, mask_credentials, mlflow_client, sqlite_database, tracking_uri
 
 MAX_TAG_LENGTH = 5000  # MLflow's limit on a tag value
+FAILURE_TAG = "failure"  # why a run failed
+HOST_TAG, PID_TAG, PROCESS_TAG = "siamese.host", "siamese.pid", "siamese.process"  # the process that owns a run
 DATASET_DIGEST_LENGTH = 36  # MLflow stores at most 36 characters of a dataset digest
 
 
@@ -40,7 +45,7 @@ class TrackingUnavailableError(RuntimeError):
 
 @task(name="check-tracking-store", cache_policy=NO_CACHE)
 def check_tracking_store(attempts: int = 3, delay_seconds: float = 2.0) -> str:
-    """Fail fast, before any work, when a tracking server does not answer `/health`.
+    """Fail fast, before any work, when a tracking server does not answer `/health`; return its URI, password masked.
 
     MLflow's own client retries a dead server for minutes; this bounded check (a few seconds)
     stops the flow first, so nothing is half-logged and the registry's aliases stay untouched.
@@ -52,20 +57,23 @@ def check_tracking_store(attempts: int = 3, delay_seconds: float = 2.0) -> str:
     uri = tracking_uri()
     if not is_server(uri):
         return uri
+    shown = mask_credentials(uri)  # the URI may carry a password: never print or store it
     last_error = ""
     for attempt in range(attempts):
         try:
             response = httpx.get(f"{uri.rstrip('/')}/health", timeout=5)
             if response.status_code == 200:
-                return uri
+                return shown
             last_error = f"HTTP {response.status_code}"
         except httpx.HTTPError as error:
             last_error = f"{type(error).__name__}: {error}"
         if attempt + 1 < attempts:
             time.sleep(delay_seconds)
     raise TrackingUnavailableError(
-        f"MLflow tracking server {uri} is unreachable after {attempts} attempts ({last_error}); "
-        "check MLFLOW_TRACKING_URI and that the server is running"
+        mask_credentials(
+            f"MLflow tracking server {shown} is unreachable after {attempts} attempts ({last_error}); "
+            "check MLFLOW_TRACKING_URI and that the server is running"
+        )
     )
 
 
@@ -82,7 +90,7 @@ def start_run(config: Config) -> str:
     run = client.create_run(
         _experiment_id(client, family_of(config.kind).experiment),
         run_name=_run_name(config),
-        tags={key: value for key, value in tags.items() if value},
+        tags={key: value for key, value in (tags | owner_tags()).items() if value},
     )
     run_id = run.info.run_id
     client.log_batch(run_id, params=[Param(key, value) for key, value in config.to_params().items()])
@@ -195,9 +203,68 @@ def end_run(run_id: str, failure: str | None) -> None:
     The UI then never shows a half-done run as complete, and says why it failed.
     """
     client = mlflow_client()
-    if failure is not None:
-        client.set_tag(run_id, "failure", failure[:MAX_TAG_LENGTH])
+    # The status first: if the store then fails (a full disk), the run is at least not left RUNNING.
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failure else RunStatus.FINISHED))
+    if failure is not None:
+        client.set_tag(run_id, FAILURE_TAG, mask_credentials(failure)[:MAX_TAG_LENGTH])
+
+
+@task(name="fail-orphaned-runs", cache_policy=NO_CACHE)
+def fail_orphaned_runs() -> list[str]:
+    """Mark FAILED the store's RUNNING runs whose process on this machine has died; return their ids.
+
+    A run killed with SIGKILL, or whose machine lost power, never ends itself. Each run records
+    the host, PID and start of the process that owns it (`owner_tags`); the next command on that
+    host to use the store finds runs whose process is gone and fails them, saying why. Runs of
+    other hosts are left to their own host's next command: their processes cannot be seen here.
+    """
+    client = mlflow_client()
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    if not experiments:
+        return []
+    running = client.search_runs(
+        experiments, f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{socket.gethostname()}'", max_results=1000
+    )
+    orphans = [run for run in running if not _owner_alive(run.data.tags)]
+    for run in orphans:
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+        owner = f"pid {run.data.tags.get(PID_TAG)} on {run.data.tags.get(HOST_TAG)}"
+        found = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        client.set_tag(run.info.run_id, FAILURE_TAG, f"its process ({owner}) ended without ending the run: killed or lost; found {found}")
+    return [run.info.run_id for run in orphans]
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming the process that owns a run: host, PID and, on Linux, which process had that PID."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), PROCESS_TAG: _process_identity(os.getpid()) or ""}
+
+
+def _owner_alive(tags: dict[str, str]) -> bool:
+    """Whether the process named by a run's `owner_tags` still runs (True when that cannot be known)."""
+    try:
+        pid = int(tags[PID_TAG])
+    except (KeyError, ValueError):
+        return True
+    if tags.get(PROCESS_TAG):  # a reused PID belongs to a process started at another time (or boot)
+        return _process_identity(pid) == tags[PROCESS_TAG]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _process_identity(pid: int) -> str | None:
+    """The boot and start time of process `pid` (Linux `/proc`); None when it is gone or there is no `/proc`."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    started = stat.rsplit(")", 1)[1].split()[19]  # field 22, starttime; the command name before it may hold spaces
+    return f"{boot}:{started}"
 
 
 def epoch_metrics_logger(run_id: str) -> keras.callbacks.Callback:

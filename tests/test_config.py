@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from siamese.config import (
+    KIND_SECTIONS,
+    MAX_EPOCHS,
+    MAX_FEATURES,
+    MAX_IMAGE_SIZE,
+    MAX_PAIRS,
+    MAX_SEED,
+    MAX_VOCABULARY_SIZE,
     PATIENCE,
     REAL_IMAGE_PATIENCE,
     Augment,
@@ -31,6 +41,7 @@ from siamese.config import (
     TextPairModelConfig,
     TrainingConfig,
     VisionModelConfig,
+    check_free_disk,
     load_config,
 )
 
@@ -549,3 +560,100 @@ def test_an_unknown_encoder_or_loss_is_named_with_the_choices(field, value):
 def test_contrastive_loss_is_accepted_with_every_symmetric_head():
     for head in ("symmetric", "manhattan", "cosine"):
         assert TextPairModelConfig(loss="contrastive", head=head).loss == "contrastive"
+
+
+# Limits: every float finite, sane maxima, the free disk
+
+
+KIND_OVERRIDES = {ModelKind.SEQUENCES: {}, ModelKind.TEXT: {"data.path": "q.csv"}, ModelKind.VISION: {"kind": "vision"}}
+
+
+def float_keys() -> list[tuple[ModelKind, str]]:
+    """Every float field of every kind's sections, found from the dataclasses: a new one is covered too."""
+    keys = []
+    for kind, sections in KIND_SECTIONS.items():
+        for section, cls in (sections | {"training": TrainingConfig, "gate": GateConfig}).items():
+            keys += [(kind, f"{section}.{field.name}") for field in dataclasses.fields(cls) if "float" in str(field.type)]
+    return keys
+
+
+def test_the_float_fields_found_include_each_kind_and_section():
+    found = set(float_keys())
+    assert (ModelKind.SEQUENCES, "training.learning_rate") in found and (ModelKind.VISION, "data.zoom") in found
+    assert (ModelKind.TEXT, "data.threshold") in found and (ModelKind.SEQUENCES, "gate.min_quality") in found
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, 10**400])
+@pytest.mark.parametrize(("kind", "key"), float_keys())
+def test_every_float_refuses_infinity_and_nan_naming_its_key(kind, key, value):
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=KIND_OVERRIDES[kind] | {key: value})
+    assert str(error.value).startswith(f"{key} must be a") or (key.endswith("_fraction") and key in str(error.value))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"training.learning_rate": "inf"}, "training.learning_rate must be a finite number > 0.0, got inf"),  # as --set passes it
+        ({"data.noise": "nan"}, "data.noise must be a finite number >= 0.0, got nan"),
+        ({"gate.min_improvement": "inf"}, "gate.min_improvement must be a finite number >= 0.0, got inf"),
+        ({"seed": 10**30}, f"seed must be an integer from 0 to {MAX_SEED:,}, got {10**30:,}"),
+        ({"seed": MAX_SEED + 1}, "seed must be an integer from 0 to 4,294,967,295, got 4,294,967,296"),
+        ({"training.epochs": 10**9}, "training.epochs must be an integer from 1 to 10,000, got 1,000,000,000"),
+        ({"data.num_pairs": 10**12}, "data.num_pairs must be an integer from 10 to 100,000,000, got 1,000,000,000,000"),
+        ({"data.features": MAX_FEATURES + 1}, "data.features must be an integer from 1 to 65,536, got 65,537"),
+        ({"kind": "vision", "data.num_pairs": MAX_PAIRS + 1}, "data.num_pairs must be an integer from 10 to 100,000,000"),
+        ({"kind": "vision", "data.image_size": 4096}, "data.image_size must be an integer from 16 to 1,024, got 4,096"),
+        ({"data.path": "q.csv", "model.vocabulary_size": 10**8}, "model.vocabulary_size must be an integer from 3 to 10,000,000"),
+    ],
+)
+def test_values_beyond_their_limit_are_refused_with_the_number_and_the_maximum(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=overrides)
+    assert str(error.value).startswith(message)
+
+
+def test_each_maximum_itself_is_accepted():
+    config = load_config(overrides={"seed": MAX_SEED, "training.epochs": MAX_EPOCHS, "data.num_pairs": MAX_PAIRS, "data.features": MAX_FEATURES})
+    assert (config.seed, config.training.epochs, config.data.num_pairs, config.data.features) == (MAX_SEED, MAX_EPOCHS, MAX_PAIRS, MAX_FEATURES)
+    assert load_config(overrides={"kind": "vision", "data.image_size": MAX_IMAGE_SIZE}).data.image_size == MAX_IMAGE_SIZE
+    assert load_config(overrides={"data.path": "q.csv", "model.vocabulary_size": MAX_VOCABULARY_SIZE}).model.vocabulary_size == MAX_VOCABULARY_SIZE
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (SequenceDataConfig(num_pairs=100, timesteps=20, features=128), 100 * (2 * 4 * 20 * 128 + 4)),  # float32 sides, a label
+        (ImageDataConfig(num_pairs=100, image_size=48, channels=3), 100 * (2 * 48 * 48 * 3 + 4)),  # uint8 images, a label
+        (ImageDataConfig(image_size=16, channels=1), 2000 * (2 * 16 * 16 + 4)),  # unset: 2,000 stereo pairs
+        (ImageDataConfig(source="folder", path="faces", image_size=1024), 0),  # files are written as paths
+        (TextFileDataConfig(path="q.csv"), 0),
+    ],
+)
+def test_generated_bytes_count_what_each_source_writes(data, expected):
+    assert data.generated_bytes == expected
+
+
+def test_generated_pairs_larger_than_the_free_disk_are_refused_with_both_sizes(tmp_path):
+    config = load_config(overrides={"data.num_pairs": MAX_PAIRS, "data.timesteps": 1000, "data.features": MAX_FEATURES})
+    needed = config.data.generated_bytes  # 52 PB: more than any disk
+    free = shutil.disk_usage(tmp_path).free
+    with pytest.raises(ConfigError) as error:
+        check_free_disk(config, tmp_path / "not" / "yet")  # the work directory need not exist yet
+    message = str(error.value)
+    assert message.startswith(f"100,000,000 generated pairs would write {needed:,} bytes")
+    assert f"to {tmp_path / 'not' / 'yet'}, which has " in message and "lower data.num_pairs" in message
+    reported_free = int(re.search(r"which has ([\d,]+) bytes", message).group(1).replace(",", ""))
+    assert abs(reported_free - free) < 2**30  # other writers may change it a little meanwhile
+    assert not (tmp_path / "not").exists()
+
+
+def test_generated_stereo_pairs_are_checked_too(tmp_path):
+    config = load_config(overrides={"kind": "vision", "data.num_pairs": MAX_PAIRS, "data.image_size": MAX_IMAGE_SIZE})
+    with pytest.raises(ConfigError, match=r"^100,000,000 generated pairs would write 629,146,000,000,000 bytes \(585,937.9 GiB\)"):
+        check_free_disk(config, tmp_path)
+
+
+def test_plans_that_fit_and_data_that_is_not_generated_pass_the_disk_check(tmp_path):
+    check_free_disk(load_config(), tmp_path)  # 4,000 default pairs: 84 MB
+    check_free_disk(load_config(overrides={"kind": "vision", "data.source": "folder", "data.path": "faces"}), tmp_path)

@@ -149,16 +149,17 @@ def test_first_model_roc_auc_bar(clear_case):
     above = judge_first_model(labels, challenger, min_quality=0.6)
     below = judge_first_model(labels, champion, min_quality=0.9)
     assert above.decision is Decision.PROMOTE and below.decision is Decision.KEEP
-    assert above.champion is above.improvement is above.ci_low is above.ci_high is None
+    assert above.champion is above.improvement is None and above.ci_low <= above.challenger <= above.ci_high
     assert "meets" in above.reason and "misses" in below.reason and ">= 0.900" in below.reason
 
 
 def test_first_model_mae_bar_is_a_maximum():
     targets = np.arange(10.0)
-    predictions = targets + 0.5  # MAE 0.5
-    assert judge_first_model(targets, predictions, metric="mae", min_quality=1.0).decision is Decision.PROMOTE
-    assert judge_first_model(targets, predictions, metric="mae", min_quality=0.5).decision is Decision.PROMOTE
-    below = judge_first_model(targets, predictions, metric="mae", min_quality=0.4)
+    predictions = targets + 0.5  # MAE 0.5 on every resample
+    judged = {"metric": "mae", "min_test_pairs": 0}
+    assert judge_first_model(targets, predictions, min_quality=1.0, **judged).decision is Decision.PROMOTE
+    assert judge_first_model(targets, predictions, min_quality=0.5, **judged).decision is Decision.PROMOTE
+    below = judge_first_model(targets, predictions, min_quality=0.4, **judged)
     assert below.decision is Decision.KEEP
     assert below.challenger == pytest.approx(0.5)
     assert "<= 0.400" in below.reason and "maximum" in below.reason
@@ -224,6 +225,8 @@ def test_judge_challenger_rejects(arguments, message):
         ({"challenger_scores": np.r_[np.nan, SCORES[1:]]}, "challenger scores contain NaN"),
         ({"min_quality": float("nan")}, "min_quality must be a finite number"),
         ({"metric": "accuracy", "threshold": None}, "threshold must be a finite number, got None"),
+        ({"confidence": 1.0}, "confidence must be a number in \\(0, 1\\)"),
+        ({"bootstrap_samples": 10}, "bootstrap_samples must be an integer >= 100, got 10"),
     ],
 )
 def test_judge_first_model_rejects(arguments, message):
@@ -233,7 +236,8 @@ def test_judge_first_model_rejects(arguments, message):
 
 
 def test_first_model_without_a_bar_is_promoted_and_says_so():
-    result = judge_first_model(np.array([1.0, 2.0, 3.0]), np.array([1.5, 2.0, 2.5]), metric="mae", min_quality=None)
+    targets, predictions = np.array([1.0, 2.0, 3.0]), np.array([1.5, 2.0, 2.5])
+    result = judge_first_model(targets, predictions, metric="mae", min_quality=None, min_test_pairs=0)
     assert result.decision is Decision.PROMOTE
     assert "no quality bar set" in result.reason and result.challenger == pytest.approx(1 / 3)
 
@@ -269,3 +273,67 @@ def test_first_model_with_a_bar_and_baselines_must_clear_both(clear_case):
     misses_baseline = judge_first_model(labels, champion, min_quality=champion_auc - 0.1, baselines=below_baseline)
     assert misses_baseline.decision is Decision.KEEP
     assert "meets the bar" in misses_baseline.reason and "does not beat the strongest baseline, tfidf_cosine" in misses_baseline.reason
+
+
+# A first model is judged on its interval, and only on enough test pairs
+
+
+def test_a_first_model_whose_point_estimate_clears_the_bar_but_not_its_interval_is_kept():
+    """200 pairs at test AUC about 0.65: over a 0.6 bar as a point estimate, not with 95% confidence."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 200)
+    scores = noisy_scores(rng, labels, 0.15, 0.3)
+    result = judge_first_model(labels, scores, min_quality=0.6)
+    assert result.challenger > 0.6 > result.ci_low, "the case this test is about"
+    assert result.decision is Decision.KEEP
+    assert f"CI {result.ci_low:.3f}..{result.ci_high:.3f}" in result.reason and "misses the bar >= 0.600" in result.reason
+    assert judge_first_model(labels, scores, min_quality=result.ci_low - 0.01).decision is Decision.PROMOTE
+
+
+def test_a_first_model_must_beat_a_baseline_with_its_lower_bound(clear_case):
+    labels, _, champion = clear_case
+    judged = judge_first_model(labels, champion, min_quality=None)
+    under_the_interval = {"tfidf_cosine_auc": judged.ci_low - 0.01}
+    inside_the_interval = {"tfidf_cosine_auc": (judged.ci_low + judged.challenger) / 2}
+    assert judge_first_model(labels, champion, min_quality=None, baselines=under_the_interval).decision is Decision.PROMOTE
+    kept = judge_first_model(labels, champion, min_quality=None, baselines=inside_the_interval)
+    assert kept.challenger > inside_the_interval["tfidf_cosine_auc"], "the point estimate alone would beat it"
+    assert kept.decision is Decision.KEEP and "does not beat the strongest baseline" in kept.reason
+
+
+def test_an_error_bar_is_judged_on_the_upper_end_of_the_interval():
+    rng = np.random.default_rng(4)
+    targets = rng.normal(0, 1, 300)
+    predictions = targets + rng.normal(0, 1, 300)
+    result = judge_first_model(targets, predictions, metric="mae", min_quality=None)
+    between = (result.challenger + result.ci_high) / 2  # above the MAE, below its interval's upper end
+    assert judge_first_model(targets, predictions, metric="mae", min_quality=between).decision is Decision.KEEP
+    assert judge_first_model(targets, predictions, metric="mae", min_quality=result.ci_high + 0.01).decision is Decision.PROMOTE
+
+
+def test_a_perfect_first_model_on_too_few_test_pairs_is_not_promoted():
+    """Four pairs ranked perfectly: every resample's AUC is 1, a "certain" interval that says nothing."""
+    labels, scores = np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.2, 0.8])
+    result = judge_first_model(labels, scores, min_quality=0.6)
+    assert result.challenger == 1.0 and result.decision is Decision.KEEP
+    assert "on only 4 test pairs: too few to judge (at least 50)" in result.reason and "no champion is set" in result.reason
+    assert judge_first_model(labels, scores, min_quality=0.6, min_test_pairs=4).decision is Decision.PROMOTE
+    rng = np.random.default_rng(6)
+    fifty = rng.integers(0, 2, gate.MIN_JUDGED_PAIRS)
+    assert judge_first_model(fifty, noisy_scores(rng, fifty, 0.9, 0.05), min_quality=0.6).decision is Decision.PROMOTE
+
+
+def test_a_first_model_whose_resamples_mostly_lack_a_class_is_not_promoted():
+    result = judge_first_model(np.array([0, 1]), np.array([0.2, 0.8]), min_quality=0.6, min_test_pairs=0, seed=1)
+    assert result.decision is Decision.KEEP and result.ci_low is result.ci_high is None
+    assert "too few resamples hold both classes to judge" in result.reason
+
+
+def test_a_promotion_outpaced_by_a_concurrent_run_is_kept_and_says_by_whom(clear_case):
+    labels, challenger, _ = clear_case
+    promoted = judge_first_model(labels, challenger, min_quality=0.6)
+    kept = gate.outpaced(promoted, "7")
+    assert promoted.reason.endswith("so it becomes champion") and kept.decision is Decision.KEEP and kept.outpaced_by == "7"
+    assert "becomes champion" not in kept.reason
+    assert kept.reason.endswith("; but version 7 became champion while it was judged (a concurrent run), so it stays challenger")
+    assert kept.challenger == promoted.challenger and json.loads(json.dumps(kept.to_dict()))["outpaced_by"] == "7"

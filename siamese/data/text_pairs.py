@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 MIN_ROWS = 20  # each of three splits needs both labels, with some room to spare
+WORDLESS = "only punctuation, symbols or emoji"  # what a text without a letter or digit holds
 KNOWN_TEXT_COLUMNS = (
     ("question1", "question2"),  # Quora Question Pairs
     ("left", "right"),
@@ -415,12 +416,20 @@ def _grouped_split(
 def unscorable_rows(left: pd.Series, right: pd.Series) -> pd.Series:
     """Why each row of a file to score cannot be scored, or None when it can (index of `left`).
 
-    Blank means what it means for training (`load_text_pairs`): missing, or only whitespace.
+    Blank means what it means for training (`load_text_pairs`): missing, or only whitespace. A text
+    without a letter or digit (only punctuation, symbols or emoji) has no word for a model to know:
+    the word tokenizers strip punctuation and map the rest to the unknown token, so its score
+    (about 0.5) would be the same whatever it is paired with, not a judgement.
     """
-    blank_left, blank_right = _blank(left).to_numpy(), _blank(right).to_numpy()
-    reasons = np.where(
-        blank_left, "empty or missing left text", np.where(blank_right, "empty or missing right text", None)
+    checks = (
+        (_blank(left), "empty or missing left text"),
+        (_blank(right), "empty or missing right text"),
+        (_wordless(left), f"no words in left text ({WORDLESS})"),
+        (_wordless(right), f"no words in right text ({WORDLESS})"),
     )
+    reasons = np.full(len(left), None, dtype=object)
+    for failed, reason in reversed(checks):  # the first check that fails names the row's problem
+        reasons[failed.to_numpy()] = reason
     return pd.Series(reasons, index=left.index, dtype=object)
 
 
@@ -637,6 +646,11 @@ def _labels(values: pd.Series, threshold: float | None) -> np.ndarray:
 def _blank(values: pd.Series) -> pd.Series:
     """Missing, or only whitespace: one definition for training and scoring files."""
     return values.isna() | values.astype(str).str.strip().eq("").fillna(False).astype(bool)
+
+
+def _wordless(values: pd.Series) -> pd.Series:
+    """Text without a Unicode letter or digit (`[^\\W_]`); missing values count as blank, not as this."""
+    return values.notna() & ~values.astype(str).str.contains(r"[^\W_]", regex=True)
 
 
 def _has_text(values: pd.Series) -> pd.Series:

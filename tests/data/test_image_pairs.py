@@ -157,9 +157,9 @@ def test_validate_images_lists_the_first_five_bad_files_and_the_count(tmp_path):
     for index in range(7):
         bad.append(tmp_path / f"bad{index}.png")
         bad[-1].write_text("not an image")
-    validate_images([good, good])  # a readable list passes
+    validate_images([good, good], **SIZE)  # a readable list passes
     with pytest.raises(ImageDataError) as error:
-        validate_images([good, *bad, bad[0]])
+        validate_images([good, *bad, bad[0]], **SIZE)
     message = str(error.value)
     assert "7 image file(s) cannot be read" in message  # duplicates counted once
     assert all(str(path) in message for path in bad[:5])
@@ -167,16 +167,35 @@ def test_validate_images_lists_the_first_five_bad_files_and_the_count(tmp_path):
     assert str(good) not in message
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".pgm"])
+def test_validate_images_decodes_every_pixel_so_a_truncated_file_is_named(tmp_path, suffix):
+    good = noise_image(tmp_path / f"good{suffix}", seed=0, size=64)
+    truncated = truncate(noise_image(tmp_path / f"truncated{suffix}", seed=1, size=64))
+    with Image.open(truncated) as image:
+        assert image.size == (64, 64)  # its header opens: a header check would pass it
+    with pytest.raises(ImageDataError) as error:
+        validate_images([good, truncated], image_size=8, channels=1)  # a JPEG decodes at 1/8 scale: still found
+    message = str(error.value)
+    assert f"1 image file(s) cannot be read: {truncated} (image file is truncated" in message
+    assert str(good) not in message
+
+
+def test_validate_images_checks_the_size_it_is_given(tmp_path):
+    with pytest.raises(ValueError, match="data.channels must be 1"):
+        validate_images([noise_image(tmp_path / "a.png", seed=0)], image_size=8, channels=2)
+
+
 # Pair CSVs
 
 
 @pytest.fixture
 def csv_folder(tmp_path) -> Path:
-    """A folder holding a CSV's images: a.png, b.jpg, c.pgm, broken.png (not an image)."""
+    """A folder holding a CSV's images: a.png, b.jpg, c.pgm, broken.png (not an image), truncated.png (header only)."""
     write_image(tmp_path / "images" / "a.png", two_tone("RGB"))
     write_image(tmp_path / "images" / "b.jpg", two_tone("RGB"))
     write_image(tmp_path / "images" / "c.pgm", two_tone("L"))
     (tmp_path / "images" / "broken.png").write_text("not an image")
+    truncate(noise_image(tmp_path / "images" / "truncated.png", seed=0, size=24))
     return tmp_path
 
 
@@ -234,6 +253,10 @@ CSV_ERRORS = {
     "unreadable images": (
         HEADER + "images/a.png,images/broken.png,1\n",
         [r"broken\.png \(not an image PIL can read\)"],
+    ),
+    "truncated images": (
+        HEADER + "images/a.png,images/b.jpg,1\nimages/truncated.png,images/a.png,0\n",
+        [r"1 image file\(s\) cannot be read: \S*images/truncated\.png \(image file is truncated"],
     ),
 }
 
@@ -614,6 +637,12 @@ def build_unreadable(root: Path) -> Path:
     return root
 
 
+def build_truncated(root: Path) -> Path:
+    make_class_folder(root, num_classes=8, images_per_class=3)
+    truncate(noise_image(root / "class_6" / "cut.png", seed=0, size=24))
+    return root
+
+
 FOLDER_ERRORS = {
     "missing": (build_missing, {}, [r"nowhere does not exist"]),
     "a file": (build_file, {}, [r"single\.png is not a folder"]),
@@ -631,6 +660,7 @@ FOLDER_ERRORS = {
         ],
     ),
     "unreadable": (build_unreadable, {}, [r"class_5/broken\.png \(not an image PIL can read\)"]),
+    "truncated": (build_truncated, {}, [r"1 image file\(s\) cannot be read: \S*class_6/cut\.png \(image file is truncated"]),
     "few groups": (
         build_two_groups,
         {"split_by": "group"},

@@ -12,9 +12,14 @@ the retraining sequence in test_retrain_flow.py.
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 import subprocess
 import sys
+import tempfile
+from contextlib import closing
 from pathlib import Path
+from typing import NamedTuple
 
 import early
 import httpx
@@ -33,6 +38,7 @@ def siamese(tmp_path, monkeypatch, capsys):
     """`siamese ARGS` run in this process from `tmp_path` (store `tmp_path/mlruns`), as its exit code and output."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # a failure's debug log goes here, not to /tmp
     for key, default in (("TF_CPP_MIN_LOG_LEVEL", "2"), ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")):
         monkeypatch.setenv(key, os.environ.get(key, default))  # the command sets them; undone after the test
 
@@ -274,3 +280,104 @@ def test_score_takes_every_table_suffix_the_library_reads(siamese, tmp_path):
     assert result.returncode == 2
     assert "use a" not in result.stderr, "the output suffix was accepted"
     assert "siamese: cannot score: " in result.stderr and "its columns are: a, b" in result.stderr
+
+
+@pytest.mark.parametrize("output", ["pairs.csv", "./sub/../pairs.csv", "link.csv", "sub", "old.parquet"])
+def test_score_refuses_an_output_that_is_its_input_or_a_folder_before_any_work(siamese, tmp_path, output):
+    (tmp_path / "pairs.csv").write_text("question1,question2\na,b\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "pairs.csv")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "old.parquet").mkdir()  # e.g. a Parquet dataset folder written by another tool
+
+    result = siamese("score", "--model", "models:/m/1", "--input", "pairs.csv", "--output", output)
+
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("siamese: cannot score: the output ")
+    assert ("is a folder" if output in ("sub", "old.parquet") else "is the input file") in result.stderr
+    assert (tmp_path / "pairs.csv").read_text() == "question1,question2\na,b\n"
+    assert not (tmp_path / "mlruns").exists() and not list((tmp_path / "sub").iterdir())
+
+
+def test_ui_shows_a_tracking_server_without_its_password(siamese, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user:secret@127.0.0.1:9/")
+
+    result = siamese("ui")
+
+    assert result.returncode == 0
+    assert "open http://user:***@127.0.0.1:9/" in result.stdout and "secret" not in result.stdout + result.stderr
+
+
+# Two failing commands as a user meets them, in a fresh directory with its own Prefect home, one
+# after the other (each starts a temporary Prefect API): a data file that names no text columns,
+# behind a 250 kB header line, and a tracking server, with credentials in its URI, that is down.
+FAILING_COMMANDS = """
+export PREFECT_HOME="$PWD/prefect-home" TMPDIR="$PWD"  # the debug logs too: removed with the directory
+"$2" -c "print(','.join(f'column_{i}' for i in range(20000))); print(','.join(['x'] * 20000))" > questions.csv
+"$1" train --data questions.csv > data.out 2> data.err; echo $? > data.code
+MLFLOW_TRACKING_URI=http://user:secret@127.0.0.1:9/ "$1" train --epochs 1 > server.out 2> server.err; echo $? > server.code
+"""
+
+
+def _start_failing_commands() -> early.EarlyProcess:
+    env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+    return early.command(["bash", "-c", FAILING_COMMANDS, "bash", SIAMESE, sys.executable], env=env)
+
+
+early.register("failing_commands", _start_failing_commands)
+
+
+class FailingCommands(NamedTuple):
+    directory: Path
+    data: early.CommandResult
+    server: early.CommandResult
+
+
+@pytest.fixture(scope="session")
+def failing_commands(request) -> FailingCommands:
+    """`siamese train` on a bad data file, then against a dead server with a password in its URI."""
+    process = early.started(request, "failing_commands")
+    early.result(process, timeout=600)
+
+    def result(name: str) -> early.CommandResult:
+        read = lambda suffix: (process.directory / f"{name}.{suffix}").read_text()  # noqa: E731
+        return early.CommandResult(int(read("code")), read("out"), read("err"))
+
+    return FailingCommands(process.directory, result("data"), result("server"))
+
+
+def failure_log(stderr: str) -> Path:
+    (path,) = re.findall(r"\(tracebacks: (\S+\.log);", stderr)
+    return Path(path)
+
+
+def test_a_bad_data_file_prints_one_clean_message_and_keeps_tracebacks_in_a_debug_log(failing_commands):
+    result = failing_commands.data
+
+    assert result.returncode == 2, result.stderr[-3000:]
+    prefect_lines = [line for line in result.stderr.splitlines() if " | " in line]  # Prefect's log lines
+    assert all(" | INFO " in line for line in prefect_lines), "a failed run's reports stay off the console"
+    assert "Traceback" not in result.stderr and len(result.stderr) < 5_000
+    (message,) = [line for line in result.stderr.splitlines() if line.startswith("siamese: invalid data: ")]
+    assert "cannot tell which columns hold the two texts; its columns are: column_0, column_1" in message
+    assert "… (" in message and "characters); known layouts are" in message and message.endswith("--verbose prints them)")
+    log = failure_log(message).read_text()
+    assert "Traceback" in log and "PairFileError" in log
+
+
+def test_credentials_in_the_tracking_uri_are_never_printed_or_logged(failing_commands):
+    result = failing_commands.server
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "siamese: training failed: MLflow tracking server http://user:***@127.0.0.1:9/ is unreachable" in result.stderr
+    log = failure_log(result.stderr).read_text()
+    assert "http://user:***@127.0.0.1:9/" in log
+    assert "secret" not in result.stdout + result.stderr + log
+    stored = stored_log_messages(failing_commands.directory / "prefect-home" / "prefect.db")
+    assert any("user:***@127.0.0.1:9" in message for message in stored), "the failure was logged to the Prefect API"
+    assert not [message for message in stored if "secret" in message]
+
+
+def stored_log_messages(database: Path) -> list[str]:
+    """Every log line the Prefect API stored in its database."""
+    with closing(sqlite3.connect(database)) as connection:
+        return [message for (message,) in connection.execute("SELECT message FROM log")]

@@ -1,8 +1,9 @@
 """Retraining against a real MLflow registry: promote a better model, keep the champion against a worse one.
 
 One real sequence on one store: a first model, a better one, then a worse one through the
-command CI runs, `siamese retrain --fail-on-regression` (exit 3). A first model below the bar and
-a tie are judged in tests/tasks/test_gate_tasks.py; every outcome of the gate's numbers below.
+command CI runs, `siamese retrain --fail-on-regression` (exit 3), then one of other inputs, refused
+and taken back. A first model below the bar and a tie are judged in tests/tasks/test_gate_tasks.py;
+every outcome of the gate's numbers below.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from flows import cli
 from flows.retrain import Outcome, outcome_of, retrain_flow
 from siamese.config import Config, GateConfig, SequenceDataConfig, TrainingConfig
 from siamese.gate import Decision, GateResult
+from tasks.registry import IncompatibleVersionError
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -74,6 +76,16 @@ def test_retraining_promotes_a_better_model_and_ci_fails_on_a_worse_one(tmp_path
     assert run.info.status == "FINISHED", "a regression is the gate's verdict, not a failed run"
     assert run.data.params["training.epochs"] == "1" and run.data.params["training.learning_rate"] == "1e-07", "the file, then the flags"
 
+    narrower = dataclasses.replace(WEAK, data=SequenceDataConfig(num_pairs=400, timesteps=6, features=16))
+    with pytest.raises(IncompatibleVersionError, match=r"version 4 of siamese-text-sequences takes left: float32 \(-1, -1, 16\)"):
+        retrain_flow(config=narrower)
+    assert {alias: str(version) for alias, version in client.get_registered_model(NAME).aliases.items()} == {"champion": "2"}
+    refused = client.get_model_version(NAME, "4")
+    assert refused.aliases == [], "a failed run's version is no challenger"
+    assert refused.tags["siamese.status"] == "failed" and "IncompatibleVersionError: version 4" in refused.tags["siamese.failure"]
+    assert "gate.decision" not in refused.tags, "refused before anything was scored or judged"
+    assert client.get_run(refused.run_id).info.status == "FAILED"
+
 
 def gate_result(decision: Decision, champion: float | None, ci: tuple[float, float] | None) -> GateResult:
     low, high = ci or (None, None)
@@ -88,8 +100,9 @@ def gate_result(decision: Decision, champion: float | None, ci: tuple[float, flo
         (gate_result(Decision.KEEP, 0.8, (-0.02, 0.02)), Outcome.KEPT),
         (gate_result(Decision.KEEP, 0.9, (-0.15, -0.05)), Outcome.REGRESSION),
         (gate_result(Decision.KEEP, None, None), Outcome.REGRESSION),
+        (dataclasses.replace(gate_result(Decision.KEEP, None, None), outpaced_by="7"), Outcome.KEPT),
     ],
-    ids=["first", "better", "within-noise", "worse", "first-below-the-bar"],
+    ids=["first", "better", "within-noise", "worse", "first-below-the-bar", "first-outpaced"],
 )
 def test_outcome_for_ci_of_each_gate_decision(gate, outcome):
     assert outcome_of(gate) is outcome

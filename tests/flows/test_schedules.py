@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -100,3 +102,89 @@ def test_served_deployment_runs_to_completion(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("siamese-text").experiment_id])
     assert run.info.status == "FINISHED" and run.data.params["seed"] == "3"
+
+
+SERVE_ON_AN_INTERVAL = """
+from datetime import timedelta
+from pathlib import Path
+
+from prefect import serve
+from prefect.schedules import Interval
+
+from flows.train import train_flow
+from siamese.config import load_config
+
+every = [Interval(timedelta(seconds=15))]
+serve(
+    train_flow.to_deployment("every-few-seconds", schedules=every, parameters={"config": load_config(Path("tiny.toml")).to_dict()}),
+    train_flow.to_deployment("failing", schedules=every, parameters={"config": load_config(Path("empty.toml")).to_dict()}),
+    limit=1,  # one run at a time: each is a process importing TensorFlow, on 2 cores
+)
+"""
+
+
+def test_the_scheduler_starts_served_runs_on_their_schedule_and_a_failure_shows_its_reason(tmp_path):
+    """Prefect's own scheduler (not a hand-started run) creates the runs; the runner of `serve` runs them."""
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "empty.csv").write_text("left,right,label\n")
+    (tmp_path / "empty.toml").write_text(f'kind = "text"\n[data]\npath = "{tmp_path / "empty.csv"}"\n')
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    settings = {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
+    }
+    env = os.environ | settings | {"PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=os.environ | settings, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    runner = None
+    try:
+        wait_until(lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200, "the Prefect server to answer")
+        runner = subprocess.Popen(
+            [sys.executable, "-c", SERVE_ON_AN_INTERVAL], cwd=tmp_path, env=env | {"PYTHONPATH": str(REPOSITORY)},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        completed = wait_until(lambda: finished_runs(api, "every-few-seconds", "COMPLETED"), "a scheduled run to complete")
+        failed = wait_until(lambda: finished_runs(api, "failing", "FAILED"), "a scheduled run to fail")
+    finally:
+        for process in (runner, server):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=60)
+    assert completed[0]["auto_scheduled"] and failed[0]["auto_scheduled"], "the scheduler, not a person, created them"
+    assert "PairFileError" in failed[0]["state"]["message"] and "has 0 usable rows" in failed[0]["state"]["message"]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("siamese-text").experiment_id])
+    assert "FINISHED" in {run.info.status for run in runs}
+
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(found, waiting_for: str, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = found()
+        except httpx.HTTPError:
+            result = None
+        if result:
+            return result
+        time.sleep(1)
+    raise AssertionError(f"gave up after {timeout:.0f} s waiting for {waiting_for}")
+
+
+def finished_runs(api: str, deployment: str, state: str) -> list[dict]:
+    """The flow runs of `deployment` in `state`, read from the Prefect API's REST endpoint."""
+    body = {"deployments": {"name": {"any_": [deployment]}}, "flow_runs": {"state": {"type": {"any_": [state]}}}}
+    return httpx.post(f"{api}/flow_runs/filter", json=body, timeout=5).json()

@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flows import cli
 from flows.score import score_flow
 from siamese.data.sample_questions import sample_question_pairs
-from siamese.data.tables import PairFileError
+from siamese.data.tables import AtomicTableWriter, PairFileError
+from tasks.scoring import OutputPathError
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -112,3 +114,28 @@ def test_a_file_with_only_a_header_gives_an_empty_output_with_its_columns(tmp_pa
 
     assert (summary.rows, summary.scored) == (0, 0)
     assert list(pd.read_parquet(output).columns) == ["id", "left", "right", "similarity", "is_similar", "error"]
+
+
+def test_the_flow_refuses_to_write_over_its_input_before_the_model_loads(tmp_path, text_store, pairs_to_score):
+    source = tmp_path / "pairs.csv"
+    pairs_to_score.to_csv(source, index=False)
+    before = source.read_bytes()
+
+    with pytest.raises(OutputPathError, match="is the input file"):
+        score_flow(model_uri="models:/no-such-model@champion", input_path=source, output_path=tmp_path / "." / "pairs.csv")
+    assert source.read_bytes() == before
+
+
+def test_siamese_score_removes_a_temporary_file_a_killed_run_left(tmp_path, text_store, pairs_to_score, monkeypatch, capsys):
+    source, output = tmp_path / "pairs.csv", tmp_path / "scores.parquet"
+    pairs_to_score.head(20).to_csv(source, index=False)
+    killed = AtomicTableWriter(output).__enter__()  # what kill -9 mid-write leaves: the hidden file, never moved or removed
+    killed.write(pairs_to_score.head(3))
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".scores.parquet.")]
+    monkeypatch.chdir(tmp_path)
+
+    code = cli.main(["score", "--model", CHAMPION, "--input", "pairs.csv", "--output", "scores.parquet"])
+
+    assert code == 0, capsys.readouterr().err[-3000:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pairs.csv", "scores.parquet"]
+    assert len(pd.read_parquet(output)) == 20

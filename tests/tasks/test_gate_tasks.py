@@ -67,9 +67,28 @@ def test_an_explicit_min_quality_ignores_the_baselines_while_the_default_bar_use
     default_bar = dataclasses.replace(config, gate=GateConfig())  # the helper's config sets min_quality 0.0
     default = judge.fn(default_bar, paths["test"], scores["2"], None, unbeatable)
     assert default.decision is Decision.KEEP and "strongest baseline, tfidf_cosine 0.999" in default.reason
+    assert "too few to judge" in default.reason, "12 test pairs: the default bar needs 50"
     explicit = dataclasses.replace(config, gate=GateConfig(min_quality=0.0))
     promoted = judge.fn(explicit, paths["test"], scores["2"], None, unbeatable)
     assert promoted.decision is Decision.PROMOTE and "baseline" not in promoted.reason
+
+def test_a_first_model_on_too_few_test_pairs_is_kept_and_the_reason_recorded(versions, scores, module_store):
+    """12 test pairs: too few for the default bar to judge at all; an explicit bar is the user's call."""
+    (registered, paths, _, run_id), _, config = versions
+    default_bar = dataclasses.replace(config, gate=GateConfig(metric="roc_auc", bootstrap_samples=200))
+    lenient = dataclasses.replace(default_bar, gate=GateConfig(min_quality=0.0, bootstrap_samples=200))
+    assert judge.fn(lenient, paths["test"], scores["1"], None).decision is Decision.PROMOTE, "an explicit bar judges any number"
+
+    result = judge.fn(default_bar, paths["test"], scores["1"], None)
+    record_decision.fn(run_id, NAME, registered["version"], None, result)
+
+    assert result.decision is Decision.KEEP and result.test_pairs == 12
+    assert "on only 12 test pairs: too few to judge (at least 50)" in result.reason
+    client = MlflowClient(module_store)
+    assert "too few to judge" in client.get_model_version(NAME, "1").tags["gate.reason"]
+    assert "too few to judge" in client.get_run(run_id).data.tags["gate.reason"]
+    assert find_champion.fn(NAME) is None
+
 
 def test_accuracy_judges_each_version_at_its_stored_threshold(versions, scores):
     _, (_, paths, _, _), config = versions
@@ -94,12 +113,12 @@ def test_a_challenger_is_judged_against_the_champion_on_the_same_pairs(versions,
 def test_the_decision_is_recorded_on_both_versions_and_the_run_then_the_alias_moves(versions, scores, module_store):
     (_, _, _, _), (registered, paths, _, run_id), config = versions
     client = MlflowClient(module_store)
-    move_champion_alias.fn(NAME, "1")
+    assert move_champion_alias.fn(NAME, "1", None) == "1"
     assert find_champion.fn(NAME) == "1"
 
     result = dataclasses.replace(judge.fn(config, paths["test"], scores["2"], scores["1"]), decision=Decision.PROMOTE)
     record_decision.fn(run_id, NAME, registered["version"], "1", result)
-    move_champion_alias.fn(NAME, registered["version"])
+    assert move_champion_alias.fn(NAME, registered["version"], "1") == "2"
 
     version = client.get_model_version(NAME, "2")
     assert version.tags["gate.decision"] == "promote" and version.tags["gate.champion_version"] == "1"
@@ -107,4 +126,6 @@ def test_the_decision_is_recorded_on_both_versions_and_the_run_then_the_alias_mo
     assert version.description.startswith("Gate: promote - ")
     assert client.get_run(run_id).data.tags["gate.decision"] == "promote"
     assert client.get_model_version(NAME, "1").tags["gate.last_challenge"].startswith("version 2: promote")
+    assert find_champion.fn(NAME) == "2"
+    assert move_champion_alias.fn(NAME, "1", None) == "2", "judged as a first model, but version 2 is champion now"
     assert find_champion.fn(NAME) == "2"

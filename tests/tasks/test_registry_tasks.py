@@ -13,12 +13,11 @@ from task_helpers import register_untrained, sequences_config, text_config, visi
 import tasks.registry
 from siamese.families import ModelFormat, family_of
 from tasks.registry import (
-    CHAMPION,
     ScoringModelError,
     champion_version,
+    claim_champion,
     load_text_pair_scorer,
     log_and_register_model,
-    set_alias,
     version_scores,
 )
 
@@ -80,7 +79,7 @@ def test_version_scores_read_a_split_in_chunks_and_match_the_keras_model(sequenc
 def test_the_champion_alias_is_read_and_moved(sequences):
     name = sequences[0]["name"]
     assert champion_version(name) is None
-    set_alias(name, CHAMPION, "1")
+    assert claim_champion(name, "1", None) == "1"
     assert champion_version(name) == "1"
 
 

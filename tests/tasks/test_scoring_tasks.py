@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from siamese.data.tables import AtomicTableWriter
 from siamese.data.text_pairs import PairColumns
-from tasks.scoring import DecisionThreshold, choose_threshold, score_file
+from tasks.scoring import DecisionThreshold, OutputPathError, check_output_path, choose_threshold, score_file
 
 
 def by_length(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -71,3 +73,38 @@ def test_without_a_threshold_is_similar_is_empty_and_the_scores_are_kept(tmp_pat
     scores = pd.read_parquet(output)
     np.testing.assert_allclose(scores.similarity, [1.0, 0.5])
     assert scores.is_similar.isna().all()
+
+
+def test_an_output_that_is_the_input_by_any_path_or_a_folder_is_refused(tmp_path, monkeypatch):
+    source = tmp_path / "pairs.csv"
+    source.write_text("left,right\na,b\n")
+    (tmp_path / "link.csv").symlink_to(source)
+    (tmp_path / "hard.csv").hardlink_to(source)
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    for same in (Path("pairs.csv"), Path("out/../pairs.csv"), tmp_path / "link.csv", tmp_path / "hard.csv"):
+        with pytest.raises(OutputPathError, match=r"is the input file .*pairs.csv: scoring would replace it"):
+            check_output_path(source, same)
+    with pytest.raises(OutputPathError, match=r"the output .*out is a folder; name the file to write, e.g. .*out/scores.parquet"):
+        check_output_path(source, tmp_path / "out")
+    check_output_path(source, tmp_path / "scores.csv")  # a new file, and an existing other one, are fine
+    check_output_path(source, tmp_path / "link.csv.bak")
+    assert source.read_text() == "left,right\na,b\n"
+
+
+def test_a_temporary_file_left_by_a_killed_run_is_removed_by_the_next_one(tmp_path):
+    source, output = tmp_path / "pairs.csv", tmp_path / "scores.parquet"
+    pd.DataFrame({"left": ["abcd", "ab"], "right": ["abcd", "abcd"]}).to_csv(source, index=False)
+    killed = AtomicTableWriter(output).__enter__()  # a run killed mid-write: never exits, its hidden file stays
+    killed.write(pd.DataFrame({"left": ["x"], "right": ["y"]}))
+    others = [tmp_path / ".other.parquet.0123abcd.tmp", tmp_path / ".scores.parquet.notes.tmp"]  # not this output's
+    for other in others:
+        other.write_text("keep")
+    (stale,) = [path for path in tmp_path.iterdir() if path.name.startswith(".scores.parquet.") and path not in others]
+
+    score_file.fn(by_length, source, output, PairColumns("left", "right", None), DecisionThreshold(0.5, "given"))
+
+    assert not stale.exists()
+    assert all(other.read_text() == "keep" for other in others)
+    np.testing.assert_allclose(pd.read_parquet(output).similarity, [1.0, 0.5])

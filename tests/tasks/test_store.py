@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import early
+import mlflow
 import pytest
+from mlflow.exceptions import MlflowException
 
-from tasks.store import is_server, sqlite_database, tracking_uri, ui_command
+from tasks.store import is_server, mask_credentials, mlflow_client, sqlite_database, tracking_uri, ui_command
 
 # Opens the store the environment names and registers a model there: what a run does first.
 OPEN_STORE = """
@@ -35,6 +38,33 @@ def test_a_team_server_named_in_the_environment_wins(monkeypatch):
     assert ui_command() == "open http://mlflow.internal:5000"
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("http://user:pass@host:5000", "http://user:***@host:5000"),
+        ("https://ci-bot:s3cr%40t@mlflow.example.com/api", "https://ci-bot:***@mlflow.example.com/api"),
+        ("http://:token@host", "http://:***@host"),
+        ("http://user:pa:ss@host/", "http://user:***@host/"),
+        (
+            "API request to http://u:p@10.0.0.1:5000/api/2.0/mlflow/runs/get failed; retry http://v:q@h",
+            "API request to http://u:***@10.0.0.1:5000/api/2.0/mlflow/runs/get failed; retry http://v:***@h",
+        ),
+        # Nothing to hide: unchanged.
+        ("http://host:5000/path?a=b@c", "http://host:5000/path?a=b@c"),
+        ("http://user@host", "http://user@host"),
+        ("sqlite:////home/me/mlruns/mlflow.db", "sqlite:////home/me/mlruns/mlflow.db"),
+        ("no URI here: user:pass@host", "no URI here: user:pass@host"),
+    ],
+)
+def test_mask_credentials_hides_only_the_password_of_each_uri(text, masked):
+    assert mask_credentials(text) == masked
+
+
+def test_a_server_with_credentials_in_its_uri_is_shown_without_the_password(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://ci-bot:hunter2@mlflow.example.com")
+    assert ui_command() == "open https://ci-bot:***@mlflow.example.com"
+
+
 # Two processes at once on a store that does not exist yet; each prints the registered models it then sees.
 OPEN_STORE_TWICE = """
 export MLFLOW_TRACKING_URI="sqlite:///$PWD/mlruns/mlflow.db"
@@ -59,3 +89,32 @@ def test_two_processes_creating_one_new_store_at_once_both_succeed(store_opened_
         assert (store_opened_twice / f"{name}.code").read_text().strip() == "0", (store_opened_twice / f"{name}.err").read_text()[-3000:]
     counts = [int((store_opened_twice / f"{name}.out").read_text().split()[-1]) for name in ("one", "two")]
     assert max(counts) == 2, "both registered their model in the one store"
+
+
+def test_credentials_in_the_uri_reach_mlflow_as_its_variables_so_its_errors_cannot_quote_them(monkeypatch):
+    from mlflow.utils.credentials import get_default_host_creds
+
+    for variable in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(variable, "")  # unset for the test (empty counts as unset), restored after it
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://ci-bot:s3cr%40t@127.0.0.1:9/")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a refused connection fails at once
+
+    client = mlflow_client()
+
+    assert mlflow.get_tracking_uri() == "http://127.0.0.1:9/"
+    credentials = get_default_host_creds(mlflow.get_tracking_uri())  # what MLflow's REST client authenticates with
+    assert (credentials.username, credentials.password) == ("ci-bot", "s3cr@t")
+    with pytest.raises(MlflowException) as refused:
+        client.get_experiment_by_name("anything")
+    assert "127.0.0.1:9" in str(refused.value) and "s3cr" not in str(refused.value)
+
+
+def test_credentials_set_in_mlflow_variables_win_over_the_uri(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "me")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "from-the-variable")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://other:from-the-uri@mlflow.example.com")
+
+    mlflow_client()
+
+    assert mlflow.get_tracking_uri() == "https://mlflow.example.com"
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "from-the-variable"

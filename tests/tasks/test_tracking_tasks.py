@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -21,6 +25,7 @@ from tasks.tracking import (
     check_tracking_store,
     end_run,
     epoch_metrics_logger,
+    fail_orphaned_runs,
     log_dataset,
     log_evaluation,
     log_sharing_report,
@@ -121,6 +126,34 @@ def test_a_run_ends_finished_or_failed_with_its_reason(client):
     assert client.get_run(finished).info.status == "FINISHED" and "failure" not in client.get_run(finished).data.tags
     assert client.get_run(failed).info.status == "FAILED"
     assert client.get_run(failed).data.tags["failure"] == "WeightSharingError: weight-sharing verification failed"
+
+
+CHILD_OWNING_A_RUN = """
+import time
+from mlflow import MlflowClient
+from tasks.tracking import owner_tags
+client = MlflowClient()
+run = client.create_run(client.create_experiment("killed"), tags=owner_tags())
+print(run.info.run_id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_run_whose_process_was_killed_is_failed_by_the_next_command_and_live_ones_are_not(client):
+    repository = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen([sys.executable, "-c", CHILD_OWNING_A_RUN], cwd=repository, stdout=subprocess.PIPE, text=True)
+    killed = child.stdout.readline().strip()
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    live = start_run.fn(sequences_config())  # owned by this test's process
+    elsewhere = client.create_run(client.get_run(live).info.experiment_id, tags={"siamese.host": "another-host", "siamese.pid": "1"})
+    assert client.get_run(killed).info.status == "RUNNING"
+    assert fail_orphaned_runs.fn() == [killed]
+    assert client.get_run(killed).info.status == "FAILED"
+    owner = rf"pid {child.pid} on {re.escape(socket.gethostname())}"
+    assert re.match(rf"its process \({owner}\) ended without ending the run", client.get_run(killed).data.tags["failure"])
+    assert client.get_run(live).info.status == client.get_run(elsewhere.info.run_id).info.status == "RUNNING"
+    assert fail_orphaned_runs.fn() == []
 
 
 def test_epoch_metrics_are_namespaced_train_and_val(client):
