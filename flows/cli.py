@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -80,8 +81,20 @@ FAILED_STATES = ("Finished in state Failed", "Finished in state Crashed")
 # file's 5 MB header line): it is cut to MESSAGE_VALUE_SHOWN characters.
 MESSAGE_CLAUSE_LIMIT, MESSAGE_VALUE_SHOWN = 400, 200
 _LONG_CLAUSE = re.compile(rf"[^;\n]{{{MESSAGE_CLAUSE_LIMIT + 1},}}")
-# Exit codes. retrain: 0 also when the gate rightly kept the champion.
+# Exit codes. retrain: 0 also when the gate rightly kept the champion. Interrupted: 128 + the signal's
+# number, as a shell reports a process a signal ended (130 for SIGINT, 143 for SIGTERM).
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_REGRESSION = 0, 1, 2, 3
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# An interrupted command that has not finished cleaning up after this long exits anyway: the
+# bound of "stops within seconds" (on Linux its temporary Prefect API dies with it).
+INTERRUPT_GRACE_SECONDS = 15.0
+# What an interrupted command leaves, for its one line.
+INTERRUPTED_OUTCOME = {
+    "train": "the MLflow run, if one started, is marked FAILED and nothing is registered",
+    "retrain": "the MLflow run, if one started, is marked FAILED and the champion is unchanged",
+    "score": "no output was written",
+    "serve": "no longer serving",
+}
 
 ORIGINAL_RUN = (
     "siamese train --data random --head concat --num-pairs 1000 --timesteps 10 --epochs 3 --batch-size 64 --learning-rate 0.001"
@@ -95,7 +108,10 @@ def run() -> None:
     2-3 s and does nothing a finished command needs. Exit the way the interpreter would, up to
     that point: wait for non-daemon threads, run the `atexit` handlers (Prefect's log and event
     workers flush, MLflow ends its runs, logging flushes), flush the output, then leave.
+    SIGINT and SIGTERM interrupt the command (`Interrupted`) instead of killing it on the spot.
     """
+    for number in INTERRUPT_SIGNALS:
+        signal.signal(number, _interrupt)
     code = main()
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
@@ -107,9 +123,17 @@ def run() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a `siamese` command; returns its exit code (EXIT_*)."""
+    """Run a `siamese` command; returns its exit code (EXIT_*, or 128 + the signal that interrupted it)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    try:
+        return _run_command(args, parser)
+    except Interrupted as interrupt:  # everything it started has been stopped and cleaned up on the way out
+        print(f"\nsiamese: interrupted by {interrupt.name}: {INTERRUPTED_OUTCOME.get(args.command, 'stopped')}", file=sys.stderr)
+        return 128 + interrupt.number
+
+
+def _run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "score":
         return _score(args, parser)
     if args.command == "serve":
@@ -126,10 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     retrain = args.command == "retrain"
     fail_on_regression = retrain and args.fail_on_regression
-    return _train(config, args.work_dir, retrain=retrain, fail_on_regression=fail_on_regression, verbose=args.verbose)
+    return _train(
+        config, args.work_dir, retrain=retrain, fail_on_regression=fail_on_regression, verbose=args.verbose, fresh=args.fresh
+    )
 
 
-def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: bool, verbose: bool) -> int:
+def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: bool, verbose: bool, fresh: bool) -> int:
     _quiet_start()
     from flows.temporary_api import PrefectApiError, temporary_prefect_api
 
@@ -146,7 +172,8 @@ def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: boo
         import_store_backend()  # free while the API is still starting, and needed first thing in the flow
         try:
             _wait_for(api)
-            result = retrain_flow(config=config, work_dir=work_dir) if retrain else train_flow(config=config, work_dir=work_dir)
+            flow = retrain_flow if retrain else train_flow
+            result = flow(config=config, work_dir=work_dir, fresh=fresh)
         except PrefectApiError as error:
             print(f"siamese: {for_console(str(error))}", file=sys.stderr)
             return EXIT_FAILED
@@ -253,19 +280,37 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    """Serve the scheduled deployments until interrupted: runs fire in this process."""
+    """Serve the scheduled deployments until interrupted: runs fire in this process.
+
+    Without PREFECT_API_URL it serves on a temporary API (as Prefect would start one itself), in
+    a session of its own: on Ctrl-C it is still there for the runner to pause the schedules and
+    record its runs' end, so the first Ctrl-C stops the command at once.
+    """
     try:
         config = load_config(args.config, {})
     except ConfigError as error:
         print(f"siamese: invalid configuration: {for_console(str(error))}", file=sys.stderr)
         return EXIT_INVALID
     _quiet_start()
-    from prefect import serve
+    from flows.temporary_api import PrefectApiError, temporary_prefect_api
 
-    from flows.schedules import scheduled_deployments
+    # A service's failures stay in its log, credentials masked.
+    with temporary_prefect_api() as api, _failure_reports(args.command, verbose=True):
+        from prefect import serve
 
-    with _failure_reports(args.command, verbose=True):  # a service's failures stay in its log, credentials masked
-        serve(*scheduled_deployments(config, timezone=args.timezone))
+        from flows.schedules import scheduled_deployments
+
+        try:
+            _wait_for(api)
+        except PrefectApiError as error:
+            print(f"siamese: {for_console(str(error))}", file=sys.stderr)
+            return EXIT_FAILED
+        try:
+            serve(*scheduled_deployments(config, timezone=args.timezone))  # returns when Prefect's runner catches Ctrl-C
+        except SystemExit:  # Prefect's runner stops on SIGTERM and exits 0
+            raise Interrupted(signal.SIGTERM) from None
+    if _signals_received:
+        raise Interrupted(_signals_received[0])
     return EXIT_OK
 
 
@@ -282,6 +327,43 @@ def _ui(args: argparse.Namespace) -> int:
     command = [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
     print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
     os.execv(mlflow, command)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the command: raised in the main thread, it unwinds through every cleanup.
+
+    A KeyboardInterrupt, so that Prefect records its flow and task runs as crashed and the
+    training flow ends its MLflow run FAILED with reason "interrupted".
+    """
+
+    def __init__(self, number: int) -> None:
+        self.number, self.name = number, signal.Signals(number).name
+        super().__init__(self.name)
+
+
+_signals_received: list[int] = []
+
+
+def _interrupt(number: int, frame: object) -> None:
+    """The handler of SIGINT and SIGTERM: the first interrupts; later ones wait for the clean-up it started.
+
+    Inside a flow Prefect replaces the SIGTERM handler with its own, and calls this one again
+    after recording the flow run's crash.
+    """
+    _signals_received.append(number)
+    if len(_signals_received) == 1:
+        deadline = threading.Timer(INTERRUPT_GRACE_SECONDS, _stop_now, (number,))
+        deadline.daemon = True  # `run` does not wait for it
+        deadline.start()
+        raise Interrupted(number)
+
+
+def _stop_now(number: int) -> None:
+    """Exit at once: the clean-up an interrupt started is stuck (a dead tracking server, a hung library call)."""
+    name = signal.Signals(number).name
+    print(f"\nsiamese: interrupted by {name}; clean-up did not finish within {INTERRUPT_GRACE_SECONDS:g} s, stopped", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(128 + number)
 
 
 def _wait_for(api) -> None:
@@ -339,12 +421,20 @@ class _FailureLog:
         """Where the tracebacks are, to end the command's message; empty when none were written."""
         return f" (tracebacks: {self.path}; --verbose prints them)" if self.handler.stream is not None else ""
 
+    def discard(self) -> None:
+        """Remove the log: an interrupted command's crash reports say nothing its one line does not."""
+        self.handler.close()
+        self.path.unlink(missing_ok=True)
+
 
 class _NoFailureLog:
     """With --verbose, the failure reports stay on the console: nothing to point to."""
 
     def where(self) -> str:
         return ""
+
+    def discard(self) -> None:
+        pass
 
 
 @contextmanager
@@ -372,6 +462,9 @@ def _failure_reports(command: str, verbose: bool) -> Iterator[_FailureLog | _NoF
         handler.addFilter(_not_a_run_failure)
     try:
         yield reports
+    except Interrupted:
+        reports.discard()
+        raise
     finally:
         for handler in consoles:
             handler.removeFilter(_not_a_run_failure)
@@ -456,7 +549,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="siamese",
         description="Train and ship Siamese (shared-weight) Keras models. Exit codes: 0 done, 1 the flow failed, "
-        "2 invalid configuration or input (nothing logged or written), 3 retrain --fail-on-regression found a regression.",
+        "2 invalid configuration or input (nothing logged or written), 3 retrain --fail-on-regression found a regression, "
+        "130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = commands.add_parser(
@@ -580,6 +674,11 @@ def _add_training_arguments(train: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="any other config value, e.g. data.noise=0.3"
     )
     train.add_argument("--work-dir", type=Path, help="keep the run's data and model files here (default: a temporary directory)")
+    train.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start training over instead of resuming what an interrupted run of the same config and data saved",
+    )
     _add_verbose_argument(train)
 
 

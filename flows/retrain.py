@@ -25,7 +25,7 @@ class Outcome(StrEnum):
 
 
 @flow(name="retrain-siamese")
-def retrain_flow(config: ConfigParameter = Config(), work_dir: Path | None = None) -> dict[str, object]:
+def retrain_flow(config: ConfigParameter = Config(), work_dir: Path | None = None, fresh: bool = False) -> dict[str, object]:
     """Retrain on `config`, gate the new version against the champion, and report the outcome.
 
     Returns:
@@ -36,7 +36,7 @@ def retrain_flow(config: ConfigParameter = Config(), work_dir: Path | None = Non
         other inputs than the champion): the champion is untouched, and a version registered
         before the failure is taken back (no alias, tagged `siamese.status = failed`).
     """
-    result = train_flow(config=config, work_dir=work_dir, against_champion=True)
+    result = train_flow(config=config, work_dir=work_dir, against_champion=True, fresh=fresh)
     outcome = outcome_of(result["gate"])
     publish_gate_decision(result["registered"], result["gate"], outcome)
     return result | {"outcome": outcome}

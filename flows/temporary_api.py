@@ -7,11 +7,24 @@ first step instead, so it boots on the second core while this process imports Te
 and MLflow; by the time the flow is called it is usually up. The server is the one Prefect
 runs (`prefect.server.api.server:create_app` under uvicorn, UI and background services off), on
 loopback, and it stops with the command.
+
+It never outlives the command. It runs in a session of its own, so the SIGINT a terminal sends
+its foreground process group on Ctrl-C reaches only the command, which still needs the API to
+record the interruption and then stops it; it is stopped on every exit path; and on Linux it
+is told to die with its parent (`PR_SET_PDEATHSIG`), which covers kill -9. Elsewhere a
+command killed with SIGKILL leaves its server running until it is stopped by hand.
+
+Commands started at once with one new `PREFECT_HOME` would each create its database and one of
+them fail; the server that finds no database creates it holding a lock next to it, and the
+others wait for that lock.
 """
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,11 +32,12 @@ import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 
 STOP_TIMEOUT_SECONDS = 5.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal a process gets when the thread that started it exits
 
 
 class PrefectApiError(RuntimeError):
@@ -105,8 +119,10 @@ def temporary_prefect_api() -> Iterator[TemporaryApi]:
         with temporary_settings(updates={PREFECT_API_URL: api.url, PREFECT_UI_URL: ""}):
             yield api
     finally:
-        _send_queued_logs_and_events()
-        api.stop()
+        try:
+            _send_queued_logs_and_events()
+        finally:
+            api.stop()
 
 
 def _send_queued_logs_and_events() -> None:
@@ -123,18 +139,10 @@ def _send_queued_logs_and_events() -> None:
 
 
 def _start_server(port: int, settings_environment: dict[str, str]) -> subprocess.Popen:
-    """Prefect's temporary server command (`SubprocessASGIServer`), without importing Prefect's server package here."""
-    import prefect
-
+    """Prefect's temporary server (as `SubprocessASGIServer` runs it), without importing Prefect's server package here."""
     print(f"siamese: starting a temporary Prefect API on http://127.0.0.1:{port} (set PREFECT_API_URL to use a server)", file=sys.stderr)
     return subprocess.Popen(
-        [
-            sys.executable, "-m", "uvicorn",
-            "--app-dir", str(Path(prefect.__file__).parent.parent),
-            "--factory", "prefect.server.api.server:create_app",
-            "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "error", "--lifespan", "on",
-        ],
+        [sys.executable, "-P", "-m", "flows.temporary_api", str(port)],  # -P: not a `flows` folder where the user stands
         env={
             **os.environ,
             **settings_environment,
@@ -142,7 +150,86 @@ def _start_server(port: int, settings_environment: dict[str, str]) -> subprocess
             "PREFECT__SERVER_EPHEMERAL": "1",  # what Prefect sets for its temporary server: no background services
             "PREFECT__SERVER_FINAL": "1",
         },
+        start_new_session=True,  # out of the terminal's process group: Ctrl-C interrupts the command, not its API
+        preexec_fn=_dying_with_parent(),
     )  # fmt: skip
+
+
+def _dying_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the server get SIGTERM when this process dies (Linux); None elsewhere.
+
+    The signal comes when the thread that started the server exits: this is the main thread,
+    which lives as long as the command. libc is loaded here, before the fork, so the child only
+    makes the call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl, parent = ctypes.CDLL(None, use_errno=True).prctl, os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the call: nobody would send the signal
+            os._exit(1)
+
+    return die_with_parent
+
+
+def _serve(port: int) -> None:
+    """The server process: Prefect's app under uvicorn; a first start on a new database holds its creation lock.
+
+    The lock is released once the app has started (database created and migrated, block types
+    registered), so another command's server then finds a complete database.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            try:
+                await super().startup(sockets)
+            finally:
+                lock.close()
+
+    lock = _database_creation_lock()
+    config = uvicorn.Config(
+        "prefect.server.api.server:create_app", factory=True, host="127.0.0.1", port=port, log_level="error", lifespan="on"
+    )
+    Server(config).run()
+
+
+class _Lock:
+    """An exclusive `flock` on a file, held until `close` (or until the process ends)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.descriptor = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self.descriptor, fcntl.LOCK_EX)
+
+    def close(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
+
+
+def _database_creation_lock() -> _Lock:
+    """The lock beside Prefect's SQLite database, held only when the database does not exist yet.
+
+    Every server takes it, so one that starts while another creates the database waits; one
+    that then finds the database releases it at once. A server database (PostgreSQL) needs none.
+    """
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().server.database.connection_url
+    url = url.get_secret_value() if url is not None else ""
+    scheme, separator, database = url.partition(":///")
+    if not (scheme.startswith("sqlite") and separator) or database == ":memory:":
+        return _Lock(None)
+    database_path = Path(database)
+    lock = _Lock(database_path.with_name(database_path.name + ".lock"))
+    if database_path.exists():
+        lock.close()
+    return lock
 
 
 def _free_port() -> int:
@@ -150,3 +237,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
+
+if __name__ == "__main__":  # the server process that `_start_server` starts
+    _serve(int(sys.argv[1]))

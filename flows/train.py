@@ -10,18 +10,20 @@ verified.
 
 from __future__ import annotations
 
+import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Iterator
 
 from prefect import flow, get_run_logger
+from prefect.exceptions import TerminationSignal
 from pydantic import BeforeValidator
 
 from flows.gate import gate_flow
 from siamese.config import Config, config_from_dict
 from tasks.data import prepare_pairs
-from tasks.model import build_model, choose_devices, evaluate_model, train_model, verify_sharing
+from tasks.model import build_model, choose_devices, evaluate_model, find_checkpoint, train_model, verify_sharing
 from tasks.registry import log_and_register_model, read_aliases, retract_version
 from tasks.reporting import publish_summary
 from tasks.store import mask_credentials, tracking_uri
@@ -53,7 +55,7 @@ class WeightSharingError(RuntimeError):
 
 @flow(name="train-siamese")
 def train_flow(
-    config: ConfigParameter = Config(), work_dir: Path | None = None, against_champion: bool = False
+    config: ConfigParameter = Config(), work_dir: Path | None = None, against_champion: bool = False, fresh: bool = False
 ) -> dict[str, object]:
     """Train, verify, evaluate and register a Siamese model (text or vision), then gate it.
 
@@ -64,6 +66,8 @@ def train_flow(
         against_champion: compare the new version with the current champion and promote it
             if better (retraining); otherwise it becomes champion only when there is none yet
             and it reaches `gate.min_quality`.
+        fresh: start training over instead of resuming the state an interrupted run of the same
+            config on the same data left (`find_checkpoint`).
 
     Returns:
         The MLflow run id, the registered model version and its aliases, the test metrics, the
@@ -89,7 +93,8 @@ def train_flow(
                 log_dataset(run_id, data.source, data.sizes)
             log_derived_params(run_id, data.params)
             initial = build_model(config, plan, splits["train"], run_id, directory)
-            trained = train_model(initial, splits, config, plan, run_id, directory)
+            checkpoint = find_checkpoint(config, run_id, fresh)
+            trained = train_model(initial, splits, config, plan, run_id, directory, checkpoint)
             log_training(run_id, plan, trained.seconds, trained.pairs_per_second, data.sizes)
 
             report = verify_sharing(trained.path, splits["test"], config)
@@ -123,7 +128,9 @@ def train_flow(
 def _mlflow_run(config: Config) -> Iterator[str]:
     """An MLflow run that ends FINISHED, or FAILED with the error that stopped it.
 
-    Runs of this machine whose process died without ending them are marked FAILED first.
+    Runs of this machine whose process died without ending them are marked FAILED first. An
+    interrupted run (Ctrl-C, SIGTERM) is ended by the MLflow client directly, not by a task:
+    the process is on its way out, and one status write must not wait on Prefect's API.
     """
     orphans = fail_orphaned_runs()
     if orphans:
@@ -131,10 +138,20 @@ def _mlflow_run(config: Config) -> Iterator[str]:
     run_id = start_run(config)
     try:
         yield run_id
+    except (KeyboardInterrupt, TerminationSignal) as interruption:
+        end_run.fn(run_id, _interrupted(interruption))
+        raise
     except BaseException as error:
         end_run(run_id, f"{type(error).__name__}: {error}")
         raise
     end_run(run_id, None)
+
+
+def _interrupted(interruption: KeyboardInterrupt | TerminationSignal) -> str:
+    """The failure reason of an interrupted run: `interrupted (SIGINT)`, `interrupted (SIGTERM)`."""
+    if isinstance(interruption, TerminationSignal):
+        return f"interrupted ({signal.Signals(interruption.signal).name})"
+    return f"interrupted ({str(interruption) or 'SIGINT'})"  # the command line's `Interrupted` names its signal
 
 
 @contextmanager

@@ -32,10 +32,14 @@ is a `FitOptions` field:
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -150,11 +154,12 @@ class TrainingResult:
     # The epoch (1-based) whose weights the model ends with, the best on the monitored validation
     # metric; None when nothing was monitored (no validation pairs).
     best_epoch: int | None = None
+    resumed_after: int = 0  # epochs an earlier, interrupted attempt had completed (`TrainingCheckpoint`)
 
     @property
     def stopped_epoch(self) -> int:
-        """Epochs run: `training.epochs`, or fewer when early stopping ended training."""
-        return len(self.history["loss"])
+        """Epochs run, an interrupted attempt's included: `training.epochs`, or fewer when early stopping ended training."""
+        return self.resumed_after + len(self.history["loss"])
 
 
 def compile_for_training(
@@ -214,6 +219,7 @@ def fit(
     verbose: str | int = "auto",
     seed: int = 0,
     options: FitOptions = FitOptions(),
+    checkpoint: Path | None = None,
 ) -> TrainingResult:
     """Train a compiled model on `train`, validating on `validation` after every epoch, for at most `training.epochs`.
 
@@ -230,12 +236,16 @@ def fit(
     `callbacks` run after those, so their logs include the epoch's `learning_rate` when the rate
     can drop. Without validation pairs there is nothing to judge an epoch by: every epoch runs at
     the configured rate and the last epoch's weights are kept (`best_epoch` is None).
+
+    With a `checkpoint` directory, training's state is saved there after every epoch and an
+    interrupted attempt's state found there is resumed (`TrainingCheckpoint`).
     """
     batch_size = training.batch_size
     steps = training.epochs * math.ceil(len(train) / batch_size)
     trainer = training_model(model, [train, validation], long_run=steps >= options.min_steps_for_long_run, options=options)
     autotune = options.tf_data_autotuning
     stopping = stopping_callbacks(model, training) if len(validation) else []
+    saving = [TrainingCheckpoint(checkpoint, stopping)] if checkpoint is not None else []
     started = time.perf_counter()
     history = trainer.fit(
         train.dataset(batch_size, shuffle=True, seed=seed, autotune=autotune),
@@ -244,7 +254,7 @@ def fit(
             validation.dataset(batch_size * options.validation_batch_multiple, autotune=autotune) if len(validation) else None
         ),
         epochs=training.epochs,
-        callbacks=[*stopping, *(callbacks or [])],
+        callbacks=[*stopping, *saving, *(callbacks or [])],
         verbose=verbose,
     )
     seconds = time.perf_counter() - started
@@ -254,7 +264,78 @@ def fit(
         seconds=seconds,
         pairs_per_second=len(train) * epochs_run / seconds,
         best_epoch=_best_epoch(stopping[0]) if stopping else None,
+        resumed_after=saving[0].resumed_after if saving else 0,
     )
+
+
+STATE_FILE = "training_state.npz"
+
+
+class TrainingCheckpoint(keras.callbacks.Callback):
+    """Training's state, saved after every epoch into `directory`; restored when training begins with one there.
+
+    Keras' `BackupAndRestore` keeps the weights and the epoch. This also keeps the optimizer's
+    state (moments, step count, a lowered learning rate) and the early stoppers' (the best value,
+    its epoch and weights, the epochs waited), so a resumed run continues as the interrupted one
+    would have, and still ends with the best epoch's weights. Each save replaces the last
+    atomically: a crash while saving leaves the previous epoch's state. Removed when training ends.
+    """
+
+    def __init__(self, directory: Path, stopping: Sequence[keras.callbacks.Callback] = ()) -> None:
+        super().__init__()
+        self.directory = Path(directory)
+        self.stopping = [callback for callback in stopping if isinstance(callback, keras.callbacks.EarlyStopping)]
+        self.resumed_after = 0
+
+    @property
+    def state_file(self) -> Path:
+        return self.directory / STATE_FILE
+
+    @staticmethod
+    def completed_epochs(directory: Path) -> int:
+        """Epochs the state saved in `directory` has completed; 0 when there is none."""
+        state = Path(directory) / STATE_FILE
+        if not state.exists():
+            return 0
+        with np.load(state, allow_pickle=False) as saved:
+            return int(json.loads(str(saved["meta"]))["epoch"])
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """After the stoppers' own `on_train_begin` (they reset themselves): restore what was saved."""
+        if not self.state_file.exists():
+            return
+        with np.load(self.state_file, allow_pickle=False) as saved:
+            state = json.loads(str(saved["meta"]))
+            self.model.set_weights([saved[f"weight_{index}"] for index in range(state["weights"])])
+            optimizer = self.model.optimizer
+            if not optimizer.built:
+                optimizer.build(self.model.trainable_variables)
+            for index, variable in enumerate(optimizer.variables):
+                variable.assign(saved[f"optimizer_{index}"])
+            for index, (stopper, kept) in enumerate(zip(self.stopping, state["stopping"])):
+                stopper.wait, stopper.best, stopper.best_epoch = kept["wait"], kept["best"], kept["best_epoch"]
+                if kept["best_weights"]:
+                    stopper.best_weights = [saved[f"best_{index}_{number}"] for number in range(kept["best_weights"])]
+        self.resumed_after = state["epoch"]
+        self.model._initial_epoch = state["epoch"]  # what `BackupAndRestore` sets: `fit` starts at this epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        arrays = {f"weight_{index}": weight for index, weight in enumerate(self.model.get_weights())}
+        arrays |= {f"optimizer_{index}": keras.ops.convert_to_numpy(v) for index, v in enumerate(self.model.optimizer.variables)}
+        stopping = []
+        for index, stopper in enumerate(self.stopping):
+            best_weights = stopper.best_weights or []
+            arrays |= {f"best_{index}_{number}": weight for number, weight in enumerate(best_weights)}
+            best = None if stopper.best is None else float(stopper.best)
+            stopping.append({"wait": stopper.wait, "best": best, "best_epoch": stopper.best_epoch, "best_weights": len(best_weights)})
+        meta = {"epoch": epoch + 1, "weights": len(self.model.get_weights()), "stopping": stopping}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = self.directory / "training_state.partial.npz"
+        np.savez(partial, meta=np.array(json.dumps(meta)), **arrays)
+        os.replace(partial, self.state_file)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def monitored_metric(model: keras.Model) -> tuple[str, str]:

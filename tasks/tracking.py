@@ -8,23 +8,28 @@ Models and the registry are `tasks.registry`'s job.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Iterator, ParamSpec, TypeVar
 
 import httpx
 import keras
+import requests
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus
+from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NOTE
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run, task_run
 
 from siamese.config import Config
 from siamese.devices import DevicePlan
@@ -38,9 +43,70 @@ FAILURE_TAG = "failure"  # why a run failed
 HOST_TAG, PID_TAG, PROCESS_TAG = "siamese.host", "siamese.pid", "siamese.process"  # the process that owns a run
 DATASET_DIGEST_LENGTH = 36  # MLflow stores at most 36 characters of a dataset digest
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 class TrackingUnavailableError(RuntimeError):
     """The MLflow tracking server does not answer; the message names its URI."""
+
+
+def retry_on_local_store(*_: object) -> bool:
+    """Whether Prefect retries a failed logging task: only on a local store (`retry_condition_fn`).
+
+    A local SQLite store fails transiently (another run holding its lock). A tracking server's
+    requests were already retried by MLflow's HTTP client (`tasks.store.HTTP_REQUEST_DEFAULTS`):
+    retrying the task too multiplied the wait, and a dead server hung a command for 17 minutes.
+    """
+    return not is_server(tracking_uri())
+
+
+def reports_a_silent_server(function: Callable[P, R]) -> Callable[P, R]:
+    """`function`, its calls to a tracking server that stops answering failing with a message naming its step (`_server_answering`).
+
+    The step is the Prefect task running it (or, called without one, the function's name).
+    """
+
+    @functools.wraps(function)
+    def answered(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _server_answering(task_run.task_name or function.__name__.replace("_", "-")):
+            return function(*args, **kwargs)
+
+    return answered
+
+
+@contextmanager
+def _server_answering(step: str) -> Iterator[None]:
+    """Turn MLflow's error for a tracking server that stopped answering into a `TrackingUnavailableError` naming `step`.
+
+    MLflow raises it once its own bounded retries are spent, quoting the whole urllib3 chain and
+    not what was being done. The command's one message should say which server, during which
+    step (the Prefect task), and why: "tracking server http://host:5000 stopped answering during
+    log-evaluation (POST /api/2.0/mlflow/runs/log-batch: [Errno 111] Connection refused, 3 tries)".
+    """
+    try:
+        yield
+    except MlflowException as error:
+        request = _unanswered_request(error)
+        if request is None:
+            raise
+        shown = mask_credentials(tracking_uri())
+        raise TrackingUnavailableError(f"tracking server {shown} stopped answering during {step} ({request})") from error
+
+
+def _unanswered_request(error: BaseException) -> str | None:
+    """The request a server did not answer and what it met (`POST /api/...: timed out, 3 tries`); None for other errors."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    unanswered = next((cause for cause in chain if isinstance(cause, (requests.ConnectionError, requests.Timeout))), None)
+    if unanswered is None:
+        return None
+    request = f"{unanswered.request.method} {unanswered.request.path_url}: " if unanswered.request is not None else ""
+    met = str(chain[-1]) or type(chain[-1]).__name__  # the socket's own words: "[Errno 111] Connection refused", "timed out"
+    return f"{request}{met}, {MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() + 1} tries"
 
 
 @task(name="check-tracking-store", cache_policy=NO_CACHE)
@@ -78,6 +144,7 @@ def check_tracking_store(attempts: int = 3, delay_seconds: float = 2.0) -> str:
 
 
 @task(name="start-mlflow-run", cache_policy=NO_CACHE)
+@reports_a_silent_server
 def start_run(config: Config) -> str:
     """Create the MLflow run, in the kind's experiment, with the whole config as params and links to Prefect and git."""
     client = mlflow_client()
@@ -113,7 +180,8 @@ def _run_description(config: Config) -> str:
     )
 
 
-@task(name="log-training", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="log-training", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_local_store, cache_policy=NO_CACHE)
+@reports_a_silent_server
 def log_training(run_id: str, plan: DevicePlan, seconds: float, pairs_per_second: float, split_sizes: dict[str, int]) -> None:
     """Record which devices trained, how fast, and on how many pairs."""
     params = {f"devices.{key}": ",".join(value) if isinstance(value, tuple) else value for key, value in plan.to_dict().items()}
@@ -122,7 +190,8 @@ def log_training(run_id: str, plan: DevicePlan, seconds: float, pairs_per_second
     _log(run_id, params=params, metrics=metrics)
 
 
-@task(name="log-dataset", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="log-dataset", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_local_store, cache_policy=NO_CACHE)
+@reports_a_silent_server
 def log_dataset(run_id: str, source: SourceFile, split_sizes: dict[str, int]) -> None:
     """Log the pair file as the run's MLflow dataset input: path, content hash, rows per split.
 
@@ -152,7 +221,8 @@ def log_dataset(run_id: str, source: SourceFile, split_sizes: dict[str, int]) ->
         client.log_dict(run_id, source.dropped, "data/dropped_rows.json")
 
 
-@task(name="log-sharing-report", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="log-sharing-report", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_local_store, cache_policy=NO_CACHE)
+@reports_a_silent_server
 def log_sharing_report(run_id: str, report: SharingReport) -> None:
     """The full report as JSON, its headline numbers as `sharing/...` metrics."""
     mlflow_client().log_dict(run_id, report.to_dict(), "sharing/report.json")
@@ -169,7 +239,8 @@ def log_sharing_report(run_id: str, report: SharingReport) -> None:
     _log(run_id, metrics=metrics)
 
 
-@task(name="log-evaluation", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="log-evaluation", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_local_store, cache_policy=NO_CACHE)
+@reports_a_silent_server
 def log_evaluation(
     run_id: str,
     metrics: dict[str, float],
@@ -196,17 +267,41 @@ def log_evaluation(
         client.log_artifact(run_id, str(plot), "evaluation")
 
 
-@task(name="end-mlflow-run", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="end-mlflow-run", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_local_store, cache_policy=NO_CACHE)
 def end_run(run_id: str, failure: str | None) -> None:
     """Mark the run FINISHED, or FAILED with the reason as its `failure` tag.
 
-    The UI then never shows a half-done run as complete, and says why it failed.
+    The UI then never shows a half-done run as complete, and says why it failed. A failed run's
+    tracking server gets one look first (`check_tracking_store`, 5 s at most): when the run failed
+    because the server stopped answering, waiting out MLflow's retries again would only delay the
+    message. A run that cannot be marked stays RUNNING until the next `siamese train` or `retrain`
+    on this host fails it (`fail_orphaned_runs`: the run names its process).
+
+    Raises:
+        TrackingUnavailableError: the server does not answer; a failed run's message starts with `failure`.
     """
     client = mlflow_client()
-    # The status first: if the store then fails (a full disk), the run is at least not left RUNNING.
-    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failure else RunStatus.FINISHED))
+    try:
+        with _server_answering(task_run.task_name or "end-mlflow-run"):
+            if failure is not None:
+                check_tracking_store.fn(attempts=1)
+            # The status first: if the store then fails (a full disk), the run is at least not left RUNNING.
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failure else RunStatus.FINISHED))
+    except TrackingUnavailableError as error:
+        if failure is None:
+            raise
+        raise TrackingUnavailableError(_left_running(run_id, failure)) from error
     if failure is not None:
         client.set_tag(run_id, FAILURE_TAG, mask_credentials(failure)[:MAX_TAG_LENGTH])
+
+
+def _left_running(run_id: str, failure: str) -> str:
+    """The message of a failed run its server would not let us mark: why it failed, then what becomes of it."""
+    reason = mask_credentials(failure.removeprefix(f"{TrackingUnavailableError.__name__}: "))
+    return (
+        f"{reason}; the server does not answer now either, so run {run_id} stays RUNNING until the next "
+        "siamese train or retrain on this host marks it FAILED"
+    )
 
 
 @task(name="fail-orphaned-runs", cache_policy=NO_CACHE)
@@ -275,12 +370,14 @@ def epoch_metrics_logger(run_id: str) -> keras.callbacks.Callback:
     return _EpochMetricsLogger(run_id)
 
 
+@reports_a_silent_server
 def log_derived_params(run_id: str, params: dict[str, object]) -> None:
     """Run params the config left to the data: the split a folder got (`PreparedSplits.params`), word-vector coverage (`BuiltModel.params`)."""
     if params:
         _log(run_id, params=params)
 
 
+@reports_a_silent_server
 def log_stopping(run_id: str, stopped_epoch: int, best_epoch: int | None) -> None:
     """Where training stopped (`train/stopped_epoch`, epochs run) and which epoch's weights it kept (`train/best_epoch`).
 
@@ -298,7 +395,10 @@ class _EpochMetricsLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         metrics = {_metric_key(name): value for name, value in (logs or {}).items()}
-        _log(self._run_id, metrics=metrics, step=epoch, client=self._client)
+        # A dead server stops training within seconds (bounded HTTP retries), naming this step.
+        step = f"{task_run.task_name}'s per-epoch metric logging" if task_run.task_name else "per-epoch metric logging"
+        with _server_answering(step):
+            _log(self._run_id, metrics=metrics, step=epoch, client=self._client)
 
 
 def _metric_key(keras_name: str) -> str:

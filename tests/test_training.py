@@ -20,6 +20,7 @@ from siamese.training import (
     AllPairsTrainer,
     FitOptions,
     StackedSiamese,
+    TrainingCheckpoint,
     TrainingResult,
     compile_for_training,
     fit,
@@ -560,3 +561,40 @@ def test_a_model_without_one_shared_encoder_sub_model_has_no_all_pairs_trainer()
     )
     with pytest.raises(ValueError, match="no shared encoder"):
         AllPairsTrainer(unshared)
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Ends training with an error after `epochs` epochs, as a crash would (the checkpoint saves first)."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise RuntimeError("crashed")
+
+
+class StateAtStart(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = self.model.get_weights()
+        self.steps = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+
+def test_an_interrupted_fit_resumes_from_its_last_epoch_with_its_weights_and_optimizer_state(tmp_path):
+    splits = seeded_splits(SequenceDataConfig(num_pairs=200, timesteps=5, features=8))
+    training = TrainingConfig(epochs=5, batch_size=32, patience=0)
+    checkpoint = tmp_path / "checkpoint"
+    crashed = build_text_model(features=8, units=8)
+    compile_for_training(crashed, training)
+    with pytest.raises(RuntimeError, match="crashed"):
+        fit(crashed, splits.train, splits.validation, training, callbacks=[StopAfter(2)], verbose=0, checkpoint=checkpoint)
+    assert TrainingCheckpoint.completed_epochs(checkpoint) == 2
+    keras.utils.set_random_seed(99)  # another start: the checkpoint, not the seed, decides where training resumes
+    resumed, start = build_text_model(features=8, units=8), StateAtStart()
+    compile_for_training(resumed, training)
+    result = fit(resumed, splits.train, splits.validation, training, callbacks=[start], verbose=0, checkpoint=checkpoint)
+    assert all(np.array_equal(a, b) for a, b in zip(start.weights, crashed.get_weights()))
+    assert start.steps == int(keras.ops.convert_to_numpy(crashed.optimizer.iterations)) > 0
+    assert result.resumed_after == 2 and len(result.history["loss"]) == 3 and result.stopped_epoch == 5
+    assert 1 <= result.best_epoch <= 5 and not checkpoint.exists(), "a finished training leaves no state to resume"

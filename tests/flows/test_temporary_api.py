@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -68,3 +71,85 @@ def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# The server never outlives its command, and first starts on one new PREFECT_HOME do not collide
+
+HOLD_AN_API = """
+import sys, time
+from flows.temporary_api import temporary_prefect_api
+with temporary_prefect_api() as api:
+    api.wait_until_ready()
+    print(api.url, api.process.pid, flush=True)
+    time.sleep(float(sys.argv[1]))
+"""
+
+
+def command_env(prefect_home) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+    return env | {"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+
+
+def test_the_server_runs_in_a_session_of_its_own():
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        with temporary_prefect_api() as api:
+            assert os.getsid(api.process.pid) == api.process.pid != os.getsid(0), "a terminal's Ctrl-C must not reach it"
+            assert os.getpgid(api.process.pid) != os.getpgid(0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_server_dies_with_a_command_killed_by_sigkill(tmp_path):
+    command = subprocess.Popen([sys.executable, "-c", HOLD_AN_API, "600"], env=command_env(tmp_path / "prefect"),
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    url, pid = command.stdout.readline().split()
+    assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+    command.kill()
+    command.wait()
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _alive(int(pid)):
+        time.sleep(0.1)
+    assert not _alive(int(pid)), "the server outlived its command"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/health", timeout=2)
+
+
+@pytest.mark.slow  # two first starts on a new PREFECT_HOME, each migrating a database: 30-60 s on 2 cores
+def test_commands_started_at_once_on_one_new_prefect_home_all_get_an_api(tmp_path):
+    env = command_env(tmp_path / "new-prefect-home")
+    commands = [
+        subprocess.Popen([sys.executable, "-c", HOLD_AN_API, "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = [command.communicate(timeout=300) for command in commands]
+
+    for command, (stdout, stderr) in zip(commands, outputs):
+        assert command.returncode == 0, stderr[-3000:]
+        assert stdout.startswith("http://127.0.0.1:")
+    assert (tmp_path / "new-prefect-home" / "prefect.db").is_file()
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not: it has exited and waits for its parent to read its status)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow  # two full `siamese train` commands, each migrating the new home's database in turn: ~60 s on 2 cores
+def test_two_trainings_started_at_once_on_one_new_prefect_home_both_complete(tmp_path):
+    (tmp_path / "tiny.toml").write_text("[data]\nnum_pairs = 120\ntimesteps = 5\n[training]\nepochs = 1\nbatch_size = 32\n")
+    env = {key: value for key, value in command_env(tmp_path / "new-prefect-home").items() if key != "MLFLOW_TRACKING_URI"}
+    siamese = str(Path(sys.executable).with_name("siamese"))
+    commands = [
+        subprocess.Popen([siamese, "train", "--config", "tiny.toml", "--seed", str(seed)], cwd=tmp_path, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for seed in (1, 2)
+    ]  # fmt: skip
+    outputs = [command.communicate(timeout=600) for command in commands]
+
+    for command, (stdout, stderr) in zip(commands, outputs):
+        assert command.returncode == 0, stderr[-3000:]
+        assert "Training finished." in stdout

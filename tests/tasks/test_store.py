@@ -11,7 +11,7 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
-from tasks.store import is_server, mask_credentials, mlflow_client, sqlite_database, tracking_uri, ui_command
+from tasks.store import HTTP_REQUEST_DEFAULTS, is_server, mask_credentials, mlflow_client, sqlite_database, tracking_uri, ui_command
 
 # Opens the store the environment names and registers a model there: what a run does first.
 OPEN_STORE = """
@@ -118,3 +118,22 @@ def test_credentials_set_in_mlflow_variables_win_over_the_uri(monkeypatch):
 
     assert mlflow.get_tracking_uri() == "https://mlflow.example.com"
     assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "from-the-variable"
+
+
+def test_mlflow_http_retries_and_timeout_are_bounded_where_the_user_set_none(monkeypatch):
+    """MLflow's own defaults (7 retries with backoff, 120 s per answer) kept a dead server's command waiting for minutes."""
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
+
+    for variable in HTTP_REQUEST_DEFAULTS:
+        monkeypatch.setenv(variable, "")  # unset for the test (empty counts as unset), restored after it
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")  # the user's: kept
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9/")
+
+    mlflow_client()
+
+    assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 2 and MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get() == 1
+    assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 300

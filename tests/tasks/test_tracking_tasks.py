@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import mlflow
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 from task_helpers import sequences_config, text_config
@@ -20,6 +22,7 @@ from siamese.devices import DevicePlan
 from siamese.evaluation import Calibration
 from siamese.families import SourceFile
 from siamese.sharing import SharingCheck, SharingReport
+from tasks.store import HTTP_REQUEST_DEFAULTS
 from tasks.tracking import (
     TrackingUnavailableError,
     check_tracking_store,
@@ -179,3 +182,73 @@ def test_a_dropping_learning_rate_is_logged_per_epoch(client):
     logger.on_epoch_end(0, {"loss": 0.7, "learning_rate": 0.01})
     logger.on_epoch_end(1, {"loss": 0.6, "learning_rate": 0.005})
     assert [(point.step, point.value) for point in client.get_metric_history(run_id, "train/learning_rate")] == [(0, 0.01), (1, 0.005)]
+
+
+# A tracking server that stops answering: bounded waits, and a message naming the step
+
+RUN_ID = "0" * 32  # any run: the request never reaches a store
+REFUSED = r"\(POST /api/2.0/mlflow/runs/log-batch: \[Errno 111\] Connection refused, 3 tries\)"
+
+
+def project_http_defaults(monkeypatch) -> None:
+    """MLflow's HTTP settings left to the project (empty counts as unset; the test's values are restored after it)."""
+    for variable in HTTP_REQUEST_DEFAULTS:
+        monkeypatch.setenv(variable, "")
+
+
+@pytest.fixture
+def dead_server(monkeypatch) -> str:
+    """The URI of a tracking server that died: nothing listens on its port any more."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    project_http_defaults(monkeypatch)
+    return uri
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_logging_task_whose_server_died_fails_within_seconds_naming_itself_without_retries(dead_server):
+    """Through Prefect's engine: MLflow's 7 retries with backoff (4 minutes) and 2 task retries 5 s apart would take far longer."""
+    started = time.monotonic()
+    with pytest.raises(TrackingUnavailableError) as error:
+        log_training(RUN_ID, DevicePlan("tensorflow", ("/cpu:0",), "float32"), 2.5, 40.0, {"train": 6})
+    assert time.monotonic() - started < 10
+    assert re.fullmatch(rf"tracking server {re.escape(dead_server)} stopped answering during log-training {REFUSED}", str(error.value))
+
+
+def test_the_epoch_logger_stops_training_within_seconds_when_its_server_died(dead_server):
+    logger = epoch_metrics_logger(RUN_ID)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    started = time.monotonic()
+    with pytest.raises(TrackingUnavailableError, match=rf"stopped answering during per-epoch metric logging {REFUSED}"):
+        model.fit(np.ones((8, 2)), np.ones(8), epochs=1000, verbose=0, callbacks=[logger])
+    assert time.monotonic() - started < 10, "training stopped at its first epoch's metrics"
+
+
+def test_a_failed_run_whose_server_died_is_tried_once_and_the_message_says_it_stays_running(dead_server):
+    failure = f"tracking server {dead_server} stopped answering during log-evaluation (POST /api/2.0/mlflow/runs/log-batch: ...)"
+    started = time.monotonic()
+    with pytest.raises(TrackingUnavailableError) as error:
+        end_run.fn(RUN_ID, f"TrackingUnavailableError: {failure}")
+    assert time.monotonic() - started < 5, "one look at /health, refused at once"
+    assert str(error.value) == (
+        f"{failure}; the server does not answer now either, so run {RUN_ID} stays RUNNING until the next siamese train or "
+        "retrain on this host marks it FAILED"
+    )
+    with pytest.raises(TrackingUnavailableError, match=rf"^tracking server {re.escape(dead_server)} stopped answering during end-mlflow-run"):
+        end_run.fn(RUN_ID, None)
+
+
+def test_a_server_that_accepts_but_never_answers_fails_after_the_users_own_timeout(monkeypatch):
+    project_http_defaults(monkeypatch)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")  # a user's setting wins over the project's 15 s
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections wait in the backlog, never accepted: no answer ever comes
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        started = time.monotonic()
+        with pytest.raises(TrackingUnavailableError, match=r"stopped answering during log-stopping \(POST /api/2.0/mlflow/runs/log-batch: timed out, 3 tries\)"):
+            log_stopping(RUN_ID, stopped_epoch=3, best_epoch=2)
+    assert time.monotonic() - started < 12, "3 tries of 1 s, pauses of 0 and 2-3 s"
