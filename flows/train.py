@@ -10,6 +10,8 @@ verified.
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import tempfile
 from contextlib import contextmanager
@@ -36,8 +38,11 @@ from tasks.tracking import (
     log_evaluation,
     log_sharing_report,
     log_training,
+    process_exists,
     start_run,
 )
+
+WORK_DIRECTORY_PREFIX = "siamese-train-"  # then the PID of the process that owns it
 
 
 def _config_from_parameters(value: Any) -> Any:
@@ -177,5 +182,18 @@ def _run_directory(work_dir: Path | None) -> Iterator[Path]:
         work_dir.mkdir(parents=True, exist_ok=True)
         yield work_dir
         return
-    with tempfile.TemporaryDirectory(prefix="siamese-train-") as directory:
+    _remove_abandoned_work_directories()
+    with tempfile.TemporaryDirectory(prefix=f"{WORK_DIRECTORY_PREFIX}{os.getpid()}-") as directory:
         yield Path(directory)
+
+
+def _remove_abandoned_work_directories() -> None:
+    """Remove the temporary work directories of runs whose process died (kill -9, a crash): nothing else would.
+
+    Each is named after its process (`siamese-train-<pid>-...`); a directory whose process still
+    runs, or whose PID a new process took, is left.
+    """
+    for directory in Path(tempfile.gettempdir()).glob(f"{WORK_DIRECTORY_PREFIX}*-*"):
+        pid = directory.name.removeprefix(WORK_DIRECTORY_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not process_exists(int(pid)):
+            shutil.rmtree(directory, ignore_errors=True)

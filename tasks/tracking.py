@@ -342,6 +342,11 @@ def _owner_alive(tags: dict[str, str]) -> bool:
         return True
     if tags.get(PROCESS_TAG):  # a reused PID belongs to a process started at another time (or boot)
         return _process_identity(pid) == tags[PROCESS_TAG]
+    return process_exists(pid)
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process `pid` runs on this machine (another user's included)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

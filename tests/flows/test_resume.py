@@ -19,7 +19,7 @@ LONG = f"[data]\nnum_pairs = 600\ntimesteps = 8\n[training]\nepochs = {EPOCHS}\n
 def test_a_killed_training_resumes_from_its_last_epoch_and_names_the_run_it_continues(tmp_path):
     (tmp_path / "long.toml").write_text(LONG)
     env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    env["PREFECT_HOME"], env["TMPDIR"] = str(tmp_path / "prefect-home"), str(tmp_path)
     command = [SIAMESE, "train", "--config", "long.toml"]
     killed = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     states = tmp_path / "mlruns" / "checkpoints"
@@ -32,6 +32,7 @@ def test_a_killed_training_resumes_from_its_last_epoch_and_names_the_run_it_cont
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     (first,) = client.search_runs([client.get_experiment_by_name("siamese-text").experiment_id])
     assert first.info.status == "RUNNING", "a SIGKILL ends nothing by itself"
+    assert list(tmp_path.glob(f"siamese-train-{killed.pid}-*")), "nor removes the run's work directory"
 
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
@@ -45,3 +46,4 @@ def test_a_killed_training_resumes_from_its_last_epoch_and_names_the_run_it_cont
     assert epochs_logged[0] == resumed_after, "the resumed run logs the epochs it trained, numbered on"
     assert runs[first.info.run_id].info.status == "FAILED" and "ended without ending the run" in runs[first.info.run_id].data.tags["failure"]
     assert not list(states.glob("*/training_state.npz")), "a finished training leaves no state behind"
+    assert not list(tmp_path.glob("siamese-train-*")), "the killed run's work directory was removed too"
