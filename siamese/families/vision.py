@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from siamese.baselines import auc_and_accuracy, mean_image, pixel_cosine_scores
-from siamese.config import Config, ImageSource, Loss, ModelKind, Task, TrainingPairs
+from siamese.config import DEFAULT_STEREO_PAIRS, Config, ImageSource, Loss, ModelKind, Task, TrainingPairs
 from siamese.data.class_batches import ClassBatches
 from siamese.data.image_pairs import ImagePairFiles, pairs_from_class_folders, read_pair_csv
 from siamese.data.pairs import Pairs
@@ -37,7 +37,6 @@ from siamese.training import AllPairsTrainer, ContrastiveLoss, predict
 
 LOGGER = logging.getLogger(__name__)
 PLOTTED_PAIRS = 6  # test pairs drawn with their predictions for reviewers
-STEREO_PAIRS = 2000  # generated when data.num_pairs is unset
 PIXEL_BATCH = 32  # pairs decoded at a time for the pixel baseline: 37 MiB of float32 pixels at 224x224 RGB
 ONE_SHOT_WAYS = (5, 20)  # the N of N-way one-shot: 20 is the usual hard setting (Omniglot)
 ONE_SHOT_TRIALS = 400  # per N: a standard error of at most 2.5 points of accuracy
@@ -75,7 +74,7 @@ class ImagePairFamily(Family):
             pairs: Pairs = read_pair_csv(data.path, data.task, **shape)
         else:
             pairs = generate_stereo_pairs(
-                num_pairs=data.num_pairs or STEREO_PAIRS, task=data.task, noise=data.noise, rng=rng, **shape
+                num_pairs=data.num_pairs or DEFAULT_STEREO_PAIRS, task=data.task, noise=data.noise, rng=rng, **shape
             )
         stratify = data.task is Task.SIMILARITY
         splits = split_pairs(pairs, data.validation_fraction, data.test_fraction, rng, stratify=stratify)
