@@ -26,7 +26,7 @@ from flows.gate import gate_flow
 from siamese.config import Config, config_from_dict
 from tasks.data import prepare_pairs
 from tasks.model import build_model, choose_devices, evaluate_model, find_checkpoint, train_model, verify_sharing
-from tasks.registry import log_and_register_model, read_aliases, retract_version
+from tasks.registry import log_and_register_model, read_aliases, retract_version, retract_versions_of_run
 from tasks.reporting import publish_summary
 from tasks.store import mask_credentials, tracking_uri
 from tasks.tracking import (
@@ -140,6 +140,9 @@ def _mlflow_run(config: Config) -> Iterator[str]:
     orphans = fail_orphaned_runs()
     if orphans:
         get_run_logger().warning("marked %d run(s) FAILED whose process died while running: %s", len(orphans), ", ".join(orphans))
+    for orphan in orphans:
+        for version in retract_versions_of_run(orphan, f"its run {orphan} died before it ended"):
+            get_run_logger().warning("retracted %s: registered by a run that died", version)
     run_id = start_run(config)
     try:
         yield run_id

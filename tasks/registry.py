@@ -279,6 +279,18 @@ def retract_version(registered: dict[str, object], reason: str) -> None:
         client.set_model_version_tag(name, version, FAILURE_TAG, reason[:MAX_TAG_LENGTH])
 
 
+def retract_versions_of_run(run_id: str, reason: str) -> list[str]:
+    """Retract (`retract_version`) every version registered from run `run_id`, one found dead; returns them as `name/version`.
+
+    A run killed between registering its version and judging it leaves that version holding
+    `challenger`, though nothing verified it was ever judged.
+    """
+    versions = mlflow_client().search_model_versions(f"run_id = '{run_id}'")
+    for version in versions:
+        retract_version({"name": version.name, "version": version.version}, reason)
+    return [f"{version.name}/{version.version}" for version in versions]
+
+
 @task(name="read-version-aliases", cache_policy=NO_CACHE)
 def read_aliases(registered: dict[str, object]) -> list[str]:
     """The version's aliases as the registry holds them now: `challenger`, `champion`, then any others.

@@ -18,18 +18,26 @@ from tasks.registry import (
     read_aliases,
     registry_transaction,
     retract_version,
+    retract_versions_of_run,
 )
 
 NAME = "siamese-text-sequences"
 
 
 @pytest.fixture(scope="module")
-def versions(module_store, tmp_path_factory) -> list[dict]:
+def versions(registered_with_runs) -> list[dict]:
     """Three versions of one registered model: 8, 8 and 16 features per timestep (the last is registered as challenger)."""
-    return [
-        register_untrained(sequences_config(features=features), tmp_path_factory.mktemp(f"v{number}"))[0]
+    return [registered for registered, _ in registered_with_runs]
+
+
+@pytest.fixture(scope="module")
+def registered_with_runs(module_store, tmp_path_factory) -> list[tuple[dict, str]]:
+    """The versions and the runs that registered them."""
+    registered = [
+        register_untrained(sequences_config(features=features), tmp_path_factory.mktemp(f"v{number}"))
         for number, features in enumerate((8, 8, 16), start=1)
     ]
+    return [(version, run_id) for version, _, _, run_id in registered]
 
 
 def aliases(store: str) -> dict[str, str]:
@@ -99,3 +107,13 @@ def test_a_transaction_waits_for_another_one_and_gives_up_after_the_timeout(vers
     contender.start()
     contender.join(timeout=10)
     assert len(errors) == 1, "free again once the first transaction ended"
+
+
+def test_the_versions_of_a_run_found_dead_are_retracted(registered_with_runs, module_store):
+    (version, run_id) = registered_with_runs[2]  # registered as challenger, then (say) the process was killed
+    assert aliases(module_store).get("challenger") == "3"
+
+    assert retract_versions_of_run(run_id, f"its run {run_id} died before it ended") == [f"{NAME}/3"]
+
+    assert "challenger" not in aliases(module_store)
+    assert MlflowClient(module_store).get_model_version(NAME, "3").tags["siamese.status"] == "failed"
