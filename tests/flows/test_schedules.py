@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -139,22 +140,21 @@ def test_the_scheduler_starts_served_runs_on_their_schedule_and_a_failure_shows_
     env = os.environ | settings | {"PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=os.environ | settings, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        env=os.environ | settings, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     runner = None
     try:
         wait_until(lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200, "the Prefect server to answer")
         runner = subprocess.Popen(
             [sys.executable, "-c", SERVE_ON_AN_INTERVAL], cwd=tmp_path, env=env | {"PYTHONPATH": str(REPOSITORY)},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         completed = wait_until(lambda: finished_runs(api, "every-few-seconds", "COMPLETED"), "a scheduled run to complete")
         failed = wait_until(lambda: finished_runs(api, "failing", "FAILED"), "a scheduled run to fail")
     finally:
         for process in (runner, server):
             if process is not None:
-                process.terminate()
-                process.wait(timeout=60)
+                stop(process)
     assert completed[0]["auto_scheduled"] and failed[0]["auto_scheduled"], "the scheduler, not a person, created them"
     assert "PairFileError" in failed[0]["state"]["message"] and "has 0 usable rows" in failed[0]["state"]["message"]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -163,6 +163,16 @@ def test_the_scheduler_starts_served_runs_on_their_schedule_and_a_failure_shows_
 
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def stop(process: subprocess.Popen, grace_seconds: float = 30) -> None:
+    """SIGTERM, then SIGKILL to its process group if it still runs after `grace_seconds`: nothing outlives the test."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the runner's flow-run processes too
+        process.wait()
 
 
 def free_port() -> int:
