@@ -117,32 +117,6 @@ def test_ui_serves_the_project_store_on_loopback(question_file_ui):
     assert "siamese-text" in {experiment["name"] for experiment in experiments.json()["experiments"]}
 
 
-@pytest.mark.slow  # two full `siamese train` processes; the store's creation lock is tested in tests/tasks/test_store.py
-@pytest.mark.usefixtures("prefect_api")
-def test_two_training_runs_at_once_on_one_store_both_complete(tmp_path):
-    (tmp_path / "tiny.toml").write_text(
-        "[data]\nnum_pairs = 120\ntimesteps = 5\n[training]\nepochs = 1\nbatch_size = 32\n[gate]\nmin_quality = 0.0\n"
-    )
-    env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
-    runs = [
-        subprocess.Popen([SIAMESE, "train", "--config", "tiny.toml", "--seed", str(seed)], cwd=tmp_path, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for seed in (1, 2)
-    ]  # fmt: skip
-    outputs = [run.communicate(timeout=600) for run in runs]
-
-    for run, (_, stderr) in zip(runs, outputs):
-        assert run.returncode == 0, stderr[-3000:]
-    client = store(tmp_path)
-    recorded = client.search_runs([client.get_experiment_by_name("siamese-text").experiment_id])
-    assert sorted(run.data.params["seed"] for run in recorded) == ["1", "2"]
-    assert {run.info.status for run in recorded} == {"FINISHED"}
-    versions = {str(version.version) for version in client.search_model_versions("name='siamese-text-sequences'")}
-    assert versions == {"1", "2"}
-    aliases = client.get_registered_model("siamese-text-sequences").aliases
-    assert set(aliases) == {"champion", "challenger"} and {str(v) for v in aliases.values()} <= versions
-
-
 # The commands' wiring, in this process
 
 

@@ -136,20 +136,3 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
-
-
-@pytest.mark.slow  # two full `siamese train` commands, each migrating the new home's database in turn: ~60 s on 2 cores
-def test_two_trainings_started_at_once_on_one_new_prefect_home_both_complete(tmp_path):
-    (tmp_path / "tiny.toml").write_text("[data]\nnum_pairs = 120\ntimesteps = 5\n[training]\nepochs = 1\nbatch_size = 32\n")
-    env = {key: value for key, value in command_env(tmp_path / "new-prefect-home").items() if key != "MLFLOW_TRACKING_URI"}
-    siamese = str(Path(sys.executable).with_name("siamese"))
-    commands = [
-        subprocess.Popen([siamese, "train", "--config", "tiny.toml", "--seed", str(seed)], cwd=tmp_path, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for seed in (1, 2)
-    ]  # fmt: skip
-    outputs = [command.communicate(timeout=600) for command in commands]
-
-    for command, (stdout, stderr) in zip(commands, outputs):
-        assert command.returncode == 0, stderr[-3000:]
-        assert "Training finished." in stdout
