@@ -20,7 +20,7 @@ from siamese.families import family_of
 from siamese.gate import MIN_JUDGED_PAIRS, GateResult, judge_challenger, judge_first_model
 from tasks.registry import champion_version, check_same_inputs, claim_champion, version_scores
 from tasks.store import mlflow_client
-from tasks.tracking import MAX_TAG_LENGTH, retry_on_local_store
+from tasks.tracking import LOGGING_TASK, MAX_TAG_LENGTH
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def judge(
     return result
 
 
-@task(name="record-gate-decision", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_local_store, cache_policy=NO_CACHE)
+@task(name="record-gate-decision", **LOGGING_TASK)
 def record_decision(run_id: str, name: str, version: str, champion: str | None, result: GateResult) -> None:
     """The decision and its numbers as `gate.*` tags on the challenger (and its run), a note on the champion."""
     client = mlflow_client()

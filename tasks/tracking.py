@@ -61,6 +61,10 @@ def retry_on_local_store(*_: object) -> bool:
     return not is_server(tracking_uri())
 
 
+# A logging task: retried on a local store only (`retry_on_local_store`), never cached.
+LOGGING_TASK = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": retry_on_local_store, "cache_policy": NO_CACHE}
+
+
 def reports_a_silent_server(function: Callable[P, R]) -> Callable[P, R]:
     """`function`, its calls to a tracking server that stops answering failing with a message naming its step (`_server_answering`).
 
@@ -180,7 +184,7 @@ def _run_description(config: Config) -> str:
     )
 
 
-@task(name="log-training", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_local_store, cache_policy=NO_CACHE)
+@task(name="log-training", **LOGGING_TASK)
 @reports_a_silent_server
 def log_training(run_id: str, plan: DevicePlan, seconds: float, pairs_per_second: float, split_sizes: dict[str, int]) -> None:
     """Record which devices trained, how fast, and on how many pairs."""
@@ -190,7 +194,7 @@ def log_training(run_id: str, plan: DevicePlan, seconds: float, pairs_per_second
     _log(run_id, params=params, metrics=metrics)
 
 
-@task(name="log-dataset", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_local_store, cache_policy=NO_CACHE)
+@task(name="log-dataset", **LOGGING_TASK)
 @reports_a_silent_server
 def log_dataset(run_id: str, source: SourceFile, split_sizes: dict[str, int]) -> None:
     """Log the pair file as the run's MLflow dataset input: path, content hash, rows per split.
@@ -221,7 +225,7 @@ def log_dataset(run_id: str, source: SourceFile, split_sizes: dict[str, int]) ->
         client.log_dict(run_id, source.dropped, "data/dropped_rows.json")
 
 
-@task(name="log-sharing-report", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_local_store, cache_policy=NO_CACHE)
+@task(name="log-sharing-report", **LOGGING_TASK)
 @reports_a_silent_server
 def log_sharing_report(run_id: str, report: SharingReport) -> None:
     """The full report as JSON, its headline numbers as `sharing/...` metrics."""
@@ -239,7 +243,7 @@ def log_sharing_report(run_id: str, report: SharingReport) -> None:
     _log(run_id, metrics=metrics)
 
 
-@task(name="log-evaluation", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_local_store, cache_policy=NO_CACHE)
+@task(name="log-evaluation", **LOGGING_TASK)
 @reports_a_silent_server
 def log_evaluation(
     run_id: str,
@@ -267,7 +271,7 @@ def log_evaluation(
         client.log_artifact(run_id, str(plot), "evaluation")
 
 
-@task(name="end-mlflow-run", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_local_store, cache_policy=NO_CACHE)
+@task(name="end-mlflow-run", **LOGGING_TASK)
 def end_run(run_id: str, failure: str | None) -> None:
     """Mark the run FINISHED, or FAILED with the reason as its `failure` tag.
 
