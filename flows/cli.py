@@ -677,7 +677,7 @@ def _add_training_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--fresh",
         action="store_true",
-        help="start training over instead of resuming what an interrupted run of the same config and data saved",
+        help="prepare the data and train from the start instead of resuming what an interrupted run of the same config and data kept",
     )
     _add_verbose_argument(train)
 

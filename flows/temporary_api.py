@@ -22,7 +22,6 @@ others wait for that lock.
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import os
 import signal
 import socket
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import httpx
+
+from siamese.locks import FileLock
 
 STOP_TIMEOUT_SECONDS = 5.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal a process gets when the thread that started it exits
@@ -187,7 +188,8 @@ def _serve(port: int) -> None:
             try:
                 await super().startup(sockets)
             finally:
-                lock.close()
+                if lock is not None:
+                    lock.release()
 
     lock = _database_creation_lock()
     config = uvicorn.Config(
@@ -196,23 +198,7 @@ def _serve(port: int) -> None:
     Server(config).run()
 
 
-class _Lock:
-    """An exclusive `flock` on a file, held until `close` (or until the process ends)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.descriptor = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self.descriptor, fcntl.LOCK_EX)
-
-    def close(self) -> None:
-        if self.descriptor is not None:
-            os.close(self.descriptor)
-            self.descriptor = None
-
-
-def _database_creation_lock() -> _Lock:
+def _database_creation_lock() -> FileLock | None:
     """The lock beside Prefect's SQLite database, held only when the database does not exist yet.
 
     Every server takes it, so one that starts while another creates the database waits; one
@@ -224,11 +210,12 @@ def _database_creation_lock() -> _Lock:
     url = url.get_secret_value() if url is not None else ""
     scheme, separator, database = url.partition(":///")
     if not (scheme.startswith("sqlite") and separator) or database == ":memory:":
-        return _Lock(None)
+        return None
     database_path = Path(database)
-    lock = _Lock(database_path.with_name(database_path.name + ".lock"))
+    lock = FileLock(database_path.with_name(database_path.name + ".lock"))
+    lock.acquire()
     if database_path.exists():
-        lock.close()
+        lock.release()
     return lock
 
 

@@ -25,9 +25,10 @@ from pydantic import BeforeValidator
 from flows.gate import gate_flow
 from siamese.config import Config, config_from_dict
 from tasks.data import prepare_pairs
-from tasks.model import build_model, choose_devices, evaluate_model, find_checkpoint, train_model, verify_sharing
+from tasks.model import build_model, choose_devices, evaluate_model, train_model, verify_sharing
 from tasks.registry import log_and_register_model, read_aliases, retract_version, retract_versions_of_run
 from tasks.reporting import publish_summary
+from tasks.resume import find_checkpoint, resumable_state
 from tasks.store import mask_credentials, tracking_uri
 from tasks.tracking import (
     check_tracking_store,
@@ -66,13 +67,14 @@ def train_flow(
 
     Args:
         config: the whole run configuration (validated when built).
-        work_dir: where the run's data splits and `.keras` files go; a temporary directory,
-            removed at the end, when None.
+        work_dir: where the run's data splits, `.keras` files and plots go; a temporary
+            directory, removed at the end, when None (the splits then go to the run's resumable
+            state, `tasks.resume`, so that a rerun after a crash does not prepare them again).
         against_champion: compare the new version with the current champion and promote it
             if better (retraining); otherwise it becomes champion only when there is none yet
             and it reaches `gate.min_quality`.
-        fresh: start training over instead of resuming the state an interrupted run of the same
-            config on the same data left (`find_checkpoint`).
+        fresh: prepare the data and train from the start instead of resuming what an
+            interrupted run of the same config on the same data left (`tasks.resume`).
 
     Returns:
         The MLflow run id, the registered model version and its aliases, the test metrics, the
@@ -89,16 +91,18 @@ def train_flow(
             retracted, as is the version of any run that fails after registering it.
     """
     check_tracking_store()  # a dead tracking server stops the flow here, in seconds
-    with _run_directory(work_dir) as directory:
+    with _run_directory(work_dir) as directory, resumable_state(config, fresh) as resumable:
         plan = choose_devices(config.training)
-        data = prepare_pairs(config, directory)  # bad input stops here, before an MLflow run exists
+        # Bad input stops here, before an MLflow run exists. A temporary work directory's splits would be lost in a crash:
+        # they go to the resumable state, where a rerun finds them; a work directory the user gave keeps its own.
+        data = prepare_pairs(config, directory, resumable if work_dir is None else None)
         splits = data.paths
         with _mlflow_run(config) as run_id:
             if data.source is not None:
                 log_dataset(run_id, data.source, data.sizes)
             log_derived_params(run_id, data.params)
             initial = build_model(config, plan, splits["train"], run_id, directory)
-            checkpoint = find_checkpoint(config, run_id, fresh)
+            checkpoint = find_checkpoint(resumable, run_id)
             trained = train_model(initial, splits, config, plan, run_id, directory, checkpoint)
             log_training(run_id, plan, trained.seconds, trained.pairs_per_second, data.sizes)
 

@@ -477,6 +477,9 @@ GATE_METRICS = {  # what the registry gate may compare models on, per task; the 
     Task.REGRESSION: ("mae", "rmse", "pearson"),  # pearson: graded similarity is usually judged by correlation
 }
 DEFAULT_QUALITY_BARS = {"roc_auc": 0.6, "accuracy": 0.6}  # a first model must reach these to become champion
+# A first model judged on fewer test pairs is not promoted: a bootstrap of a handful of pairs
+# repeats the same few pairs (4 perfectly ranked pairs give an AUC "interval" of exactly 1..1).
+MIN_JUDGED_PAIRS = 50
 
 
 @dataclass(frozen=True)
@@ -486,6 +489,7 @@ class GateConfig:
     metric: str = ""  # "" = the task's headline metric: roc_auc (similarity) or mae (regression)
     min_improvement: float = 0.0  # the bootstrap CI's lower bound must exceed this
     min_quality: float | None = None  # a first model's bar (a maximum for errors); None = DEFAULT_QUALITY_BARS or none
+    min_test_pairs: int = MIN_JUDGED_PAIRS  # a first model judged on fewer is not promoted; 0 judges any number
     bootstrap_samples: int = 1000
     confidence: float = 0.95
 
@@ -496,6 +500,7 @@ class GateConfig:
         _require_float(self, "min_improvement", "gate", minimum=0.0)
         if self.min_quality is not None:
             _require_float(self, "min_quality", "gate", minimum=0.0)
+        _require_int(self, "min_test_pairs", "gate", minimum=0)
         _require_int(self, "bootstrap_samples", "gate", minimum=100)
         _require_float(self, "confidence", "gate", minimum=0.5, below=1.0)
 

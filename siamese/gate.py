@@ -25,12 +25,10 @@ from enum import StrEnum
 
 import numpy as np
 
+from siamese.config import MIN_JUDGED_PAIRS
 from siamese.evaluation import DEFAULT_THRESHOLD, LOG_LOSS_EPSILON, evaluate_regression, evaluate_scores, pearson, roc_auc
 
 MIN_BOOTSTRAP_SAMPLES = 100  # fewer resamples make the tails of the interval, which decide, mostly noise
-# A first model judged on fewer test pairs is not promoted: a bootstrap of a handful of pairs
-# repeats the same few pairs (4 perfectly ranked pairs give an AUC "interval" of exactly 1..1).
-MIN_JUDGED_PAIRS = 50
 BECOMES_CHAMPION = "so it becomes champion"  # how a first model's promoting reason ends
 _BLOCK_ELEMENTS = 1 << 22  # resample counts held at once (32 MiB of int64), so large test sets stay in memory
 

@@ -40,7 +40,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
@@ -275,16 +275,22 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     """Training's state, saved after every epoch into `directory`; restored when training begins with one there.
 
     Keras' `BackupAndRestore` keeps the weights and the epoch. This also keeps the optimizer's
-    state (moments, step count, a lowered learning rate) and the early stoppers' (the best value,
-    its epoch and weights, the epochs waited), so a resumed run continues as the interrupted one
-    would have, and still ends with the best epoch's weights. Each save replaces the last
-    atomically: a crash while saving leaves the previous epoch's state. Removed when training ends.
+    state (moments, step count, a lowered learning rate) and the counters of early stopping and
+    reduce-on-plateau (`COUNTERS`: the best value, the epochs waited; early stopping's best epoch
+    and weights too), so a resumed run continues as the interrupted one would have, and still ends
+    with the best epoch's weights. Each save replaces the last atomically: a crash while saving
+    leaves the previous epoch's state. Removed when training ends.
     """
+
+    COUNTERS: ClassVar[dict[type, tuple[str, ...]]] = {
+        keras.callbacks.EarlyStopping: ("wait", "best", "best_epoch"),
+        keras.callbacks.ReduceLROnPlateau: ("wait", "best", "cooldown_counter"),
+    }
 
     def __init__(self, directory: Path, stopping: Sequence[keras.callbacks.Callback] = ()) -> None:
         super().__init__()
         self.directory = Path(directory)
-        self.stopping = [callback for callback in stopping if isinstance(callback, keras.callbacks.EarlyStopping)]
+        self.stopping = [callback for callback in stopping if type(callback) in self.COUNTERS]
         self.resumed_after = 0
 
     @property
@@ -313,7 +319,8 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             for index, variable in enumerate(optimizer.variables):
                 variable.assign(saved[f"optimizer_{index}"])
             for index, (stopper, kept) in enumerate(zip(self.stopping, state["stopping"])):
-                stopper.wait, stopper.best, stopper.best_epoch = kept["wait"], kept["best"], kept["best_epoch"]
+                for name in self.COUNTERS[type(stopper)]:
+                    setattr(stopper, name, kept[name])
                 if kept["best_weights"]:
                     stopper.best_weights = [saved[f"best_{index}_{number}"] for number in range(kept["best_weights"])]
         self.resumed_after = state["epoch"]
@@ -324,10 +331,10 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         arrays |= {f"optimizer_{index}": keras.ops.convert_to_numpy(v) for index, v in enumerate(self.model.optimizer.variables)}
         stopping = []
         for index, stopper in enumerate(self.stopping):
-            best_weights = stopper.best_weights or []
+            best_weights = getattr(stopper, "best_weights", None) or []
             arrays |= {f"best_{index}_{number}": weight for number, weight in enumerate(best_weights)}
-            best = None if stopper.best is None else float(stopper.best)
-            stopping.append({"wait": stopper.wait, "best": best, "best_epoch": stopper.best_epoch, "best_weights": len(best_weights)})
+            counters = {name: _plain_number(getattr(stopper, name)) for name in self.COUNTERS[type(stopper)]}
+            stopping.append(counters | {"best_weights": len(best_weights)})
         meta = {"epoch": epoch + 1, "weights": len(self.model.get_weights()), "stopping": stopping}
         self.directory.mkdir(parents=True, exist_ok=True)
         partial = self.directory / "training_state.partial.npz"
@@ -336,6 +343,11 @@ class TrainingCheckpoint(keras.callbacks.Callback):
 
     def on_train_end(self, logs: dict | None = None) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _plain_number(value: Any) -> int | float | None:
+    """A callback's counter as JSON holds it: counts stay ints, best values (NumPy or backend scalars) become floats."""
+    return value if value is None or isinstance(value, int) else float(value)
 
 
 def monitored_metric(model: keras.Model) -> tuple[str, str]:

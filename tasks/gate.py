@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from siamese.config import Config
 from siamese.evaluation import DEFAULT_THRESHOLD
 from siamese.families import family_of
-from siamese.gate import MIN_JUDGED_PAIRS, GateResult, judge_challenger, judge_first_model
+from siamese.gate import GateResult, judge_challenger, judge_first_model
 from tasks.registry import champion_version, check_same_inputs, claim_champion, version_scores
 from tasks.store import mlflow_client
 from tasks.tracking import LOGGING_TASK, MAX_TAG_LENGTH
@@ -70,29 +70,27 @@ def judge(
     """A first model against its bar; a challenger against the champion with a paired bootstrap (`siamese.gate`).
 
     A first model's bar: `gate.min_quality` when set; by default the default bar
-    (`GateConfig.quality_bar`) and the strongest of the run's `baselines` on the gate metric,
-    judged only on at least `MIN_JUDGED_PAIRS` test pairs. Either bar must be cleared by the worse
-    end of the metric's bootstrap interval. `accuracy` judges each version at its own threshold.
+    (`GateConfig.quality_bar`) and the strongest of the run's `baselines` on the gate metric.
+    Either is judged only on at least `gate.min_test_pairs` test pairs, and must be cleared by the
+    worse end of the metric's bootstrap interval. `accuracy` judges each version at its own threshold.
     """
     labels = family_of(config.kind).load_split(config, test_path).labels
     gate = config.gate
     metric = gate.metric_for(config.task)
     challenger_scores = np.load(challenger.path)
     if champion is None:
-        # An explicit gate.min_quality is the whole bar, judged on any number of test pairs (the user's
-        # call); by default the model must also beat the baselines, on enough pairs to tell.
-        explicit = gate.min_quality is not None
+        # An explicit gate.min_quality is the whole bar (the user's call); by default the model must also beat the baselines.
         result = judge_first_model(
             labels,
             challenger_scores,
             metric=metric,
             min_quality=gate.quality_bar(config.task),
-            baselines=None if explicit else baselines,
+            baselines=None if gate.min_quality is not None else baselines,
             threshold=challenger.threshold,
             bootstrap_samples=gate.bootstrap_samples,
             confidence=gate.confidence,
             seed=config.seed,
-            min_test_pairs=0 if explicit else MIN_JUDGED_PAIRS,
+            min_test_pairs=gate.min_test_pairs,
         )
     else:
         result = judge_challenger(

@@ -5,8 +5,6 @@ They hand each other `.keras` paths (`tasks.model_files`), never live models.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +19,9 @@ from siamese.devices import DevicePlan, distribution_scope, plan_devices
 from siamese.data.pairs import Pairs
 from siamese.evaluation import DEFAULT_THRESHOLD, Calibration, calibrate_threshold, report_test_split
 from siamese.families import family_of
-from siamese.resume import resume_key
 from siamese.sharing import SharingReport, verify_weight_sharing
-from siamese.training import TrainingCheckpoint, compile_for_training, fit, predict
+from siamese.training import compile_for_training, fit, predict
 from tasks.model_files import load_model_file, save_model_file
-from tasks.store import LOCAL_STORE
 from tasks.tracking import epoch_metrics_logger, log_derived_params, log_stopping
 
 SHARING_PROBE_PAIRS = 16  # pairs of the test split used for the behavioural sharing checks
@@ -70,33 +66,6 @@ def build_model(config: Config, plan: DevicePlan, train_path: Path, run_id: str,
     log_derived_params(run_id, built.params)
     get_run_logger().info("built %s: %s parameters", built.model.name, f"{built.model.count_params():,}")
     return save_model_file(built.model, work_dir / "initial.keras")
-
-
-@task(name="find-checkpoint", cache_policy=NO_CACHE)
-def find_checkpoint(config: Config, run_id: str, fresh: bool = False) -> Path:
-    """The directory where this config's training on this data saves its state each epoch (`resume_key`).
-
-    State left there by an interrupted run (killed, crashed, a lost machine) is resumed by
-    `train_model`; this run's params then name that run and the epochs it had completed.
-    `fresh` deletes it first: training starts over.
-    """
-    directory = checkpoint_root() / resume_key(config)
-    if fresh:
-        shutil.rmtree(directory, ignore_errors=True)
-    completed = TrainingCheckpoint.completed_epochs(directory)
-    owner = directory / "run_id"
-    if completed and owner.exists():
-        previous = owner.read_text().strip()
-        log_derived_params(run_id, {"training.resumed_from_run": previous, "training.resumed_after_epoch": completed})
-        get_run_logger().info("resuming the training of run %s after its epoch %d (--fresh starts over)", previous, completed)
-    directory.mkdir(parents=True, exist_ok=True)
-    owner.write_text(run_id)
-    return directory
-
-
-def checkpoint_root() -> Path:
-    """Where training states are kept: `SIAMESE_CHECKPOINTS`, else `mlruns/checkpoints` beside the local store."""
-    return Path(os.environ.get("SIAMESE_CHECKPOINTS") or LOCAL_STORE / "checkpoints")
 
 
 @task(name="train-model", cache_policy=NO_CACHE)

@@ -14,14 +14,12 @@ did, and a run that fails after registering takes its version back (`retract_ver
 
 from __future__ import annotations
 
-import fcntl
 import tempfile
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Callable, Iterator, TextIO
+from typing import Callable, Iterator
 
 import keras
 import mlflow
@@ -37,6 +35,7 @@ from prefect.cache_policies import NO_CACHE
 from siamese.config import Config, ModelKind, Task
 from siamese.data.pairs import Pairs
 from siamese.families import ModelFormat, family_of
+from siamese.locks import FileLock
 from siamese.models.layers import score_scale
 from tasks.model_files import load_model_file
 from tasks.store import mlflow_client, sqlite_database, tracking_uri
@@ -216,29 +215,16 @@ def registry_transaction() -> Iterator[MlflowClient]:
     if database is None:
         yield client
         return
-    path = database.with_name(f"{database.name}.registry-lock")
-    with open(path, "a") as lock:
-        _lock_exclusively(lock, path)
-        try:
-            yield client
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _lock_exclusively(lock: TextIO, path: Path) -> None:
-    """Wait for the exclusive lock on `lock` (a process that dies releases its lock), at most `REGISTRY_LOCK_TIMEOUT_SECONDS`."""
-    deadline = time.monotonic() + REGISTRY_LOCK_TIMEOUT_SECONDS
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise RegistryLockTimeout(
-                    f"the registry lock {path} was held for over {REGISTRY_LOCK_TIMEOUT_SECONDS:g} s; "
-                    "is a siamese process stopped (Ctrl-Z) or hung? End it and rerun"
-                ) from None
-            time.sleep(0.05)
+    lock = FileLock(database.with_name(f"{database.name}.registry-lock"))
+    if not lock.acquire(timeout=REGISTRY_LOCK_TIMEOUT_SECONDS):
+        raise RegistryLockTimeout(
+            f"the registry lock {lock.path} was held for over {REGISTRY_LOCK_TIMEOUT_SECONDS:g} s; "
+            "is a siamese process stopped (Ctrl-Z) or hung? End it and rerun"
+        )
+    try:
+        yield client
+    finally:
+        lock.release()
 
 
 def claim_champion(name: str, version: str, expected: str | None) -> str | None:

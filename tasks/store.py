@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
+
+from siamese.locks import FileLock
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -72,13 +73,9 @@ def mlflow_client() -> MlflowClient:
     if database is None or uri in _READY_STORES:
         return MlflowClient(uri)
     database.parent.mkdir(parents=True, exist_ok=True)
-    with open(database.with_name(f"{database.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            client = MlflowClient(uri)
-            client.search_registered_models(max_results=1)  # opens the registry's store too
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(database.with_name(f"{database.name}.lock")):
+        client = MlflowClient(uri)
+        client.search_registered_models(max_results=1)  # opens the registry's store too
     _READY_STORES.add(uri)
     return client
 

@@ -496,6 +496,7 @@ def test_gate_defaults_follow_the_task():
     assert (regression.gate.metric_for(regression.task), regression.gate.quality_bar(regression.task)) == ("mae", None)
     custom = load_config(None, {"gate.metric": "accuracy", "gate.min_quality": 0.8})
     assert (custom.gate.metric_for(custom.task), custom.gate.quality_bar(custom.task)) == ("accuracy", 0.8)
+    assert similarity.gate.min_test_pairs == custom.gate.min_test_pairs == 50, "an explicit bar still needs pairs to judge on"
 
 
 @pytest.mark.parametrize(
@@ -505,6 +506,7 @@ def test_gate_defaults_follow_the_task():
         ({"gate.metric": "mae"}, "gate.metric 'mae' does not fit a similarity model; use one of roc_auc, accuracy, log_loss"),
         ({"gate.min_improvement": -0.1}, "gate.min_improvement must be a number >= 0.0"),
         ({"gate.bootstrap_samples": 10}, "gate.bootstrap_samples must be an integer >= 100"),
+        ({"gate.min_test_pairs": -1}, "gate.min_test_pairs must be an integer >= 0"),
         ({"gate.confidence": 1.0}, "gate.confidence must be a number >= 0.5 and < 1.0"),
     ],
 )

@@ -25,6 +25,7 @@ from siamese.training import (
     compile_for_training,
     fit,
     monitored_metric,
+    stopping_callbacks,
     training_model,
 )
 
@@ -598,3 +599,32 @@ def test_an_interrupted_fit_resumes_from_its_last_epoch_with_its_weights_and_opt
     assert start.steps == int(keras.ops.convert_to_numpy(crashed.optimizer.iterations)) > 0
     assert result.resumed_after == 2 and len(result.history["loss"]) == 3 and result.stopped_epoch == 5
     assert 1 <= result.best_epoch <= 5 and not checkpoint.exists(), "a finished training leaves no state to resume"
+
+
+def test_a_resumed_fit_continues_the_counters_of_early_stopping_and_reduce_on_plateau(tmp_path):
+    model = build_text_model(features=8, units=4)
+    training = TrainingConfig(epochs=20, batch_size=32, patience=5, reduce_lr_patience=3)
+    compile_for_training(model, training)
+    model.optimizer.build(model.trainable_variables)
+    interrupted = stopping_callbacks(model, training)
+    for callback in interrupted:
+        callback.set_model(model)
+        callback.on_train_begin()
+    early, plateau = interrupted
+    early.wait, early.best, early.best_epoch, early.best_weights = 2, np.float32(0.75), 4, model.get_weights()
+    plateau.wait, plateau.best, plateau.cooldown_counter = 1, np.float64(0.75), 2
+    saving = TrainingCheckpoint(tmp_path, interrupted)
+    saving.set_model(model)
+    saving.on_epoch_end(6)
+
+    resumed = stopping_callbacks(model, training)
+    for callback in resumed:
+        callback.set_model(model)
+        callback.on_train_begin()  # as `fit` calls them: each resets itself first
+    restoring = TrainingCheckpoint(tmp_path, resumed)
+    restoring.set_model(model)
+    restoring.on_train_begin()
+    early, plateau = resumed
+    assert (early.wait, early.best, early.best_epoch) == (2, 0.75, 4) and len(early.best_weights) == len(model.get_weights())
+    assert (plateau.wait, plateau.best, plateau.cooldown_counter) == (1, 0.75, 2)
+    assert restoring.resumed_after == 7

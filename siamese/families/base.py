@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -49,6 +51,25 @@ class PreparedSplits:
     labels: dict[str, str] = field(default_factory=dict)  # split -> its labels in words, for the log
     source: SourceFile | None = None  # a user's pair file, when there is one
     params: dict[str, str] = field(default_factory=dict)  # what the data decided that the config left open (run params)
+
+    MANIFEST: ClassVar[str] = "prepared.json"
+
+    def save_manifest(self, directory: Path) -> None:
+        """Describe these splits in `directory/MANIFEST`, their files named relative to it: the folder can move."""
+        manifest = dataclasses.asdict(self) | {"paths": {name: str(path.relative_to(directory)) for name, path in self.paths.items()}}
+        (directory / self.MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+    @classmethod
+    def load_manifest(cls, directory: Path) -> PreparedSplits | None:
+        """The splits `save_manifest` described in `directory`; None when there are none."""
+        path = directory / cls.MANIFEST
+        if not path.exists():
+            return None
+        manifest = json.loads(path.read_text())
+        source = manifest["source"]
+        source = None if source is None else SourceFile(**source | {"columns": tuple(source["columns"])})
+        paths = {name: directory / relative for name, relative in manifest["paths"].items()}
+        return cls(paths, manifest["sizes"], manifest["labels"], source, manifest["params"])
 
 
 @dataclass(frozen=True)

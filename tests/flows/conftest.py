@@ -101,7 +101,7 @@ SIAMESE = str(Path(sys.executable).with_name("siamese"))
 # temporary Prefect API.
 QUESTION_FILE_COMMANDS = """
 export PREFECT_HOME="$PWD/prefect-home"  # its own: no other Prefect server of the session shares its database
-"$1" train --data questions.csv --epochs 1 --set model.units=8 --set model.embedding_dim=16 --set gate.min_quality=0.0 \\
+"$1" train --data questions.csv --epochs 1 --set model.units=8 --set model.embedding_dim=16 --set gate.min_quality=0.0 --set gate.min_test_pairs=0 \\
     > train.out 2> train.err
 echo $? > train.code
 "$1" score --model models:/siamese-text@champion --input new_pairs.csv --output scores.parquet --chunk-rows 16 \\

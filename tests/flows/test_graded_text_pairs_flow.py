@@ -31,7 +31,7 @@ def graded_run(tmp_path_factory, new_store, prefect_api) -> FlowRun:
     directory = tmp_path_factory.mktemp("graded-run")
     source = directory / "sts.csv"
     graded_pairs(200, seed=2).to_csv(source, index=False)
-    config = dataclasses.replace(text_pairs_config(source, task="regression"), gate=GateConfig(metric="pearson", min_quality=0.0))
+    config = dataclasses.replace(text_pairs_config(source, task="regression"), gate=GateConfig(metric="pearson", min_quality=0.0, min_test_pairs=0))
     uri = new_store(directory.resolve() / "mlruns" / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -1,4 +1,4 @@
-"""A training run killed with SIGKILL continues where it stopped when the same command runs again."""
+"""A training run killed with SIGKILL continues where it stopped, on the pairs it had prepared, when the same command runs again."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_a_killed_training_resumes_from_its_last_epoch_and_names_the_run_it_cont
     killed = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     states = tmp_path / "mlruns" / "checkpoints"
     deadline = time.monotonic() + 300
-    while not list(states.glob("*/training_state.npz")) and time.monotonic() < deadline and killed.poll() is None:
+    while not list(states.glob("*/training/training_state.npz")) and time.monotonic() < deadline and killed.poll() is None:
         time.sleep(0.2)
     time.sleep(1)  # an epoch or two more
     os.killpg(killed.pid, signal.SIGKILL)
@@ -41,9 +41,10 @@ def test_a_killed_training_resumes_from_its_last_epoch_and_names_the_run_it_cont
     second = next(run for run_id, run in runs.items() if run_id != first.info.run_id)
     resumed_after = int(second.data.params["training.resumed_after_epoch"])
     assert second.data.params["training.resumed_from_run"] == first.info.run_id and 1 <= resumed_after < EPOCHS
+    assert second.data.params["data.prepared_by_run"] == first.info.run_id, "the pairs were not prepared again"
     assert second.info.status == "FINISHED" and second.data.metrics["train/stopped_epoch"] == EPOCHS
     epochs_logged = [metric.step for metric in client.get_metric_history(second.info.run_id, "train/loss")]
     assert epochs_logged[0] == resumed_after, "the resumed run logs the epochs it trained, numbered on"
     assert runs[first.info.run_id].info.status == "FAILED" and "ended without ending the run" in runs[first.info.run_id].data.tags["failure"]
-    assert not list(states.glob("*/training_state.npz")), "a finished training leaves no state behind"
+    assert not any(states.iterdir()), "a command that succeeds leaves no state behind"
     assert not list(tmp_path.glob("siamese-train-*")), "the killed run's work directory was removed too"

@@ -25,14 +25,14 @@ NAME = "siamese-text-sequences"
 GOOD = Config(
     data=SequenceDataConfig(num_pairs=400, timesteps=6),
     training=TrainingConfig(epochs=4, batch_size=32),
-    gate=GateConfig(min_quality=0.0),
+    gate=GateConfig(min_quality=0.0, min_test_pairs=0),
 )
 WEAK = dataclasses.replace(GOOD, training=TrainingConfig(epochs=1, batch_size=32, learning_rate=1e-7))
 # WEAK as a config file; `--epochs 1` on the command line makes it WEAK.
 WEAK_TOML = (
     "[data]\nnum_pairs = 400\ntimesteps = 6\n"
     "[training]\nepochs = 4\nbatch_size = 32\nlearning_rate = 1e-7\n"
-    "[gate]\nmin_quality = 0.0\n"
+    "[gate]\nmin_quality = 0.0\nmin_test_pairs = 0\n"
 )
 
 

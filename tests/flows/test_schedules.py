@@ -26,7 +26,7 @@ from siamese.config import config_from_dict, load_config
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
-TINY = "seed = 3\n[data]\nnum_pairs = 120\ntimesteps = 5\n[training]\nepochs = 1\nbatch_size = 32\n[gate]\nmin_quality = 0.0\n"
+TINY = "seed = 3\n[data]\nnum_pairs = 120\ntimesteps = 5\n[training]\nepochs = 1\nbatch_size = 32\n[gate]\nmin_quality = 0.0\nmin_test_pairs = 0\n"
 PREFECT_YAML = Path(__file__).parents[2] / "prefect.yaml"
 
 

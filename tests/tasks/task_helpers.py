@@ -27,7 +27,7 @@ def sequences_config(**data) -> Config:
         data=SequenceDataConfig(**{"num_pairs": 60, "timesteps": 5, "features": 8} | data),
         model=TextModelConfig(units=4),
         training=TRAINING,
-        gate=GateConfig(min_quality=0.0, bootstrap_samples=200),
+        gate=GateConfig(min_quality=0.0, min_test_pairs=0, bootstrap_samples=200),
     )
 
 

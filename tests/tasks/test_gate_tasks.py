@@ -68,16 +68,18 @@ def test_an_explicit_min_quality_ignores_the_baselines_while_the_default_bar_use
     default = judge.fn(default_bar, paths["test"], scores["2"], None, unbeatable)
     assert default.decision is Decision.KEEP and "strongest baseline, tfidf_cosine 0.999" in default.reason
     assert "too few to judge" in default.reason, "12 test pairs: the default bar needs 50"
-    explicit = dataclasses.replace(config, gate=GateConfig(min_quality=0.0))
+    explicit = dataclasses.replace(config, gate=GateConfig(min_quality=0.0, min_test_pairs=0))
     promoted = judge.fn(explicit, paths["test"], scores["2"], None, unbeatable)
     assert promoted.decision is Decision.PROMOTE and "baseline" not in promoted.reason
 
 def test_a_first_model_on_too_few_test_pairs_is_kept_and_the_reason_recorded(versions, scores, module_store):
-    """12 test pairs: too few for the default bar to judge at all; an explicit bar is the user's call."""
+    """12 test pairs: too few to judge at all, whatever the bar, unless `gate.min_test_pairs` says otherwise."""
     (registered, paths, _, run_id), _, config = versions
     default_bar = dataclasses.replace(config, gate=GateConfig(metric="roc_auc", bootstrap_samples=200))
     lenient = dataclasses.replace(default_bar, gate=GateConfig(min_quality=0.0, bootstrap_samples=200))
-    assert judge.fn(lenient, paths["test"], scores["1"], None).decision is Decision.PROMOTE, "an explicit bar judges any number"
+    assert "on only 12 test pairs: too few to judge" in judge.fn(lenient, paths["test"], scores["1"], None).reason
+    any_number = dataclasses.replace(lenient, gate=GateConfig(min_quality=0.0, min_test_pairs=12, bootstrap_samples=200))
+    assert judge.fn(any_number, paths["test"], scores["1"], None).decision is Decision.PROMOTE
 
     result = judge.fn(default_bar, paths["test"], scores["1"], None)
     record_decision.fn(run_id, NAME, registered["version"], None, result)

@@ -19,7 +19,7 @@ from siamese.families import family_of
 from siamese.models.text import build_text_model, build_unshared_text_model
 from siamese.training import TrainingCheckpoint, compile_for_training, predict
 from tasks.data import prepare_pairs
-from tasks.model import build_model, choose_devices, evaluate_model, find_checkpoint, train_model, verify_sharing
+from tasks.model import build_model, choose_devices, evaluate_model, train_model, verify_sharing
 from tasks.tracking import start_run
 
 
@@ -159,27 +159,3 @@ def test_regression_is_trained_and_evaluated_against_the_training_mean(module_st
     assert {"mae", "rmse", "r2", "baseline_mae"} <= result.metrics.keys()
     assert result.confusion_matrix is None and result.calibration is None, "regression decides nothing"
     assert sorted(path.name for path in result.plots) == ["example_pairs.png", "predictions.png"]
-
-
-def test_a_checkpoint_is_found_by_config_and_data_named_by_its_run_and_dropped_by_fresh(tmp_path, monkeypatch, mlflow_store):
-    monkeypatch.setenv("SIAMESE_CHECKPOINTS", str(tmp_path / "checkpoints"))
-    config = sequences_config()
-    first = start_run.fn(config)
-    directory = find_checkpoint.fn(config, first)
-    assert directory.parent == tmp_path / "checkpoints" and (directory / "run_id").read_text() == first
-    model = build_text_model(features=8, units=4)
-    compile_for_training(model, config.training)
-    model.optimizer.build(model.trainable_variables)
-    saving = TrainingCheckpoint(directory)
-    saving.set_model(model)
-    saving.on_epoch_end(2)  # an interrupted run had completed 3 epochs
-    assert find_checkpoint.fn(sequences_config(num_pairs=61), first) != directory, "other data, another training"
-
-    second = start_run.fn(config)
-    assert find_checkpoint.fn(config, second) == directory
-    params = MlflowClient().get_run(second).data.params
-    assert params["training.resumed_from_run"] == first and params["training.resumed_after_epoch"] == "3"
-    third = start_run.fn(config)
-    find_checkpoint.fn(config, third, fresh=True)
-    assert TrainingCheckpoint.completed_epochs(directory) == 0
-    assert "training.resumed_from_run" not in MlflowClient().get_run(third).data.params
