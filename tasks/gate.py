@@ -20,7 +20,7 @@ from siamese.families import family_of
 from siamese.gate import GateResult, judge_challenger, judge_first_model
 from tasks.registry import champion_version, check_same_inputs, claim_champion, version_scores
 from tasks.store import mlflow_client
-from tasks.tracking import LOGGING_TASK, MAX_TAG_LENGTH
+from tasks.tracking import LOGGING_TASK, MAX_TAG_LENGTH, reports_a_silent_server
 
 
 @dataclass(frozen=True)
@@ -32,18 +32,21 @@ class VersionScores:
 
 
 @task(name="find-champion", cache_policy=NO_CACHE)
+@reports_a_silent_server
 def find_champion(name: str) -> str | None:
     """The registered model's champion version, or None when it has none yet."""
     return champion_version(name)
 
 
 @task(name="check-inputs", cache_policy=NO_CACHE)
+@reports_a_silent_server
 def check_inputs(name: str, version: str, champion: str) -> None:
     """Refuse a version whose inputs differ from the champion's, before anything is scored (`check_same_inputs`)."""
     check_same_inputs(name, version, champion)
 
 
 @task(name="score-version", cache_policy=NO_CACHE)
+@reports_a_silent_server
 def score_version(model_uri: str, test_path: Path, config: Config, output_path: Path) -> VersionScores:
     """Score the test split with a registered version, loaded from the registry as serving would load it.
 
@@ -110,6 +113,7 @@ def judge(
 
 
 @task(name="record-gate-decision", **LOGGING_TASK)
+@reports_a_silent_server
 def record_decision(run_id: str, name: str, version: str, champion: str | None, result: GateResult) -> None:
     """The decision and its numbers as `gate.*` tags on the challenger (and its run), a note on the champion."""
     client = mlflow_client()
@@ -125,6 +129,7 @@ def record_decision(run_id: str, name: str, version: str, champion: str | None, 
 
 
 @task(name="move-champion-alias", cache_policy=NO_CACHE)
+@reports_a_silent_server
 def move_champion_alias(name: str, version: str, judged_against: str | None) -> str | None:
     """Point `champion` at the promoted version unless a concurrent run moved it since the gate judged; returns the champion after.
 

@@ -39,7 +39,7 @@ from siamese.locks import FileLock
 from siamese.models.layers import score_scale
 from tasks.model_files import load_model_file
 from tasks.store import mlflow_client, sqlite_database, tracking_uri
-from tasks.tracking import MAX_TAG_LENGTH
+from tasks.tracking import MAX_TAG_LENGTH, reports_a_silent_server
 
 EXAMPLE_PAIRS = 2  # pairs saved with the model as its input example
 CHAMPION, CHALLENGER = "champion", "challenger"  # registry aliases
@@ -75,6 +75,7 @@ class TextPairModel:
 
 
 @task(name="log-and-register-model", cache_policy=NO_CACHE)
+@reports_a_silent_server
 def log_and_register_model(
     run_id: str, model_path: Path, example_path: Path, config: Config, threshold: float | None = None
 ) -> dict[str, object]:
@@ -278,6 +279,7 @@ def retract_versions_of_run(run_id: str, reason: str) -> list[str]:
 
 
 @task(name="read-version-aliases", cache_policy=NO_CACHE)
+@reports_a_silent_server
 def read_aliases(registered: dict[str, object]) -> list[str]:
     """The version's aliases as the registry holds them now: `challenger`, `champion`, then any others.
 
@@ -351,6 +353,7 @@ def version_scores(model_uri: str, pairs: Pairs, model_format: ModelFormat) -> t
 
 
 @task(name="load-text-pair-model", cache_policy=NO_CACHE)  # MLflow's HTTP client retries network errors itself
+@reports_a_silent_server
 def load_text_pair_scorer(model_uri: str) -> TextPairModel:
     """Load a registered raw-text model (its `predict` takes a DataFrame of `left`, `right` strings) and its threshold.
 

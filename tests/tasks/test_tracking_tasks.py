@@ -252,3 +252,13 @@ def test_a_server_that_accepts_but_never_answers_fails_after_the_users_own_timeo
         with pytest.raises(TrackingUnavailableError, match=r"stopped answering during log-stopping \(POST /api/2.0/mlflow/runs/log-batch: timed out, 3 tries\)"):
             log_stopping(RUN_ID, stopped_epoch=3, best_epoch=2)
     assert time.monotonic() - started < 12, "3 tries of 1 s, pauses of 0 and 2-3 s"
+
+
+def test_registry_and_gate_tasks_whose_server_died_fail_naming_their_step(dead_server):
+    from tasks.gate import find_champion
+    from tasks.registry import read_aliases
+
+    with pytest.raises(TrackingUnavailableError, match=rf"^tracking server {re.escape(dead_server)} stopped answering during find-champion \("):
+        find_champion.fn("siamese-text")
+    with pytest.raises(TrackingUnavailableError, match=r"stopped answering during read-aliases \(GET /api/2.0/mlflow/model-versions/get"):
+        read_aliases.fn({"name": "siamese-text", "version": "1"})
