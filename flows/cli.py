@@ -19,7 +19,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from siamese.config import (
     Backbone,
@@ -93,6 +93,8 @@ INTERRUPTED_OUTCOME = {
     "train": "the MLflow run, if one started, is marked FAILED and nothing is registered",
     "retrain": "the MLflow run, if one started, is marked FAILED and the champion is unchanged",
     "score": "no output was written",
+    "dedupe": "no output was written",
+    "embed": "no output was written",
     "serve": "no longer serving",
 }
 
@@ -134,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.command == "score":
-        return _score(args, parser)
+    file_commands = {"score": _score, "dedupe": _dedupe, "embed": _embed}
+    if args.command in file_commands:
+        return file_commands[args.command](args, parser)
     if args.command == "serve":
         return _serve(args)
     if args.command == "ui":
@@ -222,51 +225,26 @@ def _print_result(result: dict, config) -> None:
 
 
 def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if not args.input.is_file():
-        parser.error(f"--input {args.input}: no such file")
-    from tasks.scoring import OutputPathError, ThresholdError, check_output_path
-
-    try:  # before anything is started: one line to read, and the input left as it was
-        check_output_path(args.input.resolve(), args.output.resolve())
-    except OutputPathError as error:
-        print(f"siamese: cannot score: {for_console(str(error))}", file=sys.stderr)
-        return EXIT_INVALID
-    from siamese.data.tables import TABLE_SUFFIXES
-
-    if args.output.suffix.lower() not in TABLE_SUFFIXES:
-        parser.error(f"--output {args.output}: use a {', '.join(TABLE_SUFFIXES)} file")
-    if args.chunk_rows < 1:
-        parser.error(f"--chunk-rows must be >= 1, got {args.chunk_rows}")
     if args.threshold is not None and not math.isfinite(args.threshold):  # its range depends on the model: the flow checks it
         parser.error(f"--threshold must be a number, got {args.threshold}")
-    _quiet_start()
-    from flows.temporary_api import PrefectApiError, temporary_prefect_api
 
-    with temporary_prefect_api() as api, _failure_reports(args.command, args.verbose) as reports:
+    def score():
         from flows.score import score_flow
-        from siamese.data.tables import PairFileError
-        from tasks.registry import ScoringModelError
 
-        try:
-            _wait_for(api)
-            summary = score_flow(
-                model_uri=args.model,
-                input_path=args.input.resolve(),
-                output_path=args.output.resolve(),
-                left_column=args.left_column,
-                right_column=args.right_column,
-                chunk_rows=args.chunk_rows,
-                threshold=args.threshold,
-            )
-        except PrefectApiError as error:
-            print(f"siamese: {for_console(str(error))}", file=sys.stderr)
-            return EXIT_FAILED
-        except (PairFileError, ScoringModelError, ThresholdError, OutputPathError) as error:
-            print(f"\nsiamese: cannot score: {for_console(str(error))}{reports.where()}", file=sys.stderr)
-            return EXIT_INVALID
-        except Exception as error:
-            print(f"\nsiamese: scoring failed: {for_console(str(error))}{reports.where()}", file=sys.stderr)
-            return EXIT_FAILED
+        return score_flow(
+            model_uri=args.model,
+            input_path=args.input.resolve(),
+            output_path=args.output.resolve(),
+            left_column=args.left_column,
+            right_column=args.right_column,
+            chunk_rows=args.chunk_rows,
+            threshold=args.threshold,
+        )
+
+    return _file_flow(args, parser, "score", score, _report_scores)
+
+
+def _report_scores(args: argparse.Namespace, summary: Any) -> None:
     print(f"\nScored {summary.scored:,} of {summary.rows:,} rows into {args.output} in {summary.seconds:.1f} s.")
     print(f"  is_similar: {summary.threshold.describe()}")
     if summary.unscorable_count:
@@ -276,6 +254,100 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"  {count:,} {'row' if count == 1 else 'rows'} could not be scored ({summary.unscorable_rows}; {reasons}): "
             "their `similarity` and `is_similar` are empty and `error` says why."
         )
+
+
+def _dedupe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        parser.error(f"--threshold must be a number, got {args.threshold}")
+    if args.neighbours < 1:
+        parser.error(f"--neighbours must be >= 1, got {args.neighbours}")
+    if args.against is not None and not args.against.exists():
+        parser.error(f"--against {args.against}: no such file or folder (an earlier dedupe's output, or its .index folder)")
+
+    def dedupe():
+        from flows.dedupe import dedupe_flow
+
+        return dedupe_flow(
+            model_uri=args.model,
+            input_path=args.input.resolve(),
+            output_path=args.output.resolve(),
+            text_column=args.text_column,
+            against=None if args.against is None else args.against.resolve(),
+            neighbours=args.neighbours,
+            threshold=args.threshold,
+            chunk_rows=args.chunk_rows,
+        )
+
+    return _file_flow(args, parser, "dedupe", dedupe, lambda args, summary: print("\n" + "\n".join(summary.lines())))
+
+
+def _embed(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    def embed():
+        from flows.dedupe import embed_flow
+
+        return embed_flow(args.model, args.input.resolve(), args.output.resolve(), args.text_column, args.chunk_rows)
+
+    return _file_flow(args, parser, "embed", embed, _report_embeddings, output_suffixes=(".parquet", ".pq"))
+
+
+def _report_embeddings(args: argparse.Namespace, summary: Any) -> None:
+    print(f"\nEmbedded {summary.embedded:,} of {summary.rows:,} rows ({summary.dimensions} dimensions) into {args.output} in {summary.seconds:.1f} s.")
+    if summary.unencodable:
+        reasons = "; ".join(f"{reason}: {count:,}" for reason, count in summary.unencodable.items())
+        print(f"  rows that could not be encoded ({reasons}) have an empty `embedding` and `error` says why.")
+
+
+def _file_flow(
+    args: argparse.Namespace,
+    parser: argparse.ArgumentParser,
+    verb: str,
+    run_flow: Callable[[], Any],
+    report: Callable[[argparse.Namespace, Any], None],
+    output_suffixes: tuple[str, ...] | None = None,
+) -> int:
+    """Run a flow that reads `--input` and writes `--output` (score, dedupe, embed), then `report` its summary.
+
+    The paths are checked before anything starts (one line to read, the input left as it was);
+    a bad file, model or path is exit 2, anything else 1, each in one line. `output_suffixes`:
+    the output formats the command writes (default: every table format).
+    """
+    if not args.input.is_file():
+        parser.error(f"--input {args.input}: no such file")
+    from siamese.data.tables import TABLE_SUFFIXES
+    from tasks.scoring import OutputPathError, ThresholdError, check_output_path
+
+    try:
+        check_output_path(args.input.resolve(), args.output.resolve())
+    except OutputPathError as error:
+        print(f"siamese: cannot {verb}: {for_console(str(error))}", file=sys.stderr)
+        return EXIT_INVALID
+    suffixes = output_suffixes or TABLE_SUFFIXES
+    if args.output.suffix.lower() not in suffixes:
+        parser.error(f"--output {args.output}: use a {', '.join(suffixes)} file")
+    if args.chunk_rows < 1:
+        parser.error(f"--chunk-rows must be >= 1, got {args.chunk_rows}")
+    _quiet_start()
+    from flows.temporary_api import PrefectApiError, temporary_prefect_api
+
+    with temporary_prefect_api() as api, _failure_reports(args.command, args.verbose) as reports:
+        from siamese.data.tables import PairFileError
+        from siamese.embedding import EmbeddingError
+        from tasks.dedupe import CollectionError
+        from tasks.registry import ScoringModelError
+
+        try:
+            _wait_for(api)
+            summary = run_flow()
+        except PrefectApiError as error:
+            print(f"siamese: {for_console(str(error))}", file=sys.stderr)
+            return EXIT_FAILED
+        except (PairFileError, ScoringModelError, ThresholdError, OutputPathError, EmbeddingError, CollectionError) as error:
+            print(f"\nsiamese: cannot {verb}: {for_console(str(error))}{reports.where()}", file=sys.stderr)
+            return EXIT_INVALID
+        except Exception as error:
+            print(f"\nsiamese: {verb} failed: {for_console(str(error))}{reports.where()}", file=sys.stderr)
+            return EXIT_FAILED
+    report(args, summary)
     return EXIT_OK
 
 
@@ -715,6 +787,46 @@ def _add_score_command(commands: argparse._SubParsersAction) -> None:
         "(default: stored; 0.5 for a model registered without one); for a graded model, on its scale (e.g. 0-5)",
     )
     _add_verbose_argument(score)
+
+    dedupe = commands.add_parser(
+        "dedupe",
+        help="find the duplicate texts of a whole collection with a registered model",
+        description=(
+            "Run the dedupe flow: encode each text of a CSV, TSV or Parquet file once with the model's shared "
+            "encoder, find each text's nearest texts with a FAISS index, score only those pairs with the model "
+            "and group the duplicates transitively. Every row is written, in order, with `group` (its group's "
+            "first row, counting data rows from 0), `is_representative`, `nearest` (the best-matching other row), "
+            "`similarity` and `error`. The index is saved beside the output (OUTPUT.index) for --against. "
+            "Recorded as an MLflow run in the siamese-dedupe experiment."
+        ),
+    )
+    dedupe.add_argument("--model", required=True, metavar="URI", help="e.g. models:/siamese-text@champion")
+    dedupe.add_argument("--input", required=True, type=Path, metavar="PATH", help="the texts, one per row (.csv, .tsv, .parquet)")
+    dedupe.add_argument("--output", required=True, type=Path, metavar="PATH", help="where the groups go (.parquet, .csv, .tsv)")
+    dedupe.add_argument("--text-column", help="the text column (default: detected: text, question, query, ... or the only column)")
+    dedupe.add_argument(
+        "--against", type=Path, metavar="PATH", help="also match each text against a collection an earlier dedupe saved (its output or .index folder)"
+    )
+    dedupe.add_argument("--neighbours", type=int, default=20, help="nearest texts the model scores per text (default 20)")
+    dedupe.add_argument("--threshold", type=float, help="duplicates at similarity >= THRESHOLD (default: the model's stored threshold)")
+    dedupe.add_argument("--chunk-rows", type=int, default=50_000, help="rows written at a time (default 50000)")
+    _add_verbose_argument(dedupe)
+
+    embed = commands.add_parser(
+        "embed",
+        help="write each text's vector from a registered model's shared encoder",
+        description=(
+            "Run the embed flow: read a CSV, TSV or Parquet file of texts in chunks and write every row with an "
+            "`embedding` column (the unit-length search vector dedupe compares, from the model's shared encoder) "
+            "and an `error` column, to Parquet. The output appears only when complete."
+        ),
+    )
+    embed.add_argument("--model", required=True, metavar="URI", help="e.g. models:/siamese-text@champion")
+    embed.add_argument("--input", required=True, type=Path, metavar="PATH", help="the texts, one per row (.csv, .tsv, .parquet)")
+    embed.add_argument("--output", required=True, type=Path, metavar="PATH", help="where the vectors go (.parquet)")
+    embed.add_argument("--text-column", help="the text column (default: detected)")
+    embed.add_argument("--chunk-rows", type=int, default=50_000, help="rows embedded at a time; bounds memory (default 50000)")
+    _add_verbose_argument(embed)
 
 
 if __name__ == "__main__":

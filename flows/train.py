@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Iterator
 
 from prefect import flow, get_run_logger
-from prefect.exceptions import TerminationSignal
 from pydantic import BeforeValidator
 
 from flows.gate import gate_flow
@@ -32,7 +30,7 @@ from tasks.resume import find_checkpoint, resumable_state
 from tasks.store import mask_credentials, tracking_uri
 from tasks.tracking import (
     check_tracking_store,
-    end_run,
+    ended_run,
     fail_orphaned_runs,
     log_dataset,
     log_derived_params,
@@ -135,11 +133,10 @@ def train_flow(
 
 @contextmanager
 def _mlflow_run(config: Config) -> Iterator[str]:
-    """An MLflow run that ends FINISHED, or FAILED with the error that stopped it.
+    """An MLflow run that ends FINISHED, or FAILED with the error that stopped it (`ended_run`).
 
-    Runs of this machine whose process died without ending them are marked FAILED first. An
-    interrupted run (Ctrl-C, SIGTERM) is ended by the MLflow client directly, not by a task:
-    the process is on its way out, and one status write must not wait on Prefect's API.
+    Runs of this machine whose process died without ending them are marked FAILED first, and
+    the versions they registered retracted.
     """
     orphans = fail_orphaned_runs()
     if orphans:
@@ -147,23 +144,8 @@ def _mlflow_run(config: Config) -> Iterator[str]:
     for orphan in orphans:
         for version in retract_versions_of_run(orphan, f"its run {orphan} died before it ended"):
             get_run_logger().warning("retracted %s: registered by a run that died", version)
-    run_id = start_run(config)
-    try:
+    with ended_run(start_run(config)) as run_id:
         yield run_id
-    except (KeyboardInterrupt, TerminationSignal) as interruption:
-        end_run.fn(run_id, _interrupted(interruption))
-        raise
-    except BaseException as error:
-        end_run(run_id, f"{type(error).__name__}: {error}")
-        raise
-    end_run(run_id, None)
-
-
-def _interrupted(interruption: KeyboardInterrupt | TerminationSignal) -> str:
-    """The failure reason of an interrupted run: `interrupted (SIGINT)`, `interrupted (SIGTERM)`."""
-    if isinstance(interruption, TerminationSignal):
-        return f"interrupted ({signal.Signals(interruption.signal).name})"
-    return f"interrupted ({str(interruption) or 'SIGINT'})"  # the command line's `Interrupted` names its signal
 
 
 @contextmanager

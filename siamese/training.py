@@ -406,7 +406,7 @@ def training_model(
     `options.skip_unused_masking`, a `Masking` layer on the encoder's input is left out when
     `pairs` are known to have no timestep it would mask.
     """
-    parts = _encoder_and_head(model) if options.stacked_encoder and model.compiled else None
+    parts = encoder_and_head(model) if options.stacked_encoder and model.compiled else None
     if parts is None:
         return model
     encoder, head = parts
@@ -504,7 +504,7 @@ class AllPairsTrainer(keras.Model):
 
     def __init__(self, model: keras.Model, augmentation: keras.Model | None = None, **kwargs: Any) -> None:
         super().__init__(name=kwargs.pop("name", f"{model.name}_all_pairs"), **kwargs)
-        parts = _encoder_and_head(model, per_example=False)
+        parts = encoder_and_head(model, per_example=False)
         if parts is None:
             raise ValueError(f"{model.name} has no shared encoder sub-model whose two encodings alone feed its head")
         self.model, (self.encoder, self.head), self.augmentation = model, parts, augmentation
@@ -520,7 +520,7 @@ class AllPairsTrainer(keras.Model):
         return self.head(sides, training=training)
 
 
-def _encoder_and_head(model: keras.Model, per_example: bool = True) -> tuple[keras.Model, keras.Model] | None:
+def encoder_and_head(model: keras.Model, per_example: bool = True) -> tuple[keras.Model, keras.Model] | None:
     """The shared encoder and a head model from its two encodings to the output, if `model` has that shape.
 
     With `per_example`, only an encoder of `PER_EXAMPLE_LAYERS`: one whose output for an example

@@ -28,12 +28,13 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema, TensorSpec
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from siamese.config import Config, ModelKind, Task
 from siamese.data.pairs import Pairs
+from siamese.embedding import Embedder
 from siamese.families import ModelFormat, family_of
 from siamese.locks import FileLock
 from siamese.models.layers import score_scale
@@ -44,6 +45,7 @@ from tasks.tracking import MAX_TAG_LENGTH, reports_a_silent_server
 EXAMPLE_PAIRS = 2  # pairs saved with the model as its input example
 CHAMPION, CHALLENGER = "champion", "challenger"  # registry aliases
 TEXT_PAIR_SCORER = Path(__file__).with_name("text_pair_scorer.py")  # the pyfunc of raw-text models, logged as code
+SIAMESE_PACKAGE = Path(__file__).resolve().parents[1] / "siamese"  # copied into raw-text models: their embeddings use it
 SCORING_CHUNK_BYTES = 64 << 20  # float32 inputs scored at a time through a pyfunc
 THRESHOLD_KEY = "threshold"  # in a similarity model's metadata and version tags: similar when similarity >= it
 THRESHOLD_RULE = "similar when similarity >= threshold; the threshold of maximum F1 on the validation split"
@@ -72,6 +74,7 @@ class TextPairModel:
     predict: Callable[[pd.DataFrame], pd.DataFrame]  # DataFrame(left, right) -> DataFrame(similarity, ...)
     threshold: float | None  # None: a version registered before thresholds were stored, or a graded one
     scale: tuple[float, float] | None = None  # a graded-score model's (lowest, highest) score; None: 0..1
+    keras_model: keras.Model | None = None  # the Keras model the pyfunc wraps: its encoder and head
 
 
 @task(name="log-and-register-model", cache_policy=NO_CACHE)
@@ -134,20 +137,28 @@ def _save_keras_model(
 def _save_raw_text_model(
     model_path: Path, directory: str, example, threshold: float | None, metadata: dict[str, object] | None
 ) -> None:
-    """A pyfunc over the `.keras` file, logged as code (`text_pair_scorer.py`, which imports nothing of the project).
+    """A pyfunc over the `.keras` file, logged as code (`text_pair_scorer.py`), with a copy of the `siamese` package.
 
     The threshold also goes into the pyfunc's model config, from which it adds `is_similar`;
     `mlflow.pyfunc.load_model(uri, model_config={"threshold": t})` decides at another one. A model
     of graded scores has no threshold: its `similarity` column is the score on the file's scale.
+    Scoring similarity imports nothing of the project; the params schema's `output` = "embedding"
+    returns each side's search vector instead, computed by the model's copy of `siamese`
+    (`code_paths`). The outputs schema describes the default output only: MLflow does not enforce it.
     """
     outputs = [ColSpec("double", "similarity")] + ([] if threshold is None else [ColSpec("boolean", "is_similar")])
     mlflow.pyfunc.save_model(
         directory,
         python_model=str(TEXT_PAIR_SCORER),
         artifacts={"keras_model": str(model_path)},
-        signature=ModelSignature(inputs=Schema([ColSpec("string", "left"), ColSpec("string", "right")]), outputs=Schema(outputs)),
+        code_paths=[str(SIAMESE_PACKAGE)],
+        signature=ModelSignature(
+            inputs=Schema([ColSpec("string", "left"), ColSpec("string", "right")]),  # the gate compares these: keep them
+            outputs=Schema(outputs),
+            params=ParamSchema([ParamSpec("output", "string", "similarity")]),  # or "embedding" (text_pair_scorer.OUTPUTS)
+        ),
         input_example=pd.DataFrame({"left": example.left, "right": example.right}),
-        pip_requirements=_requirements() + [f"pandas=={version('pandas')}"],
+        pip_requirements=_requirements() + [f"{name}=={version(name)}" for name in ("pandas", "scipy", "pillow")],  # scipy, pillow: siamese
         metadata=metadata,
         model_config=None if threshold is None else {THRESHOLD_KEY: threshold},
     )
@@ -376,4 +387,26 @@ def load_text_pair_scorer(model_uri: str) -> TextPairModel:
         )
     metadata = model.metadata.metadata or {}
     scale = tuple(float(metadata[key]) for key in SCALE_KEYS) if all(key in metadata for key in SCALE_KEYS) else None
-    return TextPairModel(model.predict, _stored_threshold(metadata), scale)
+    return TextPairModel(model.predict, _stored_threshold(metadata), scale, model.unwrap_python_model().keras_model)
+
+
+@dataclass(frozen=True)
+class TextPairEmbedder:
+    """A loaded raw-text model as an embedding model (`siamese.embedding.Embedder`), with its decision threshold."""
+
+    embedder: Embedder
+    threshold: float | None
+    scale: tuple[float, float] | None = None
+
+
+@task(name="load-text-pair-embedder", cache_policy=NO_CACHE)
+@reports_a_silent_server
+def load_text_pair_embedder(model_uri: str) -> TextPairEmbedder:
+    """Load a registered raw-text model's Keras model as an `Embedder`, and the threshold it was registered with.
+
+    Raises:
+        ScoringModelError: as `load_text_pair_scorer`.
+        EmbeddingError: the model's head cannot compare encodings (the `concat` head).
+    """
+    loaded = load_text_pair_scorer.fn(model_uri)
+    return TextPairEmbedder(Embedder(loaded.keras_model), loaded.threshold, loaded.scale)

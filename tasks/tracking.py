@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -29,6 +30,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NOTE
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run, task_run
 
 from siamese.config import Config
@@ -151,22 +153,27 @@ def check_tracking_store(attempts: int = 3, delay_seconds: float = 2.0) -> str:
 @reports_a_silent_server
 def start_run(config: Config) -> str:
     """Create the MLflow run, in the kind's experiment, with the whole config as params and links to Prefect and git."""
+    run_id = open_run.fn(family_of(config.kind).experiment, _run_name(config), _run_description(config), config.to_params())
+    mlflow_client().log_dict(run_id, config.to_dict(), "config.json")
+    return run_id
+
+
+@task(name="open-mlflow-run", cache_policy=NO_CACHE)
+@reports_a_silent_server
+def open_run(experiment: str, run_name: str, description: str, params: dict[str, object]) -> str:
+    """Create a RUNNING run in `experiment` that names its Prefect flow run, git commit and owning process; log `params`."""
     client = mlflow_client()
     tags = {
         "prefect.flow_run_id": flow_run.id,
         "prefect.flow_run_name": flow_run.name,
         "mlflow.source.git.commit": _git_commit(),
-        MLFLOW_RUN_NOTE: _run_description(config),
+        MLFLOW_RUN_NOTE: description,
     }
     run = client.create_run(
-        _experiment_id(client, family_of(config.kind).experiment),
-        run_name=_run_name(config),
-        tags={key: value for key, value in (tags | owner_tags()).items() if value},
+        _experiment_id(client, experiment), run_name=run_name, tags={key: value for key, value in (tags | owner_tags()).items() if value}
     )
-    run_id = run.info.run_id
-    client.log_batch(run_id, params=[Param(key, value) for key, value in config.to_params().items()])
-    client.log_dict(run_id, config.to_dict(), "config.json")
-    return run_id
+    client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in params.items()])
+    return run.info.run_id
 
 
 def _run_name(config: Config) -> str:
@@ -299,6 +306,31 @@ def end_run(run_id: str, failure: str | None) -> None:
         client.set_tag(run_id, FAILURE_TAG, mask_credentials(failure)[:MAX_TAG_LENGTH])
 
 
+@contextmanager
+def ended_run(run_id: str) -> Iterator[str]:
+    """Yield `run_id`; end the run FINISHED, or FAILED with the error or interruption that stopped the block.
+
+    An interrupted run (Ctrl-C, SIGTERM) is ended by the MLflow client directly, not by a task:
+    the process is on its way out, and one status write must not wait on Prefect's API.
+    """
+    try:
+        yield run_id
+    except (KeyboardInterrupt, TerminationSignal) as interruption:
+        end_run.fn(run_id, interrupted(interruption))
+        raise
+    except BaseException as error:
+        end_run(run_id, f"{type(error).__name__}: {error}")
+        raise
+    end_run(run_id, None)
+
+
+def interrupted(interruption: KeyboardInterrupt | TerminationSignal) -> str:
+    """The failure reason of an interrupted run: `interrupted (SIGINT)`, `interrupted (SIGTERM)`."""
+    if isinstance(interruption, TerminationSignal):
+        return f"interrupted ({signal.Signals(interruption.signal).name})"
+    return f"interrupted ({str(interruption) or 'SIGINT'})"  # the command line's `Interrupted` names its signal
+
+
 def _left_running(run_id: str, failure: str) -> str:
     """The message of a failed run its server would not let us mark: why it failed, then what becomes of it."""
     reason = mask_credentials(failure.removeprefix(f"{TrackingUnavailableError.__name__}: "))
@@ -384,6 +416,13 @@ def log_derived_params(run_id: str, params: dict[str, object]) -> None:
     """Run params the config left to the data: the split a folder got (`PreparedSplits.params`), word-vector coverage (`BuiltModel.params`)."""
     if params:
         _log(run_id, params=params)
+
+
+@task(name="log-metrics", **LOGGING_TASK)
+@reports_a_silent_server
+def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
+    """A run's final counts and timings (a collection's dedupe), as MLflow metrics."""
+    _log(run_id, metrics=metrics)
 
 
 @reports_a_silent_server

@@ -433,6 +433,40 @@ def unscorable_rows(left: pd.Series, right: pd.Series) -> pd.Series:
     return pd.Series(reasons, index=left.index, dtype=object)
 
 
+def unscorable_texts(texts: pd.Series) -> pd.Series:
+    """Why each text of a collection cannot be encoded, or None when it can (the checks of `unscorable_rows`, one side)."""
+    reasons = np.full(len(texts), None, dtype=object)
+    reasons[_wordless(texts).to_numpy()] = f"no words in text ({WORDLESS})"
+    reasons[_blank(texts).to_numpy()] = "empty or missing text"
+    return pd.Series(reasons, index=texts.index, dtype=object)
+
+
+KNOWN_COLLECTION_COLUMNS = ("text", "question", "query", "sentence", "utterance", "title", "question1", "left", "sentence1")
+
+
+def detect_text_column(available: Sequence[str], *, column: str | None = None, source: str) -> str:
+    """The one column of a collection that holds its texts: `column` when given, else a known name, else the only column.
+
+    Raises:
+        PairFileError: `column` is missing, or no column is known and there are several; lists the columns.
+    """
+    available = [str(name) for name in available]
+    if column is not None:
+        found = _find(available, column)
+        if found is None:
+            raise PairFileError(f"{source}: has no column {column!r}; its columns are: {', '.join(available)}")
+        return found
+    known = next((found for name in KNOWN_COLLECTION_COLUMNS if (found := _find(available, name)) is not None), None)
+    if known is not None:
+        return known
+    if len(available) == 1:
+        return available[0]
+    raise PairFileError(
+        f"{source}: cannot tell which column holds the texts; its columns are: {', '.join(available)}; known names are "
+        f"{', '.join(KNOWN_COLLECTION_COLUMNS)}. Name it with --text-column"
+    )
+
+
 # Columns
 
 

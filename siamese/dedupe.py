@@ -1,0 +1,247 @@
+"""Duplicates in a whole collection: nearest-neighbour candidates, scored by the model, grouped transitively.
+
+Scoring every pair of n texts costs n^2 / 2 model calls (5 x 10^9 for 100,000 queries). A
+Siamese model needs far fewer: each text is encoded once (`siamese.embedding.Embedder`), a
+FAISS index finds each text's `neighbours` nearest search vectors, and only those candidate
+pairs are scored by the model's head and decided at its threshold. Pairs decided duplicate join
+their texts' groups (connected components: a union-find over the decided pairs).
+
+The index is exact (`IndexFlatIP`, every vector compared) up to `EXACT_SEARCH_LIMIT` vectors and
+HNSW (a navigable graph, approximate) above, where exact search grows with n^2; both are
+measured against exhaustive scoring in `bench/dedupe.py` (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from siamese.embedding import Embedder
+
+DEFAULT_NEIGHBOURS = 20  # candidates per text (bench/dedupe.py: the recall of this many)
+EXACT_SEARCH_LIMIT = 50_000  # vectors searched exactly; more go to an HNSW graph (bench/dedupe.py)
+HNSW_LINKS = 32  # HNSW's M: graph links per vector
+HNSW_BUILD_DEPTH = 80  # efConstruction
+SEARCH_BATCH = 4096  # query vectors searched at a time
+SCORE_BATCH = 50_000  # candidate pairs scored at a time: bounds the memory of their sparse differences
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Each query's nearest indexed vectors: `ids[i, j]` is the j-th nearest to query i (-1: none)."""
+
+    ids: np.ndarray  # (queries, neighbours) int64
+    similarities: np.ndarray  # (queries, neighbours) float32: inner products of the search vectors
+
+
+class NeighbourIndex:
+    """A FAISS inner-product index over unit search vectors: exact for small collections, HNSW for large ones."""
+
+    def __init__(self, index) -> None:
+        self._index = index
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, exact_limit: int = EXACT_SEARCH_LIMIT) -> NeighbourIndex:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        dimensions = vectors.shape[1]
+        if len(vectors) <= exact_limit:
+            index = faiss.IndexFlatIP(dimensions)
+        else:
+            index = faiss.IndexHNSWFlat(dimensions, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = HNSW_BUILD_DEPTH
+        index.add(vectors)
+        return cls(index)
+
+    @property
+    def kind(self) -> str:
+        """`exact` or `hnsw`, for the run's params and the summary."""
+        return "hnsw" if "HNSW" in type(self._index).__name__ else "exact"
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def search(self, queries: np.ndarray, neighbours: int) -> Candidates:
+        """The `neighbours` nearest indexed vectors of each query (fewer indexed: the rest are -1)."""
+        if self.kind == "hnsw":
+            self._index.hnsw.efSearch = max(2 * neighbours, 64)  # candidates kept while searching: recall for time
+        found_ids, found_similarities = [], []
+        for start in range(0, len(queries), SEARCH_BATCH):
+            batch = np.ascontiguousarray(queries[start : start + SEARCH_BATCH], dtype=np.float32)
+            similarities, ids = self._index.search(batch, neighbours)
+            found_ids.append(ids)
+            found_similarities.append(similarities)
+        if not found_ids:
+            return Candidates(np.zeros((0, neighbours), np.int64), np.zeros((0, neighbours), np.float32))
+        return Candidates(np.concatenate(found_ids), np.concatenate(found_similarities))
+
+    def save(self, path: Path) -> None:
+        faiss.write_index(self._index, str(path))
+
+    @classmethod
+    def load(cls, path: Path) -> NeighbourIndex:
+        return cls(faiss.read_index(str(path)))
+
+
+def candidate_pairs(candidates: Candidates, query_offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct unordered pairs `(i, j)`, `i < j`, of queries and their candidates, itself excluded.
+
+    Queries are numbered from `query_offset` in the index's numbering (a collection searched
+    against itself: 0).
+    """
+    queries = np.repeat(np.arange(len(candidates.ids), dtype=np.int64) + query_offset, candidates.ids.shape[1])
+    found = candidates.ids.reshape(-1)
+    keep = (found >= 0) & (found != queries)
+    low, high = np.minimum(queries[keep], found[keep]), np.maximum(queries[keep], found[keep])
+    pairs = np.unique(np.stack([low, high], axis=1), axis=0) if keep.any() else np.zeros((0, 2), np.int64)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def group_duplicates(items: int, left: np.ndarray, right: np.ndarray, duplicate: np.ndarray) -> np.ndarray:
+    """Each item's group, transitively over the pairs decided `duplicate`: the lowest item number in its group.
+
+    The lowest number makes the group's first item its representative, and keeps group ids
+    stable whatever order the pairs were found in.
+    """
+    graph = sparse.coo_matrix(
+        (np.ones(int(duplicate.sum()), dtype=np.int8), (left[duplicate], right[duplicate])), shape=(items, items)
+    )
+    _, labels = connected_components(graph, directed=False)
+    first = np.full(labels.max() + 1 if items else 0, items, dtype=np.int64)
+    np.minimum.at(first, labels, np.arange(items, dtype=np.int64))
+    return first[labels]
+
+
+def best_matches(items: int, left: np.ndarray, right: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's best-scored other item among the scored pairs, and that score; -1 and NaN for an item in none."""
+    ends = np.concatenate([left, right])
+    others = np.concatenate([right, left])
+    doubled = np.concatenate([scores, scores])
+    order = np.lexsort((-doubled, ends))  # by item, best score first
+    nearest, best = np.full(items, -1, dtype=np.int64), np.full(items, np.nan)
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = ends[order][1:] != ends[order][:-1]
+    chosen = order[first]
+    nearest[ends[chosen]] = others[chosen]
+    best[ends[chosen]] = doubled[chosen]
+    return nearest, best
+
+
+@dataclass(frozen=True)
+class IndexedTexts:
+    """A collection's distinct texts, their encodings and search vectors, and the index over those vectors."""
+
+    texts: np.ndarray  # distinct texts (object array); index ids are positions here
+    encodings: sparse.csr_matrix | np.ndarray
+    index: NeighbourIndex
+    vectors: np.ndarray
+
+
+def index_texts(
+    embedder: Embedder, texts: Sequence[str], exact_limit: int = EXACT_SEARCH_LIMIT, progress: Callable[[int], None] | None = None
+) -> IndexedTexts:
+    """Encode each of `texts` (distinct) once, a batch at a time (`progress` gets the count done), and index them."""
+    batch = 8192
+    encodings, vectors = [], []
+    for start in range(0, len(texts), batch):
+        encoded = embedder.encode(texts[start : start + batch])
+        encodings.append(encoded)
+        vectors.append(embedder.search_vectors(encoded))
+        if progress is not None:
+            progress(min(start + batch, len(texts)))
+    if encodings:
+        joined = sparse.vstack(encodings, format="csr") if embedder.sparse else np.concatenate(encodings)
+        searched = np.concatenate(vectors)
+    else:
+        joined, searched = embedder.encode([]), np.zeros((0, embedder.dimensions), np.float32)
+    return IndexedTexts(np.asarray(texts, dtype=object), joined, NeighbourIndex.build(searched, exact_limit), searched)
+
+
+def score_pairs(embedder: Embedder, left: sparse.csr_matrix | np.ndarray, right: sparse.csr_matrix | np.ndarray, pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The model's score of each pair `(left[i], right[j])` for `i, j` in `pairs`, `SCORE_BATCH` pairs at a time."""
+    first, second = pairs
+    scores = [
+        embedder.score(left[first[start : start + SCORE_BATCH]], right[second[start : start + SCORE_BATCH]])
+        for start in range(0, len(first), SCORE_BATCH)
+    ]
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """What the search and the model decided for each distinct text of a collection."""
+
+    group: np.ndarray  # the lowest distinct-text number of its group
+    nearest: np.ndarray  # the best-scored other distinct text among its candidates; -1: none
+    similarity: np.ndarray  # the model's score of that pair; NaN: none
+    pairs_scored: int
+
+
+def find_duplicates(embedder: Embedder, indexed: IndexedTexts, threshold: float, neighbours: int = DEFAULT_NEIGHBOURS) -> Duplicates:
+    """Score each text's `neighbours` nearest texts with the model; group those scored `>= threshold`, transitively."""
+    candidates = indexed.index.search(indexed.vectors, neighbours + 1)  # + 1: a text finds itself first
+    left, right = candidate_pairs(candidates)
+    scores = score_pairs(embedder, indexed.encodings, indexed.encodings, (left, right))
+    items = len(indexed.texts)
+    nearest, best = best_matches(items, left, right, scores)
+    return Duplicates(group_duplicates(items, left, right, scores >= threshold), nearest, best, len(left))
+
+
+@dataclass(frozen=True)
+class RowGroups:
+    """Each input row's group, as `siamese dedupe` writes it; rows that could not be encoded hold -1 / NaN."""
+
+    group: np.ndarray  # the first row of its group
+    is_representative: np.ndarray
+    nearest: np.ndarray  # the best-matching other row
+    similarity: np.ndarray
+
+    @property
+    def groups(self) -> int:
+        return int(self.is_representative.sum())
+
+
+def row_groups(text_ids: np.ndarray, duplicates: Duplicates, self_similarity: np.ndarray) -> RowGroups:
+    """Carry distinct-text decisions to rows: `text_ids[r]` is row r's distinct text (-1: not encoded).
+
+    Rows of one text are one group, each other's nearest (scored `self_similarity`, the model's
+    score of the text with itself). A group is represented by its first row.
+    """
+    rows = np.arange(len(text_ids))
+    encoded = text_ids >= 0
+    text = np.maximum(text_ids, 0)  # any valid position for the rows not encoded; masked out below
+    label = duplicates.group[text]
+    group_first, _ = _first_two_rows(label, encoded)
+    text_first, text_second = _first_two_rows(text_ids, encoded)
+    twin = np.where(text_first[text] == rows, text_second[text], text_first[text])  # another row of the same text
+    other_text = duplicates.nearest[text]
+    nearest = np.where(twin >= 0, twin, np.where(other_text >= 0, text_first[np.maximum(other_text, 0)], -1))
+    similarity = np.where(twin >= 0, self_similarity[text], duplicates.similarity[text])
+    group = np.where(encoded, group_first[label], -1)
+    return RowGroups(
+        group=group,
+        is_representative=encoded & (group == rows),
+        nearest=np.where(encoded, nearest, -1),
+        similarity=np.where(encoded & (nearest >= 0), similarity, np.nan),
+    )
+
+
+def _first_two_rows(labels: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each label value (0 to the largest present), the first and second rows holding it; -1 for none."""
+    rows = np.flatnonzero(present)
+    size = int(labels[rows].max()) + 1 if len(rows) else 0
+    first, second = np.full(size, -1, dtype=np.int64), np.full(size, -1, dtype=np.int64)
+    ordered = rows[np.argsort(labels[rows], kind="stable")]  # by label, rows in order within each
+    values = labels[ordered]
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.zeros(0, np.int64)
+    first[values[starts]] = ordered[starts]
+    following = starts + 1
+    repeated = following[following < len(values)]
+    repeated = repeated[values[repeated] == values[repeated - 1]]
+    second[values[repeated]] = ordered[repeated]
+    return first, second

@@ -1,0 +1,220 @@
+"""A Siamese model's shared encoder as an embedding model, and its head as a scorer of encodings.
+
+One encoder serves both sides of a pair, so a text's encoding is the same whichever side it is
+on: a collection is encoded once, a text at a time, instead of once per pair. Two things come of
+an encoding:
+
+- its **search vector**: what a nearest-neighbour index compares by inner product. The head
+  scores `[|a-b|, a*b]` with one weight per feature (or a cosine, or an L1 distance), so each
+  feature is scaled by how much the head weighs it (`feature_weights`) and the vector is
+  L2-normalised: features the head ignores do not decide the neighbours. An encoding wider than
+  `SEARCH_DIMENSIONS` (the lexical encoder's bags: tens of thousands of sparse features) is
+  reduced by a count sketch (each feature added, with a sign, into a few of the dimensions,
+  both chosen by a fixed integer hash of its index): inner products are kept in expectation, it
+  costs one sparse product, and it depends on nothing but the feature index, so every process
+  and every collection gets the same vectors from the same model.
+- its **pair scores**: `PairScorer` evaluates the model's own head on two batches of encodings
+  (sparse or dense), equal to the model's output on the texts (`tests/test_embedding.py`), so
+  candidate pairs are decided exactly as `siamese score` would decide them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from scipy import sparse
+
+from siamese.config import Head
+from siamese.training import encoder_and_head
+
+SEARCH_DIMENSIONS = 256  # a wider encoding is sketched to this many dimensions
+SKETCH_HASHES = 4  # dimensions each feature is added into: fewer collide into noise, more cost more
+ENCODE_BATCH = 256  # texts encoded at a time: a lexical encoding is dense in Keras (80,000 floats a text)
+_HASH_MULTIPLIERS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1, 0xD3A2646C, 0xFD7046C5, 0xB55A4F09)
+
+
+class EmbeddingError(ValueError):
+    """A model whose encodings cannot be compared: no shared encoder, or a head that does not score similarity."""
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    """What a Siamese head computes from two encodings `a`, `b`, read off its layers.
+
+    `symmetric`: sigmoid(difference . |a-b| + product . a*b + bias); `cosine`: sigmoid(scale *
+    cos(a, b) + bias); `manhattan`: exp(-difference . |a-b|), its fixed weights all 1 (the L1
+    distance). A graded model then maps 0..1 onto `low..high`.
+    """
+
+    head: Head
+    difference: np.ndarray | None = None  # symmetric and manhattan: the weights of |a-b|
+    product: np.ndarray | None = None  # symmetric: the weights of a*b
+    scale: float = 1.0  # cosine
+    bias: float = 0.0
+    low: float = 0.0
+    high: float = 1.0
+
+
+def head_weights(head_model: keras.Model, width: int) -> HeadWeights:
+    """Read which head `head_model` (two encodings in, one score out) is, and its weights.
+
+    Raises:
+        EmbeddingError: the `concat` head (it scores each side on its own, not their similarity),
+            or a head of another shape.
+    """
+    names = {layer.name for layer in head_model.layers}
+    last = head_model.layers[-1]  # a graded model's head ends by mapping 0..1 onto its scale (`on_score_scale`)
+    low, high = (float(last.offset), float(last.offset + last.scale)) if isinstance(last, keras.layers.Rescaling) else (0.0, 1.0)
+    similarity = head_model.get_layer("similarity") if "similarity" in names else None
+    if "symmetric_features" in names and similarity is not None:
+        kernel, bias = (keras.ops.convert_to_numpy(weight) for weight in similarity.weights)
+        kernel = kernel.reshape(-1).astype(np.float64)
+        return HeadWeights(Head.SYMMETRIC, kernel[:width], kernel[width:], bias=float(bias[0]), low=low, high=high)
+    if "cosine" in names and similarity is not None:
+        kernel, bias = (keras.ops.convert_to_numpy(weight) for weight in similarity.weights)
+        return HeadWeights(Head.COSINE, scale=float(kernel.reshape(-1)[0]), bias=float(bias[0]), low=low, high=high)
+    if "manhattan_distance" in names:
+        kernel = keras.ops.convert_to_numpy(head_model.get_layer("manhattan_distance").weights[0])
+        return HeadWeights(Head.MANHATTAN, difference=kernel.reshape(-1).astype(np.float64), low=low, high=high)
+    if "concat" in names:
+        raise EmbeddingError(
+            "the model's head is `concat`: it scores each side on its own, not how similar they are, so its encodings "
+            "cannot be searched for duplicates; train with model.head = symmetric (the default), cosine or manhattan"
+        )
+    raise EmbeddingError(f"the model's head ({head_model.name}) is none of symmetric, cosine, manhattan: cannot score its encodings")
+
+
+def feature_weights(weights: HeadWeights, width: int) -> np.ndarray:
+    """How much the head weighs each feature of an encoding: the search vector's scale per feature.
+
+    Symmetric: the size of its two weights (a feature the head ignores, both near 0, should not
+    make texts neighbours); cosine and manhattan weigh every feature alike.
+    """
+    if weights.head is Head.SYMMETRIC:
+        return np.sqrt(np.abs(weights.difference) + np.abs(weights.product)).astype(np.float32)
+    return np.ones(width, dtype=np.float32)
+
+
+def count_sketch(width: int, dimensions: int, hashes: int = SKETCH_HASHES) -> sparse.csr_matrix:
+    """A `width x dimensions` sparse matrix: row i adds feature i, signed, into `hashes` dimensions.
+
+    The dimensions and signs come from multiplicative hashes of `i` (no random generator, whose
+    stream may change between NumPy versions); entries are +-1/sqrt(hashes), so a vector's
+    squared length is kept in expectation.
+    """
+    features = np.arange(width, dtype=np.uint64)
+    rows, columns, values = [], [], []
+    for multiplier in _HASH_MULTIPLIERS[:hashes]:
+        hashed = (features * np.uint64(multiplier)) & np.uint64(0xFFFFFFFF)
+        rows.append(features)
+        columns.append((hashed >> np.uint64(8)) % np.uint64(dimensions))
+        values.append(np.where(hashed & np.uint64(1), 1.0, -1.0) / np.sqrt(hashes))
+    matrix = sparse.coo_matrix(
+        (np.concatenate(values).astype(np.float32), (np.concatenate(rows), np.concatenate(columns))), shape=(width, dimensions)
+    )
+    return matrix.tocsr()  # duplicates (two hashes into one dimension) are summed
+
+
+class Embedder:
+    """A trained Siamese model's encoder and head, for whole collections: encode once, search, score candidates.
+
+    Raises (on construction):
+        EmbeddingError: the model has no shared encoder feeding a head of the encodings alone,
+            or its head does not score similarity (`head_weights`).
+    """
+
+    def __init__(self, model: keras.Model, dimensions: int = SEARCH_DIMENSIONS) -> None:
+        parts = encoder_and_head(model)
+        if parts is None:
+            raise EmbeddingError(f"{model.name} has no shared encoder whose two encodings alone feed its head")
+        self.encoder, head = parts
+        self.width = int(self.encoder.outputs[0].shape[-1])
+        self.head = head_weights(head, self.width)
+        self._scale = feature_weights(self.head, self.width)
+        self._sketch = count_sketch(self.width, dimensions) if self.width > dimensions else None
+        self.dimensions = dimensions if self._sketch is not None else self.width
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the weights and the search space: equal for two embedders only if their vectors compare.
+
+        A saved collection records it, so new texts are never searched against vectors of another model.
+        """
+        digest = hashlib.sha256(f"{self.width} {self.dimensions} {self.head.head}".encode())
+        for weight in [*self.encoder.weights, *self._head_arrays()]:
+            digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+        return digest.hexdigest()[:32]
+
+    def _head_arrays(self) -> list[np.ndarray]:
+        head = self.head
+        arrays = [np.array([head.scale, head.bias, head.low, head.high])]
+        return arrays + [array for array in (head.difference, head.product) if array is not None]
+
+    @property
+    def sparse(self) -> bool:
+        """Whether encodings are kept sparse: a sketched (wide) encoding is mostly zeros."""
+        return self._sketch is not None
+
+    def encode(self, texts: Sequence[str], batch_size: int = ENCODE_BATCH) -> sparse.csr_matrix | np.ndarray:
+        """The encoder's output for each text: a CSR matrix when `sparse`, else a float32 array."""
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            batch = np.asarray(texts[start : start + batch_size], dtype=object)
+            encoded = keras.ops.convert_to_numpy(self.encoder(batch, training=False)).astype(np.float32, copy=False)
+            chunks.append(sparse.csr_matrix(encoded) if self.sparse else encoded)
+        if not chunks:
+            return sparse.csr_matrix((0, self.width), dtype=np.float32) if self.sparse else np.zeros((0, self.width), np.float32)
+        return sparse.vstack(chunks, format="csr") if self.sparse else np.concatenate(chunks)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Each text's search vector: what `siamese embed` writes and a served model returns on request."""
+        return self.search_vectors(self.encode(texts))
+
+    def search_vectors(self, encodings: sparse.csr_matrix | np.ndarray) -> np.ndarray:
+        """Unit-length float32 vectors whose inner products rank pairs as the head would (see the module docstring)."""
+        if self.sparse:
+            vectors = np.asarray((sparse.csr_matrix(encodings).multiply(self._scale[None, :]).tocsr() @ self._sketch).todense())
+        else:
+            vectors = np.asarray(encodings, dtype=np.float32) * self._scale
+        vectors = vectors.astype(np.float32, copy=False)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms > 0, norms, 1.0)
+
+    def score(self, left: sparse.csr_matrix | np.ndarray, right: sparse.csr_matrix | np.ndarray) -> np.ndarray:
+        """The model's score of each pair of rows `(left[i], right[i])`: the head applied to the two encodings."""
+        head = self.head
+        if head.head is Head.SYMMETRIC:
+            difference, product = _rows(left - right), _rows(_multiply(left, right))
+            logit = _abs(difference) @ head.difference + product @ head.product + head.bias
+            score = _sigmoid(logit)
+        elif head.head is Head.COSINE:
+            dot = _row_sums(_multiply(left, right))
+            norms = np.sqrt(_row_sums(_multiply(left, left)) * _row_sums(_multiply(right, right)))
+            score = _sigmoid(head.scale * dot / np.maximum(norms, 1e-12) + head.bias)
+        else:
+            score = np.exp(-(_abs(_rows(left - right)) @ head.difference))
+        return head.low + (head.high - head.low) * np.asarray(score, dtype=np.float64).reshape(-1)
+
+
+def _rows(matrix):
+    return matrix.tocsr() if sparse.issparse(matrix) else np.asarray(matrix, dtype=np.float64)
+
+
+def _abs(matrix):
+    return abs(matrix)
+
+
+def _multiply(left, right):
+    return left.multiply(right) if sparse.issparse(left) else np.asarray(left, np.float64) * np.asarray(right, np.float64)
+
+
+def _row_sums(matrix) -> np.ndarray:
+    return np.asarray(matrix.sum(axis=1), dtype=np.float64).reshape(-1)
+
+
+def _sigmoid(logit: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(logit, dtype=np.float64)))

@@ -1,0 +1,70 @@
+"""Duplicates in a collection: candidates from the index, scored by the model's head, grouped transitively, carried to rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from dedupe_helpers import COLLECTION, EXPECTED_GROUPS, overlap_model
+
+from siamese.dedupe import (
+    Duplicates,
+    NeighbourIndex,
+    best_matches,
+    candidate_pairs,
+    find_duplicates,
+    group_duplicates,
+    index_texts,
+    row_groups,
+)
+from siamese.embedding import Embedder
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder(overlap_model())
+
+
+def test_the_groups_of_a_crafted_collection_come_out_right_with_an_exact_and_an_approximate_index(embedder):
+    for exact_limit in (len(COLLECTION), 0):  # 0: every collection goes to HNSW
+        indexed = index_texts(embedder, COLLECTION, exact_limit=exact_limit)
+        assert indexed.index.kind == ("exact" if exact_limit else "hnsw")
+        found = find_duplicates(embedder, indexed, threshold=0.5, neighbours=4)
+        assert found.group.tolist() == EXPECTED_GROUPS
+        assert found.nearest[0] in (2, 7) and found.similarity[0] >= 0.5
+        assert found.similarity[5] < 0.5, "a loner's nearest is still named, with its low score"
+
+
+def test_scores_of_candidates_are_the_models_own():
+    model = overlap_model()
+    embedder = Embedder(model)
+    indexed = index_texts(embedder, COLLECTION)
+    found = find_duplicates(embedder, indexed, threshold=0.5, neighbours=len(COLLECTION))
+    nearest = found.nearest[1]
+    expected = model.predict({"left": np.array([COLLECTION[1]], object), "right": np.array([COLLECTION[nearest]], object)}, verbose=0)
+    assert found.similarity[1] == pytest.approx(float(expected[0, 0]), abs=1e-5)
+
+
+def test_candidate_pairs_are_distinct_unordered_and_never_a_text_with_itself():
+    index = NeighbourIndex.build(np.eye(4, dtype=np.float32))
+    found = index.search(np.eye(4, dtype=np.float32), 4)  # each finds itself and the 3 others
+    left, right = candidate_pairs(found)
+    assert (left < right).all() and len(set(zip(left, right))) == len(left) == 6
+
+
+def test_groups_are_transitive_and_named_by_their_lowest_member():
+    left, right = np.array([0, 3, 1]), np.array([4, 4, 2])
+    assert group_duplicates(6, left, right, np.array([True, True, False])).tolist() == [0, 1, 2, 0, 0, 5]
+
+
+def test_best_matches_name_the_best_scored_other_item():
+    nearest, best = best_matches(4, np.array([0, 0, 1]), np.array([1, 2, 2]), np.array([0.2, 0.9, 0.4]))
+    assert nearest.tolist() == [2, 2, 0, -1] and best[:3].tolist() == [0.9, 0.4, 0.9] and np.isnan(best[3])
+
+
+def test_rows_of_one_text_are_one_group_and_rows_not_encoded_are_marked():
+    # Distinct texts 0, 1, 2; texts 0 and 2 decided duplicates. Rows: 0 -> text 1, 1 -> text 0, 2 -> blank, 3 -> text 0, 4 -> text 2.
+    duplicates = Duplicates(np.array([0, 1, 0]), np.array([2, -1, 0]), np.array([0.8, np.nan, 0.8]), pairs_scored=1)
+    rows = row_groups(np.array([1, 0, -1, 0, 2]), duplicates, self_similarity=np.array([0.99, 0.97, 0.98]))
+    assert rows.group.tolist() == [0, 1, -1, 1, 1]
+    assert rows.is_representative.tolist() == [True, True, False, False, False] and rows.groups == 2
+    assert rows.nearest.tolist() == [-1, 3, -1, 1, 1], "a twin row first, else the first row of the nearest text"
+    np.testing.assert_allclose(rows.similarity, [np.nan, 0.99, np.nan, 0.99, 0.8])

@@ -1,0 +1,80 @@
+"""The shared encoder as an embedding model: one encoding per text whichever side it is on, and the head's exact scores."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from scipy import sparse
+
+from siamese.data.sample_questions import sample_question_pairs
+from siamese.embedding import SEARCH_DIMENSIONS, Embedder, EmbeddingError, count_sketch
+from siamese.models.layers import on_score_scale
+from siamese.models.text import build_text_pair_model, build_tokenizer
+from siamese.sharing import shared_encoder
+
+QUESTIONS = sample_question_pairs(120, seed=3)
+LEFT, RIGHT = QUESTIONS["question1"].to_numpy(object), QUESTIONS["question2"].to_numpy(object)
+
+
+def text_model(encoder: str, head: str) -> keras.Model:
+    """A small text pair model with random (not initial) weights: every feature and head weight counts."""
+    texts = np.concatenate([LEFT, RIGHT])
+    tokenizer = build_tokenizer(texts, vocabulary_size=300, sequence_length=12)
+    model = build_text_pair_model(tokenizer, encoder=encoder, train_texts=texts, vocabulary_size=300, embedding_dim=8, units=6, head=head)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0.5, 0.5, weight.shape).astype(weight.dtype) for weight in model.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize(("encoder", "head"), [("lexical", "symmetric"), ("bilstm", "symmetric"), ("lstm", "cosine"), ("bilstm", "manhattan")])
+def test_the_head_on_two_encodings_scores_as_the_model_does(encoder, head):
+    model = text_model(encoder, head)
+    embedder = Embedder(model)
+    assert embedder.sparse == (encoder == "lexical"), "only the wide lexical bags are kept sparse"
+    expected = model.predict({"left": LEFT, "right": RIGHT}, verbose=0).reshape(-1)
+    scores = embedder.score(embedder.encode(LEFT), embedder.encode(RIGHT))
+    np.testing.assert_allclose(scores, expected, atol=2e-5)
+
+
+def test_a_graded_model_scores_on_its_scale():
+    model = on_score_scale(text_model("lexical", "symmetric"), 1.0, 5.0)
+    embedder = Embedder(model)
+    expected = model.predict({"left": LEFT, "right": RIGHT}, verbose=0).reshape(-1)
+    np.testing.assert_allclose(embedder.score(embedder.encode(LEFT), embedder.encode(RIGHT)), expected, atol=1e-4)
+    assert (embedder.head.low, embedder.head.high) == (1.0, 5.0)
+
+
+def test_a_text_has_one_encoding_whichever_side_of_a_pair_it_is_on():
+    model = text_model("lexical", "symmetric")
+    both_sides = keras.Model(model.inputs, list(shared_encoder(model).encodings))
+    as_left, as_right = both_sides.predict({"left": LEFT, "right": LEFT}, verbose=0)
+    encoded = Embedder(model).encode(LEFT).toarray()
+    np.testing.assert_allclose(as_left, as_right)
+    np.testing.assert_allclose(encoded, as_left, atol=1e-6)
+
+
+def test_search_vectors_are_unit_length_sketched_from_wide_encodings_and_rank_a_text_first_to_itself():
+    embedder = Embedder(text_model("lexical", "symmetric"))
+    assert embedder.width > SEARCH_DIMENSIONS and embedder.dimensions == SEARCH_DIMENSIONS
+    texts = np.unique(LEFT)
+    vectors = embedder.search_vectors(embedder.encode(texts))
+    assert vectors.shape == (len(texts), SEARCH_DIMENSIONS) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    similarities = vectors @ vectors.T
+    assert (np.argmax(similarities, axis=1) == np.arange(len(texts))).mean() > 0.95
+
+
+def test_the_count_sketch_is_fixed_by_the_width_and_keeps_inner_products():
+    sketch = count_sketch(5000, 256)
+    assert (sketch != count_sketch(5000, 256)).nnz == 0, "no random generator: the same in every process"
+    left = sparse.random(200, 5000, density=0.02, random_state=1, format="csr")
+    right = left + sparse.random(200, 5000, density=0.005, random_state=2, format="csr")
+    exact = np.asarray(left.multiply(right).sum(axis=1)).reshape(-1)
+    sketched = np.asarray(((left @ sketch).multiply(right @ sketch)).sum(axis=1)).reshape(-1)
+    assert np.corrcoef(exact, sketched)[0, 1] > 0.75
+
+
+def test_a_concat_head_cannot_be_searched():
+    with pytest.raises(EmbeddingError, match="concat.*model.head = symmetric"):
+        Embedder(text_model("lexical", "concat"))
