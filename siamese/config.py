@@ -57,6 +57,7 @@ class Head(StrEnum):
     SYMMETRIC = "symmetric"  # [|a-b|, a*b] -> Dense(1): score(a, b) == score(b, a)
     MANHATTAN = "manhattan"  # MaLSTM: exp(-||a-b||_1), no weights
     COSINE = "cosine"  # cos(a, b) -> Dense(1): a learned scale and offset
+    MONOTONE = "monotone"  # [-|a-b|, a*b] -> Dense(1) with weights >= 0: never scores higher for a difference
 
 
 class TextEncoder(StrEnum):

@@ -29,7 +29,7 @@ EXACT_SEARCH_LIMIT = 50_000  # vectors searched exactly; more go to an HNSW grap
 HNSW_LINKS = 32  # HNSW's M: graph links per vector
 HNSW_BUILD_DEPTH = 80  # efConstruction
 SEARCH_BATCH = 4096  # query vectors searched at a time
-SCORE_BATCH = 50_000  # candidate pairs scored at a time: bounds the memory of their sparse differences
+SCORE_BATCH = 1_000_000  # candidate pairs scored at a time
 
 
 @dataclass(frozen=True)
@@ -47,16 +47,26 @@ class NeighbourIndex:
         self._index = index
 
     @classmethod
-    def build(cls, vectors: np.ndarray, exact_limit: int = EXACT_SEARCH_LIMIT) -> NeighbourIndex:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        dimensions = vectors.shape[1]
-        if len(vectors) <= exact_limit:
-            index = faiss.IndexFlatIP(dimensions)
-        else:
-            index = faiss.IndexHNSWFlat(dimensions, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = HNSW_BUILD_DEPTH
-        index.add(vectors)
+    def empty(cls, dimensions: int, size: int, exact_limit: int = EXACT_SEARCH_LIMIT) -> NeighbourIndex:
+        """An index for `size` vectors, to be `add`ed in batches: exact up to `exact_limit` vectors, HNSW above."""
+        if size <= exact_limit:
+            return cls(faiss.IndexFlatIP(dimensions))
+        index = faiss.IndexHNSWFlat(dimensions, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_BUILD_DEPTH
         return cls(index)
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, exact_limit: int = EXACT_SEARCH_LIMIT) -> NeighbourIndex:
+        index = cls.empty(vectors.shape[1], len(vectors), exact_limit)
+        index.add(vectors)
+        return index
+
+    def add(self, vectors: np.ndarray) -> None:
+        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def vectors(self, start: int, stop: int) -> np.ndarray:
+        """The indexed vectors `start` to `stop` (the index holds them: a collection keeps no other copy)."""
+        return self._index.reconstruct_n(start, stop - start)
 
     @property
     def kind(self) -> str:
@@ -68,17 +78,21 @@ class NeighbourIndex:
 
     def search(self, queries: np.ndarray, neighbours: int) -> Candidates:
         """The `neighbours` nearest indexed vectors of each query (fewer indexed: the rest are -1)."""
+        return self._search(len(queries), lambda start, stop: queries[start:stop], neighbours)
+
+    def search_with(self, queries: NeighbourIndex, neighbours: int) -> Candidates:
+        """`search` with every vector another index (or this one) holds, a batch at a time."""
+        return self._search(len(queries), queries.vectors, neighbours)
+
+    def _search(self, count: int, batch_of: Callable[[int, int], np.ndarray], neighbours: int) -> Candidates:
         if self.kind == "hnsw":
             self._index.hnsw.efSearch = max(2 * neighbours, 64)  # candidates kept while searching: recall for time
-        found_ids, found_similarities = [], []
-        for start in range(0, len(queries), SEARCH_BATCH):
-            batch = np.ascontiguousarray(queries[start : start + SEARCH_BATCH], dtype=np.float32)
-            similarities, ids = self._index.search(batch, neighbours)
-            found_ids.append(ids)
-            found_similarities.append(similarities)
-        if not found_ids:
-            return Candidates(np.zeros((0, neighbours), np.int64), np.zeros((0, neighbours), np.float32))
-        return Candidates(np.concatenate(found_ids), np.concatenate(found_similarities))
+        ids = np.empty((count, neighbours), dtype=np.int64)
+        similarities = np.empty((count, neighbours), dtype=np.float32)
+        for start in range(0, count, SEARCH_BATCH):
+            stop = min(start + SEARCH_BATCH, count)
+            similarities[start:stop], ids[start:stop] = self._index.search(np.ascontiguousarray(batch_of(start, stop), dtype=np.float32), neighbours)
+        return Candidates(ids, similarities)
 
     def save(self, path: Path) -> None:
         faiss.write_index(self._index, str(path))
@@ -134,39 +148,57 @@ def best_matches(items: int, left: np.ndarray, right: np.ndarray, scores: np.nda
 
 @dataclass(frozen=True)
 class IndexedTexts:
-    """A collection's distinct texts, their encodings and search vectors, and the index over those vectors."""
+    """A collection's distinct texts, their encodings, and the index over their search vectors."""
 
     texts: np.ndarray  # distinct texts (object array); index ids are positions here
     encodings: sparse.csr_matrix | np.ndarray
     index: NeighbourIndex
-    vectors: np.ndarray
+
+
+ENCODE_CHUNK = 8192  # texts encoded, sketched and indexed at a time
 
 
 def index_texts(
     embedder: Embedder, texts: Sequence[str], exact_limit: int = EXACT_SEARCH_LIMIT, progress: Callable[[int], None] | None = None
 ) -> IndexedTexts:
-    """Encode each of `texts` (distinct) once, a batch at a time (`progress` gets the count done), and index them."""
-    batch = 8192
-    encodings, vectors = [], []
-    for start in range(0, len(texts), batch):
-        encoded = embedder.encode(texts[start : start + batch])
-        encodings.append(encoded)
-        vectors.append(embedder.search_vectors(encoded))
+    """Encode each of `texts` (distinct) once, a chunk at a time (`progress` gets the count done), and index them.
+
+    Memory holds the encodings once: chunks are copied into one matrix as they are freed, and
+    each chunk's search vectors go straight into the index.
+    """
+    index = NeighbourIndex.empty(embedder.dimensions, len(texts), exact_limit)
+    chunks = []
+    for start in range(0, len(texts), ENCODE_CHUNK):
+        encoded = embedder.encode(texts[start : start + ENCODE_CHUNK])
+        index.add(embedder.search_vectors(encoded))
+        chunks.append(encoded)
         if progress is not None:
-            progress(min(start + batch, len(texts)))
-    if encodings:
-        joined = sparse.vstack(encodings, format="csr") if embedder.sparse else np.concatenate(encodings)
-        searched = np.concatenate(vectors)
-    else:
-        joined, searched = embedder.encode([]), np.zeros((0, embedder.dimensions), np.float32)
-    return IndexedTexts(np.asarray(texts, dtype=object), joined, NeighbourIndex.build(searched, exact_limit), searched)
+            progress(min(start + ENCODE_CHUNK, len(texts)))
+    encodings = _joined(chunks, embedder) if chunks else embedder.encode([])
+    return IndexedTexts(np.asarray(texts, dtype=object), encodings, index)
+
+
+def _joined(chunks: list, embedder: Embedder) -> sparse.csr_matrix | np.ndarray:
+    """The chunks as one matrix, each chunk freed once copied: the peak is one chunk over the whole, not twice the whole."""
+    if not embedder.sparse:
+        return np.concatenate(chunks)
+    rows, nonzeros = sum(chunk.shape[0] for chunk in chunks), sum(chunk.nnz for chunk in chunks)
+    data, indices = np.empty(nonzeros, np.float32), np.empty(nonzeros, np.int32)
+    indptr = np.zeros(rows + 1, np.int64)
+    row = at = 0
+    while chunks:
+        chunk = chunks.pop(0)
+        data[at : at + chunk.nnz], indices[at : at + chunk.nnz] = chunk.data, chunk.indices
+        indptr[row + 1 : row + chunk.shape[0] + 1] = chunk.indptr[1:] + at
+        row, at = row + chunk.shape[0], at + chunk.nnz
+    return sparse.csr_matrix((data, indices, indptr), shape=(rows, embedder.width))
 
 
 def score_pairs(embedder: Embedder, left: sparse.csr_matrix | np.ndarray, right: sparse.csr_matrix | np.ndarray, pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """The model's score of each pair `(left[i], right[j])` for `i, j` in `pairs`, `SCORE_BATCH` pairs at a time."""
     first, second = pairs
     scores = [
-        embedder.score(left[first[start : start + SCORE_BATCH]], right[second[start : start + SCORE_BATCH]])
+        embedder.score_pairs(left, right, first[start : start + SCORE_BATCH], second[start : start + SCORE_BATCH])
         for start in range(0, len(first), SCORE_BATCH)
     ]
     return np.concatenate(scores) if scores else np.zeros(0)
@@ -184,8 +216,7 @@ class Duplicates:
 
 def find_duplicates(embedder: Embedder, indexed: IndexedTexts, threshold: float, neighbours: int = DEFAULT_NEIGHBOURS) -> Duplicates:
     """Score each text's `neighbours` nearest texts with the model; group those scored `>= threshold`, transitively."""
-    candidates = indexed.index.search(indexed.vectors, neighbours + 1)  # + 1: a text finds itself first
-    left, right = candidate_pairs(candidates)
+    left, right = candidate_pairs(indexed.index.search_with(indexed.index, neighbours + 1))  # + 1: a text finds itself first
     scores = score_pairs(embedder, indexed.encodings, indexed.encodings, (left, right))
     items = len(indexed.texts)
     nearest, best = best_matches(items, left, right, scores)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
+import numba
 import numpy as np
 from scipy import sparse
 
@@ -33,7 +34,7 @@ from siamese.training import encoder_and_head
 
 SEARCH_DIMENSIONS = 256  # a wider encoding is sketched to this many dimensions
 SKETCH_HASHES = 4  # dimensions each feature is added into: fewer collide into noise, more cost more
-ENCODE_BATCH = 256  # texts encoded at a time: a lexical encoding is dense in Keras (80,000 floats a text)
+ENCODE_BATCH = 512  # texts encoded at a time: a lexical encoding is dense inside Keras (80,000 floats a text)
 _HASH_MULTIPLIERS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1, 0xD3A2646C, 0xFD7046C5, 0xB55A4F09)
 
 
@@ -74,6 +75,10 @@ def head_weights(head_model: keras.Model, width: int) -> HeadWeights:
         kernel, bias = (keras.ops.convert_to_numpy(weight) for weight in similarity.weights)
         kernel = kernel.reshape(-1).astype(np.float64)
         return HeadWeights(Head.SYMMETRIC, kernel[:width], kernel[width:], bias=float(bias[0]), low=low, high=high)
+    if "monotone_features" in names and similarity is not None:
+        kernel, bias = (keras.ops.convert_to_numpy(weight) for weight in similarity.weights)
+        kernel = kernel.reshape(-1).astype(np.float64)
+        return HeadWeights(Head.SYMMETRIC, -kernel[:width], kernel[width:], bias=float(bias[0]), low=low, high=high)
     if "cosine" in names and similarity is not None:
         kernel, bias = (keras.ops.convert_to_numpy(weight) for weight in similarity.weights)
         return HeadWeights(Head.COSINE, scale=float(kernel.reshape(-1)[0]), bias=float(bias[0]), low=low, high=high)
@@ -137,6 +142,7 @@ class Embedder:
         self._scale = feature_weights(self.head, self.width)
         self._sketch = count_sketch(self.width, dimensions) if self.width > dimensions else None
         self.dimensions = dimensions if self._sketch is not None else self.width
+        self._nonzeros = None  # the compiled sparse encoder, built on first use
 
     @property
     def fingerprint(self) -> str:
@@ -164,11 +170,30 @@ class Embedder:
         chunks = []
         for start in range(0, len(texts), batch_size):
             batch = np.asarray(texts[start : start + batch_size], dtype=object)
-            encoded = keras.ops.convert_to_numpy(self.encoder(batch, training=False)).astype(np.float32, copy=False)
-            chunks.append(sparse.csr_matrix(encoded) if self.sparse else encoded)
+            chunks.append(self._encode_sparse(batch) if self.sparse else self._encode_dense(batch))
         if not chunks:
             return sparse.csr_matrix((0, self.width), dtype=np.float32) if self.sparse else np.zeros((0, self.width), np.float32)
         return sparse.vstack(chunks, format="csr") if self.sparse else np.concatenate(chunks)
+
+    def _encode_dense(self, batch: np.ndarray) -> np.ndarray:
+        return keras.ops.convert_to_numpy(self.encoder(batch, training=False)).astype(np.float32, copy=False)
+
+    def _encode_sparse(self, batch: np.ndarray) -> sparse.csr_matrix:
+        """A wide encoding's nonzeros only: on TensorFlow a compiled call returns them (the dense batch never leaves the graph)."""
+        if keras.backend.backend() != "tensorflow":
+            return sparse.csr_matrix(self._encode_dense(batch))
+        if self._nonzeros is None:
+            import tensorflow as tf
+
+            @tf.function(reduce_retracing=True)
+            def nonzeros(texts):
+                encoded = tf.cast(self.encoder(texts, training=False), tf.float32)
+                where = tf.where(encoded != 0)
+                return where, tf.gather_nd(encoded, where)
+
+            self._nonzeros = nonzeros
+        where, values = (value.numpy() for value in self._nonzeros(batch.astype(str)))
+        return sparse.csr_matrix((values, (where[:, 0], where[:, 1])), shape=(len(batch), self.width))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Each text's search vector: what `siamese embed` writes and a served model returns on request."""
@@ -186,34 +211,84 @@ class Embedder:
 
     def score(self, left: sparse.csr_matrix | np.ndarray, right: sparse.csr_matrix | np.ndarray) -> np.ndarray:
         """The model's score of each pair of rows `(left[i], right[i])`: the head applied to the two encodings."""
+        rows = np.arange(left.shape[0])
+        return self.score_pairs(left, right, rows, rows)
+
+    def score_pairs(
+        self, left: sparse.csr_matrix | np.ndarray, right: sparse.csr_matrix | np.ndarray, left_rows: np.ndarray, right_rows: np.ndarray
+    ) -> np.ndarray:
+        """The model's score of each pair `(left[left_rows[p]], right[right_rows[p]])`, from the two encodings alone.
+
+        The head's features reduce to two sums per pair, `difference . |a-b|` (over the features
+        either text has) and `product . a*b` (over those both have): sparse encodings are merged
+        row against row in compiled code (`_sparse_sums`), without copying rows.
+        """
         head = self.head
-        if head.head is Head.SYMMETRIC:
-            difference, product = _rows(left - right), _rows(_multiply(left, right))
-            logit = _abs(difference) @ head.difference + product @ head.product + head.bias
-            score = _sigmoid(logit)
-        elif head.head is Head.COSINE:
-            dot = _row_sums(_multiply(left, right))
-            norms = np.sqrt(_row_sums(_multiply(left, left)) * _row_sums(_multiply(right, right)))
-            score = _sigmoid(head.scale * dot / np.maximum(norms, 1e-12) + head.bias)
+        difference = head.difference if head.head is not Head.COSINE else np.zeros(self.width)
+        product = head.product if head.head is Head.SYMMETRIC else np.ones(self.width) if head.head is Head.COSINE else np.zeros(self.width)
+        left_rows, right_rows = np.asarray(left_rows, np.int64), np.asarray(right_rows, np.int64)
+        if sparse.issparse(left):
+            left, right = _sorted_csr(left), _sorted_csr(right)
+            differing, shared = _sparse_sums(
+                left.indptr, left.indices, left.data, right.indptr, right.indices, right.data, left_rows, right_rows, difference, product
+            )
         else:
-            score = np.exp(-(_abs(_rows(left - right)) @ head.difference))
+            a, b = np.asarray(left, np.float64)[left_rows], np.asarray(right, np.float64)[right_rows]
+            differing, shared = np.abs(a - b) @ difference, (a * b) @ product
+        if head.head is Head.SYMMETRIC:
+            score = _sigmoid(differing + shared + head.bias)
+        elif head.head is Head.COSINE:
+            norms = np.sqrt(_squared_norms(left)[left_rows] * _squared_norms(right)[right_rows])
+            score = _sigmoid(head.scale * shared / np.maximum(norms, 1e-12) + head.bias)
+        else:
+            score = np.exp(-differing)
         return head.low + (head.high - head.low) * np.asarray(score, dtype=np.float64).reshape(-1)
 
 
-def _rows(matrix):
-    return matrix.tocsr() if sparse.issparse(matrix) else np.asarray(matrix, dtype=np.float64)
+def _sorted_csr(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
+    matrix = sparse.csr_matrix(matrix)
+    if not matrix.has_sorted_indices:
+        matrix.sort_indices()
+    return matrix
 
 
-def _abs(matrix):
-    return abs(matrix)
+def _squared_norms(matrix) -> np.ndarray:
+    if sparse.issparse(matrix):
+        return np.asarray(matrix.multiply(matrix).sum(axis=1), dtype=np.float64).reshape(-1)
+    return np.einsum("ij,ij->i", np.asarray(matrix, np.float64), np.asarray(matrix, np.float64))
 
 
-def _multiply(left, right):
-    return left.multiply(right) if sparse.issparse(left) else np.asarray(left, np.float64) * np.asarray(right, np.float64)
-
-
-def _row_sums(matrix) -> np.ndarray:
-    return np.asarray(matrix.sum(axis=1), dtype=np.float64).reshape(-1)
+@numba.njit(parallel=True, cache=True)
+def _sparse_sums(left_ptr, left_index, left_data, right_ptr, right_index, right_data, left_rows, right_rows, difference, product):
+    """Per pair: `sum difference[k] |a_k - b_k|` over the union of the two rows' features, `sum product[k] a_k b_k` over their intersection."""
+    pairs = len(left_rows)
+    differing, shared = np.zeros(pairs), np.zeros(pairs)
+    for pair in numba.prange(pairs):
+        a, a_end = left_ptr[left_rows[pair]], left_ptr[left_rows[pair] + 1]
+        b, b_end = right_ptr[right_rows[pair]], right_ptr[right_rows[pair] + 1]
+        d = s = 0.0
+        while a < a_end and b < b_end:
+            feature_a, feature_b = left_index[a], right_index[b]
+            if feature_a == feature_b:
+                x, y = left_data[a], right_data[b]
+                d += difference[feature_a] * abs(x - y)
+                s += product[feature_a] * x * y
+                a += 1
+                b += 1
+            elif feature_a < feature_b:
+                d += difference[feature_a] * abs(left_data[a])
+                a += 1
+            else:
+                d += difference[feature_b] * abs(right_data[b])
+                b += 1
+        while a < a_end:
+            d += difference[left_index[a]] * abs(left_data[a])
+            a += 1
+        while b < b_end:
+            d += difference[right_index[b]] * abs(right_data[b])
+            b += 1
+        differing[pair], shared[pair] = d, s
+    return differing, shared
 
 
 def _sigmoid(logit: np.ndarray) -> np.ndarray:

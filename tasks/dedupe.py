@@ -190,7 +190,7 @@ def match_known(embedder: Embedder, indexed: IndexedTexts, known: Path, threshol
         CollectionError: the saved collection is missing, incomplete, or was indexed by another model.
     """
     saved = load_saved_collection(known, embedder)
-    candidates = saved.index.search(indexed.vectors, min(neighbours, len(saved.index)))
+    candidates = saved.index.search_with(indexed.index, min(neighbours, len(saved.index)))
     new, old = np.repeat(np.arange(len(indexed.texts)), candidates.ids.shape[1]), candidates.ids.reshape(-1)
     found = old >= 0
     new, old = new[found], old[found]

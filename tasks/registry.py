@@ -387,7 +387,9 @@ def load_text_pair_scorer(model_uri: str) -> TextPairModel:
         )
     metadata = model.metadata.metadata or {}
     scale = tuple(float(metadata[key]) for key in SCALE_KEYS) if all(key in metadata for key in SCALE_KEYS) else None
-    return TextPairModel(model.predict, _stored_threshold(metadata), scale, model.unwrap_python_model().keras_model)
+    scorer = model.unwrap_python_model()
+    keras_model = getattr(scorer, "keras_model", None) or scorer._model  # versions registered before the property held only this
+    return TextPairModel(model.predict, _stored_threshold(metadata), scale, keras_model)
 
 
 @dataclass(frozen=True)

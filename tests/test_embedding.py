@@ -27,7 +27,9 @@ def text_model(encoder: str, head: str) -> keras.Model:
     return model
 
 
-@pytest.mark.parametrize(("encoder", "head"), [("lexical", "symmetric"), ("bilstm", "symmetric"), ("lstm", "cosine"), ("bilstm", "manhattan")])
+@pytest.mark.parametrize(
+    ("encoder", "head"), [("lexical", "symmetric"), ("lexical", "monotone"), ("bilstm", "symmetric"), ("lstm", "cosine"), ("bilstm", "manhattan")]
+)
 def test_the_head_on_two_encodings_scores_as_the_model_does(encoder, head):
     model = text_model(encoder, head)
     embedder = Embedder(model)

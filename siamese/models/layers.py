@@ -41,6 +41,12 @@ def similarity_head(left_encoding, right_encoding, head: Head | str, *, l2: floa
     - `manhattan` is MaLSTM's `exp(-||a-b||_1)` (Mueller & Thyagarajan, 2016): no weights, so the
       encoder alone must place similar texts close.
     - `cosine`: the cosine of the two encodings, mapped to 0..1 by a learned scale and offset.
+    - `monotone`: `symmetric` with its weights held >= 0 on `[-|a-b|, a*b]`: a feature the two
+      sides share can only raise the score, one where they differ only lower it. `symmetric`
+      may learn that a feature on either side alone signals a duplicate (a topic the training
+      pairs' labels favour); scored against a whole collection, such a text then matches
+      everything. This head is a similarity: a text is closest to itself, and duplicates of a
+      collection can be searched by nearest neighbours (`siamese.embedding`).
 
     Args:
         l2: L2 penalty on the scoring unit's weights (0 for none): what keeps a wide head over
@@ -63,6 +69,12 @@ def similarity_head(left_encoding, right_encoding, head: Head | str, *, l2: floa
         # Start at sigmoid(5 * (cos - 0.5)): higher cosine, higher score. A default (Glorot) 1x1
         # kernel is as often negative or near 0 as not, and the model then barely learns in its epochs.
         initial = {"kernel_initializer": keras.initializers.Constant(5.0), "bias_initializer": keras.initializers.Constant(-2.5)}
+    elif head is Head.MONOTONE:
+        difference, product = comparison_features(left_encoding, right_encoding, name="monotone")
+        penalty = keras.layers.Rescaling(-1.0, name="monotone_penalty")(difference)
+        features = keras.layers.Concatenate(name="monotone_features")([penalty, product])
+        # Weights >= 0 on [-|a-b|, a*b]: no feature present on one side only raises the score.
+        initial = {"kernel_constraint": keras.constraints.NonNeg(), "kernel_initializer": keras.initializers.RandomUniform(0.0, 0.05)}
     else:
         difference, product = comparison_features(left_encoding, right_encoding, name="symmetric")
         features = keras.layers.Concatenate(name="symmetric_features")([difference, product])

@@ -1,0 +1,171 @@
+"""Duplicates in whole collections: candidate recall, quality against labels, speed and memory of `siamese dedupe`.
+
+    .venv/bin/python bench/dedupe.py [--texts 4000] [--sizes 100000,1000000] [--neighbours 20]
+
+1. A text pair model: `siamese train --data quora_dev.tsv` with the defaults, as a new user
+   would, in a temporary MLflow store (version 1 of `siamese-text`, at its stored threshold).
+2. **Recall of the candidate search.** The first `--texts` distinct questions of
+   `../shared/data/quora_dev.tsv` (10,000 at most) are scored exhaustively, every pair by the
+   model's head; recall is the share of the pairs it scores at or above the threshold that the
+   k nearest neighbours (exact and HNSW index) contain, for several k.
+3. **Quality against labels.** Of the file's labelled pairs whose two questions are both in that
+   collection: the share of duplicates that land in one group, and of non-duplicates wrongly in
+   one group, for `siamese dedupe`'s groups and for groups from exhaustive scoring.
+4. **Speed and memory.** `siamese dedupe` (the whole command: start-up, MLflow run, output and
+   index written) on `--sizes` texts made by repeating and perturbing the development questions
+   (a dropped or repeated word, a changed case, a typo), with its wall time and peak memory;
+   beside it, exhaustive scoring's time for the same size, extrapolated from its measured rate
+   with its n^2 / 2 pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))
+QUORA = REPOSITORY.parent / "shared" / "data" / "quora_dev.tsv"
+SIAMESE = Path(sys.executable).parent / "siamese"
+MODEL = "models:/siamese-text/1"
+RECALL_NEIGHBOURS = (5, 10, 20, 50)
+EXHAUSTIVE_BATCH = 200_000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--texts", type=int, default=4000, help="questions scored exhaustively (at most 10,000)")
+    parser.add_argument("--sizes", default="100000,1000000", help="collection sizes timed with siamese dedupe")
+    parser.add_argument("--neighbours", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-dedupe-") as directory:
+        work = Path(directory)
+        environment = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlruns/mlflow.db", "PREFECT_HOME": str(work / "prefect")}
+        trained = train_model(work, environment)
+        print(f"model: siamese train --data {QUORA.name} (defaults), {trained:.0f} s", flush=True)
+        os.environ.update(environment)
+        from tasks.registry import load_text_pair_embedder
+
+        loaded = load_text_pair_embedder.fn(MODEL)
+        rate = measure_recall_and_quality(loaded.embedder, loaded.threshold, min(args.texts, 10_000), args.neighbours)
+        for size in (int(size) for size in args.sizes.split(",") if size):
+            time_dedupe(work, environment, size, args.neighbours, rate)
+
+
+def train_model(work: Path, environment: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([str(SIAMESE), "train", "--data", str(QUORA)], cwd=work, env=environment, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def questions(limit: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+    pairs = pd.read_csv(QUORA, sep="\t", dtype={"question1": str, "question2": str}).dropna(subset=["question1", "question2"])
+    texts = pd.unique(pd.concat([pairs.question1, pairs.question2]).to_numpy(object))
+    return (texts if limit is None else texts[:limit]), pairs
+
+
+def measure_recall_and_quality(embedder, threshold: float, count: int, default_neighbours: int) -> float:
+    """Print the recall and quality tables; return exhaustive scoring's pairs per second."""
+    from siamese.dedupe import NeighbourIndex, candidate_pairs, find_duplicates, group_duplicates, index_texts
+
+    texts, pairs = questions(count)
+    indexed = index_texts(embedder, texts)
+    left, right = np.triu_indices(len(texts), 1)
+    started = time.perf_counter()
+    scores = np.concatenate(
+        [embedder.score(indexed.encodings[left[start : start + EXHAUSTIVE_BATCH]], indexed.encodings[right[start : start + EXHAUSTIVE_BATCH]]) for start in range(0, len(left), EXHAUSTIVE_BATCH)]
+    )
+    rate = len(scores) / (time.perf_counter() - started)
+    above = scores >= threshold
+    print(f"\n{len(texts):,} questions, {len(scores):,} pairs scored exhaustively at {rate:,.0f} pairs/s; {above.sum():,} at or above {threshold:.4g} ({above.mean():.2%})")
+    wanted = left[above] * len(texts) + right[above]
+    print("| k | index | candidate pairs | recall of the head's pairs |\n| ---: | --- | ---: | ---: |")
+    for kind, limit in (("exact", len(texts)), ("hnsw", 0)):
+        index = NeighbourIndex.build(indexed.index.vectors(0, len(texts)), exact_limit=limit)
+        for neighbours in RECALL_NEIGHBOURS:
+            found_left, found_right = candidate_pairs(index.search_with(index, neighbours + 1))
+            found = np.isin(wanted, found_left * len(texts) + found_right)
+            print(f"| {neighbours} | {kind} | {len(found_left):,} | {found.mean() if len(found) else 1.0:.4f} |")
+
+    position = {text: number for number, text in enumerate(texts)}
+    inside = pairs[pairs.question1.isin(position) & pairs.question2.isin(position)]
+    first, second = inside.question1.map(position).to_numpy(), inside.question2.map(position).to_numpy()
+    labels = inside.is_duplicate.to_numpy().astype(bool)
+    dedupe_groups = find_duplicates(embedder, indexed, threshold, default_neighbours).group
+    exhaustive_groups = group_duplicates(len(texts), left, right, above)
+    print(f"\n{len(inside):,} labelled pairs inside the collection ({labels.sum():,} duplicates)")
+    print("| groups from | duplicates in one group | non-duplicates in one group | largest group |\n| --- | ---: | ---: | ---: |")
+    for name, groups in ((f"siamese dedupe (k={default_neighbours})", dedupe_groups), ("exhaustive scoring", exhaustive_groups)):
+        together = groups[first] == groups[second]
+        print(f"| {name} | {together[labels].mean():.3f} | {together[~labels].mean():.3f} | {np.bincount(groups).max():,} |")
+    return rate
+
+
+def perturbed_collection(size: int, seed: int = 0) -> pd.DataFrame:
+    """`size` questions: the development questions, then copies with a dropped or repeated word, a changed case or a typo."""
+    texts, _ = questions()
+    rng = np.random.default_rng(seed)
+    chosen = texts[rng.integers(0, len(texts), size)]
+    kinds = rng.integers(0, 5, size)  # 0: unchanged
+    out = []
+    for text, kind in zip(chosen, kinds):
+        words = text.split()
+        if kind == 1 and len(words) > 3:
+            del words[rng.integers(len(words))]
+        elif kind == 2:
+            spot = rng.integers(len(words))
+            words.insert(spot, words[spot])
+        elif kind == 3:
+            words = [word.lower() for word in words]
+        elif kind == 4 and len(text) > 5:
+            at = rng.integers(1, len(text) - 1)
+            text = text[:at] + text[at + 1] + text[at] + text[at + 2 :]
+            words = text.split()
+        out.append(" ".join(words))
+    return pd.DataFrame({"id": np.arange(size), "question": out})
+
+
+def time_dedupe(work: Path, environment: dict[str, str], size: int, neighbours: int, exhaustive_rate: float) -> None:
+    source, output = work / f"collection-{size}.csv", work / f"groups-{size}.parquet"
+    perturbed_collection(size).to_csv(source, index=False)
+    command = [str(SIAMESE), "dedupe", "--model", MODEL, "--input", str(source), "--output", str(output), "--neighbours", str(neighbours)]
+    started = time.perf_counter()
+    with open(work / "dedupe.out", "w") as out, open(work / "dedupe.err", "w") as err:
+        process = subprocess.Popen(command, cwd=work, env=environment, stdout=out, stderr=err)
+        peak = 0
+        while process.poll() is None:
+            peak = max(peak, peak_rss(process.pid))
+            time.sleep(0.2)
+    seconds = time.perf_counter() - started
+    if process.returncode:
+        print(f"\n{size:,} texts: siamese dedupe failed ({process.returncode}): {(work / 'dedupe.err').read_text()[-2000:]}")
+        return
+    groups = pd.read_parquet(output, columns=["group"])
+    exhaustive = size * (size - 1) / 2 / exhaustive_rate
+    print(
+        f"\n{size:,} texts: siamese dedupe {seconds:.0f} s wall, peak RSS {peak / 2**20:.2f} GiB (the command's process; "
+        f"its temporary Prefect API adds about 0.25), {groups.group.nunique():,} groups; exhaustive scoring would take {exhaustive:,.0f} s "
+        f"({exhaustive / seconds:,.0f}x)"
+    )
+    print("\n".join(line for line in (work / "dedupe.out").read_text().splitlines() if line.strip())[-1500:])
+
+
+def peak_rss(pid: int) -> int:
+    """A process's peak resident memory so far (VmHWM), in KiB; 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+
+
+if __name__ == "__main__":
+    main()
