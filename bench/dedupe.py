@@ -67,14 +67,19 @@ def train_model(work: Path, environment: dict[str, str]) -> float:
 
 
 def questions(limit: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+    """The distinct questions of the file's first rows, both sides of each (`limit` of them at most), and those rows."""
     pairs = pd.read_csv(QUORA, sep="\t", dtype={"question1": str, "question2": str}).dropna(subset=["question1", "question2"])
+    if limit is not None:
+        sides = pd.DataFrame({"question1": pairs.question1, "question2": pairs.question2}).to_numpy(object).reshape(-1)
+        distinct_so_far = pd.Series(sides).duplicated().eq(False).cumsum().to_numpy()[1::2]  # after each row's two sides
+        pairs = pairs.iloc[: int(np.searchsorted(distinct_so_far, limit, side="right"))]
     texts = pd.unique(pd.concat([pairs.question1, pairs.question2]).to_numpy(object))
-    return (texts if limit is None else texts[:limit]), pairs
+    return texts, pairs
 
 
 def measure_recall_and_quality(embedder, threshold: float, count: int, default_neighbours: int) -> float:
     """Print the recall and quality tables; return exhaustive scoring's pairs per second."""
-    from siamese.dedupe import NeighbourIndex, candidate_pairs, find_duplicates, group_duplicates, index_texts
+    from siamese.dedupe import GROUPINGS, NeighbourIndex, candidate_pairs, find_duplicates, group_pairs, index_texts
 
     texts, pairs = questions(count)
     indexed = index_texts(embedder, texts)
@@ -99,13 +104,16 @@ def measure_recall_and_quality(embedder, threshold: float, count: int, default_n
     inside = pairs[pairs.question1.isin(position) & pairs.question2.isin(position)]
     first, second = inside.question1.map(position).to_numpy(), inside.question2.map(position).to_numpy()
     labels = inside.is_duplicate.to_numpy().astype(bool)
-    dedupe_groups = find_duplicates(embedder, indexed, threshold, default_neighbours).group
-    exhaustive_groups = group_duplicates(len(texts), left, right, above)
     print(f"\n{len(inside):,} labelled pairs inside the collection ({labels.sum():,} duplicates)")
-    print("| groups from | duplicates in one group | non-duplicates in one group | largest group |\n| --- | ---: | ---: | ---: |")
-    for name, groups in ((f"siamese dedupe (k={default_neighbours})", dedupe_groups), ("exhaustive scoring", exhaustive_groups)):
-        together = groups[first] == groups[second]
-        print(f"| {name} | {together[labels].mean():.3f} | {together[~labels].mean():.3f} | {np.bincount(groups).max():,} |")
+    print("| groups from | grouping | duplicates in one group | non-duplicates in one group | largest group |\n| --- | --- | ---: | ---: | ---: |")
+    decided = embedder.score_pairs(indexed.encodings, indexed.encodings, first, second) >= threshold
+    print(f"| the model on each labelled pair alone | - | {decided[labels].mean():.3f} | {decided[~labels].mean():.3f} | - |")
+    for grouping in GROUPINGS:
+        dedupe_groups = find_duplicates(embedder, indexed, threshold, default_neighbours, grouping).group
+        exhaustive_groups = group_pairs(grouping, len(texts), left, right, scores, threshold)
+        for name, groups in ((f"siamese dedupe (k={default_neighbours})", dedupe_groups), ("exhaustive scoring", exhaustive_groups)):
+            together = groups[first] == groups[second]
+            print(f"| {name} | {grouping} | {together[labels].mean():.3f} | {together[~labels].mean():.3f} | {np.bincount(groups).max():,} |")
     return rate
 
 

@@ -275,6 +275,7 @@ def _dedupe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             against=None if args.against is None else args.against.resolve(),
             neighbours=args.neighbours,
             threshold=args.threshold,
+            grouping=args.grouping,
             chunk_rows=args.chunk_rows,
         )
 
@@ -794,7 +795,7 @@ def _add_score_command(commands: argparse._SubParsersAction) -> None:
         description=(
             "Run the dedupe flow: encode each text of a CSV, TSV or Parquet file once with the model's shared "
             "encoder, find each text's nearest texts with a FAISS index, score only those pairs with the model "
-            "and group the duplicates transitively. Every row is written, in order, with `group` (its group's "
+            "and group the duplicates (--grouping). Every row is written, in order, with `group` (its group's "
             "first row, counting data rows from 0), `is_representative`, `nearest` (the best-matching other row), "
             "`similarity` and `error`. The index is saved beside the output (OUTPUT.index) for --against. "
             "Recorded as an MLflow run in the siamese-dedupe experiment."
@@ -809,6 +810,13 @@ def _add_score_command(commands: argparse._SubParsersAction) -> None:
     )
     dedupe.add_argument("--neighbours", type=int, default=20, help="nearest texts the model scores per text (default 20)")
     dedupe.add_argument("--threshold", type=float, help="duplicates at similarity >= THRESHOLD (default: the model's stored threshold)")
+    dedupe.add_argument(
+        "--grouping",
+        choices=["centre", "connected"],
+        default="centre",
+        help="centre (default): a group is a text and the texts decided duplicates of it; connected: duplicates of "
+        "duplicates join too (transitive: chains of borderline pairs can merge unrelated texts)",
+    )
     dedupe.add_argument("--chunk-rows", type=int, default=50_000, help="rows written at a time (default 50000)")
     _add_verbose_argument(dedupe)
 

@@ -48,6 +48,7 @@ def dedupe_flow(
     against: Path | None = None,
     neighbours: int = DEFAULT_NEIGHBOURS,
     threshold: float | None = None,
+    grouping: str = "centre",
     chunk_rows: int = CHUNK_ROWS,
 ) -> DedupeSummary:
     """Group the duplicate texts of a CSV, TSV or Parquet file with a registered text pair model.
@@ -63,6 +64,9 @@ def dedupe_flow(
             each text is also matched against it, without encoding it again.
         neighbours: nearest texts scored per text.
         threshold: decide duplicates here instead of at the model's stored threshold.
+        grouping: `centre`: each group a text and the texts the model decides are its duplicates
+            (no chains); `connected`: every pair decided duplicate joins its two groups
+            (transitive). BENCHMARKS.md, "Duplicates in a collection", measures both.
 
     Raises:
         OutputPathError: `output_path` is the input file or a folder.
@@ -77,14 +81,21 @@ def dedupe_flow(
     decision = choose_threshold(model.threshold, threshold, model.scale)
     if decision.value is None:
         raise ValueError("a graded model decides duplicates only at a given threshold on its scale: pass --threshold")
-    params = {"model_uri": model_uri, "input": str(input_path), "neighbours": neighbours, "threshold": decision.value, "against": str(against or "")}
+    params = {
+        "model_uri": model_uri,
+        "input": str(input_path),
+        "neighbours": neighbours,
+        "threshold": decision.value,
+        "grouping": grouping,
+        "against": str(against or ""),
+    }
     with ended_run(open_run(EXPERIMENT, f"dedupe {input_path.name}", f"Duplicates among the texts of {input_path} ({model_uri}).", params)) as run_id:
         timer = StageTimer()
         texts = read_collection(input_path, column)
         timer.lap("read")
         indexed = index_collection(model.embedder, texts)
         timer.lap("encode")
-        duplicates = find_collection_duplicates(model.embedder, indexed, decision.value, neighbours)
+        duplicates = find_collection_duplicates(model.embedder, indexed, decision.value, neighbours, grouping)
         timer.lap("search_and_score")
         known = None if against is None else match_known(model.embedder, indexed, against, decision.value, neighbours)
         timer.lap("match_saved")
@@ -104,6 +115,7 @@ def dedupe_flow(
             threshold=decision,
             index_kind=indexed.index.kind,
             neighbours=neighbours,
+            grouping=grouping,
             unencodable=unencodable_counts(texts),
             known_matches=None if known is None else known.rows_matched(texts.text_ids),
             seconds=timer.seconds,

@@ -3,8 +3,9 @@
 Scoring every pair of n texts costs n^2 / 2 model calls (5 x 10^9 for 100,000 queries). A
 Siamese model needs far fewer: each text is encoded once (`siamese.embedding.Embedder`), a
 FAISS index finds each text's `neighbours` nearest search vectors, and only those candidate
-pairs are scored by the model's head and decided at its threshold. Pairs decided duplicate join
-their texts' groups (connected components: a union-find over the decided pairs).
+pairs are scored by the model's head and decided at its threshold. The decided pairs then form
+groups (`group_pairs`): stars around centres by default, or transitively (connected components,
+a union-find), where a chain of borderline pairs can join texts no pair links.
 
 The index is exact (`IndexFlatIP`, every vector compared) up to `EXACT_SEARCH_LIMIT` vectors and
 HNSW (a navigable graph, approximate) above, where exact search grows with n^2; both are
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
+import numba
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
@@ -131,6 +133,40 @@ def group_duplicates(items: int, left: np.ndarray, right: np.ndarray, duplicate:
     return first[labels]
 
 
+def group_around_centres(items: int, left: np.ndarray, right: np.ndarray, scores: np.ndarray, duplicate: np.ndarray) -> np.ndarray:
+    """Each item's group when every group is a star: a centre and items decided duplicates of the centre itself.
+
+    The CENTER clustering of entity resolution: pairs are taken from the best score down; a
+    pair of two ungrouped items starts a group (the lower-numbered one its centre), an ungrouped
+    item paired with a centre joins it, any other pair is left. Unlike transitive grouping, a
+    chain of pairs each just above the threshold (a ~ b ~ c ~ ... ~ z) never puts a and z together
+    unless the model scores them as duplicates of one centre. Groups are named by their lowest item.
+    """
+    order = np.argsort(-scores[duplicate], kind="stable")
+    centre = _centres(items, left[duplicate][order], right[duplicate][order])
+    lowest = np.arange(items, dtype=np.int64)
+    np.minimum.at(lowest, centre, np.arange(items, dtype=np.int64))
+    return lowest[centre]
+
+
+@numba.njit(cache=True)
+def _centres(items, left, right):
+    centre = np.full(items, -1, dtype=np.int64)
+    for pair in range(len(left)):
+        a, b = left[pair], right[pair]
+        if centre[a] == -1 and centre[b] == -1:
+            low, high = min(a, b), max(a, b)
+            centre[low], centre[high] = low, low
+        elif centre[a] == -1 and centre[b] == b:
+            centre[a] = b
+        elif centre[b] == -1 and centre[a] == a:
+            centre[b] = a
+    for item in range(items):
+        if centre[item] == -1:
+            centre[item] = item
+    return centre
+
+
 def best_matches(items: int, left: np.ndarray, right: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each item's best-scored other item among the scored pairs, and that score; -1 and NaN for an item in none."""
     ends = np.concatenate([left, right])
@@ -214,13 +250,28 @@ class Duplicates:
     pairs_scored: int
 
 
-def find_duplicates(embedder: Embedder, indexed: IndexedTexts, threshold: float, neighbours: int = DEFAULT_NEIGHBOURS) -> Duplicates:
-    """Score each text's `neighbours` nearest texts with the model; group those scored `>= threshold`, transitively."""
+GROUPINGS = ("centre", "connected")
+
+
+def group_pairs(grouping: str, items: int, left: np.ndarray, right: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Each item's group from the scored pairs: `centre` (stars, `group_around_centres`) or `connected` (transitive)."""
+    duplicate = scores >= threshold
+    if grouping == "connected":
+        return group_duplicates(items, left, right, duplicate)
+    if grouping == "centre":
+        return group_around_centres(items, left, right, scores, duplicate)
+    raise ValueError(f"grouping must be one of {', '.join(GROUPINGS)}, got {grouping!r}")
+
+
+def find_duplicates(
+    embedder: Embedder, indexed: IndexedTexts, threshold: float, neighbours: int = DEFAULT_NEIGHBOURS, grouping: str = "centre"
+) -> Duplicates:
+    """Score each text's `neighbours` nearest texts with the model; group those scored `>= threshold` (`group_pairs`)."""
     left, right = candidate_pairs(indexed.index.search_with(indexed.index, neighbours + 1))  # + 1: a text finds itself first
     scores = score_pairs(embedder, indexed.encodings, indexed.encodings, (left, right))
     items = len(indexed.texts)
     nearest, best = best_matches(items, left, right, scores)
-    return Duplicates(group_duplicates(items, left, right, scores >= threshold), nearest, best, len(left))
+    return Duplicates(group_pairs(grouping, items, left, right, scores, threshold), nearest, best, len(left))
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ class DedupeSummary:
     threshold: DecisionThreshold
     index_kind: str
     neighbours: int
+    grouping: str
     unencodable: dict[str, int] = field(default_factory=dict)
     known_matches: int | None = None  # rows matched in the saved collection (--against); None without one
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
@@ -119,7 +120,7 @@ class DedupeSummary:
             f"{self.rows:,} rows, {self.encoded_rows:,} encoded ({self.distinct_texts:,} distinct texts)",
             f"{self.groups:,} groups: {self.duplicates_removed:,} duplicate rows removed by keeping one per group",
             f"{self.pairs_scored:,} candidate pairs scored ({self.neighbours} nearest per text, {self.index_kind} index); "
-            f"duplicate when {self.threshold.describe()}",
+            f"duplicate when {self.threshold.describe()}; {self.grouping} groups",
         ]
         if self.known_matches is not None:
             lines.append(f"{self.known_matches:,} rows match a text of the saved collection")
@@ -175,9 +176,9 @@ def index_collection(embedder: Embedder, texts: CollectionTexts) -> IndexedTexts
 
 
 @task(name="find-duplicates", cache_policy=NO_CACHE)
-def find_collection_duplicates(embedder: Embedder, indexed: IndexedTexts, threshold: float, neighbours: int) -> Duplicates:
-    """Score each text's nearest texts with the model's head; group those it decides are duplicates."""
-    found = find_duplicates(embedder, indexed, threshold, neighbours)
+def find_collection_duplicates(embedder: Embedder, indexed: IndexedTexts, threshold: float, neighbours: int, grouping: str) -> Duplicates:
+    """Score each text's nearest texts with the model's head; group those it decides are duplicates (`grouping`)."""
+    found = find_duplicates(embedder, indexed, threshold, neighbours, grouping)
     get_run_logger().info("scored %d candidate pairs (%d nearest texts each)", found.pairs_scored, neighbours)
     return found
 

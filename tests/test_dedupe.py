@@ -12,6 +12,7 @@ from siamese.dedupe import (
     best_matches,
     candidate_pairs,
     find_duplicates,
+    group_around_centres,
     group_duplicates,
     index_texts,
     row_groups,
@@ -68,3 +69,11 @@ def test_rows_of_one_text_are_one_group_and_rows_not_encoded_are_marked():
     assert rows.is_representative.tolist() == [True, True, False, False, False] and rows.groups == 2
     assert rows.nearest.tolist() == [-1, 3, -1, 1, 1], "a twin row first, else the first row of the nearest text"
     np.testing.assert_allclose(rows.similarity, [np.nan, 0.99, np.nan, 0.99, 0.8])
+
+
+def test_centre_groups_are_stars_so_a_chain_of_pairs_does_not_merge_its_ends():
+    # A chain 0 ~ 1 ~ 2 ~ 3 (best pair first: 1 ~ 2), and 4 ~ 5.
+    left, right = np.array([0, 1, 2, 4]), np.array([1, 2, 3, 5])
+    scores, duplicate = np.array([0.7, 0.9, 0.6, 0.8]), np.ones(4, dtype=bool)
+    assert group_duplicates(6, left, right, duplicate).tolist() == [0, 0, 0, 0, 4, 4], "transitive: the whole chain"
+    assert group_around_centres(6, left, right, scores, duplicate).tolist() == [0, 0, 0, 3, 4, 4], "3 is no duplicate of centre 1"
