@@ -282,7 +282,7 @@ class TextPairModelConfig(TextModelConfig):
         if self.embeddings and self.encoder is TextEncoder.LEXICAL:
             raise ConfigError("model.embeddings needs a learned encoder: set model.encoder to 'bilstm' or 'lstm'")
         if self.loss is Loss.CONTRASTIVE and self.head is Head.CONCAT:
-            raise ConfigError("model.loss 'contrastive' needs a symmetric head (symmetric, manhattan or cosine), not 'concat'")
+            raise ConfigError("model.loss 'contrastive' needs a symmetric head (symmetric, monotone, manhattan or cosine), not 'concat'")
 
 
 # Each augmentation strength must be below its limit: a shift of half the side can push the
