@@ -33,7 +33,7 @@ from tasks.dedupe import (
     write_groups,
 )
 from tasks.registry import load_text_pair_embedder
-from tasks.scoring import CHUNK_ROWS, check_output_path, choose_threshold
+from tasks.scoring import CHUNK_ROWS, ThresholdError, check_output_path, choose_threshold
 from tasks.tracking import ended_run, log_metrics, open_run
 
 EXPERIMENT = "siamese-dedupe"
@@ -74,13 +74,14 @@ def dedupe_flow(
         ScoringModelError: the model does not take raw text pairs.
         EmbeddingError: the model's head cannot compare encodings (`concat`).
         CollectionError: `against` is not a saved collection of this model.
+        ThresholdError: `threshold` lies outside the model's scores, or a graded model was given none.
     """
     check_output_path(input_path, output_path)
     column = find_text_column(input_path, text_column)
     model = load_text_pair_embedder(model_uri)
     decision = choose_threshold(model.threshold, threshold, model.scale)
     if decision.value is None:
-        raise ValueError("a graded model decides duplicates only at a given threshold on its scale: pass --threshold")
+        raise ThresholdError("a graded model decides duplicates only at a given threshold on its scale: pass --threshold")
     params = {
         "model_uri": model_uri,
         "input": str(input_path),

@@ -25,19 +25,16 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from siamese.data.tables import AtomicTableWriter, describe_rows, iter_table_chunks, read_columns, read_table
 from siamese.data.text_pairs import detect_text_column, unscorable_texts
 from siamese.dedupe import (
-    DEFAULT_NEIGHBOURS,
     Duplicates,
     IndexedTexts,
     NeighbourIndex,
     RowGroups,
-    candidate_pairs,
     find_duplicates,
     index_texts,
-    row_groups,
     score_pairs,
 )
 from siamese.embedding import Embedder
-from tasks.scoring import CHUNK_ROWS, DecisionThreshold, OutputPathError
+from tasks.scoring import CHUNK_ROWS, DecisionThreshold, OutputPathError, remove_stale_temporaries
 
 INDEX_SUFFIX = ".index"  # the saved collection: `groups.parquet.index/` beside `groups.parquet`
 GROUP_COLUMNS = ("group", "is_representative", "nearest", "similarity", "error")
@@ -235,11 +232,13 @@ def load_saved_collection(path: Path, embedder: Embedder) -> SavedCollection:
 def save_collection(output_path: Path, indexed: IndexedTexts, texts: CollectionTexts, rows: RowGroups, model_uri: str, embedder: Embedder) -> Path:
     """Save the index beside the output (`<output>.index/`), so later collections are checked against it without re-encoding it.
 
-    Written to a hidden folder first and renamed into place: a crash leaves the previous index whole.
+    Written to a hidden folder first and renamed into place: a crash leaves the previous index
+    whole, and the hidden folder a killed run left is removed by the next run into the same output.
     """
     folder = output_path.with_name(output_path.name + INDEX_SUFFIX)
+    for stale in output_path.parent.glob(f".{folder.name}.*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
     partial = output_path.with_name(f".{folder.name}.{os.getpid()}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
         encoded = np.flatnonzero(texts.text_ids >= 0)
@@ -276,6 +275,7 @@ def write_groups(
     Row numbers (`group`, `nearest`, `known_match`) count data rows from 0. Rows that could not be
     encoded have empty group columns and the reason in `error`. Written whole or not at all.
     """
+    remove_stale_temporaries(output_path)
     known_rows = None if known is None else np.where(texts.text_ids >= 0, known.row[np.maximum(texts.text_ids, 0)], -1)
     known_scores = None if known is None else np.where(texts.text_ids >= 0, known.similarity[np.maximum(texts.text_ids, 0)], np.nan)
     empty = pd.DataFrame(columns=read_columns(input_path), dtype="string")
@@ -335,6 +335,7 @@ def embed_file(embedder: Embedder, input_path: Path, output_path: Path, column: 
     any length; the output appears only when complete. Rows that cannot be encoded keep an empty
     embedding and the reason in `error`.
     """
+    remove_stale_temporaries(output_path)
     started = time.perf_counter()
     rows = embedded = 0
     reasons: Counter[str] = Counter()

@@ -137,9 +137,7 @@ def score_file(
     no partial file, and the hidden temporary file a killed earlier run left is removed first.
     """
     logger = get_run_logger()
-    for stale in _stale_temporaries(output_path):
-        stale.unlink(missing_ok=True)
-        logger.info("removed %s, left by an earlier scoring into %s that stopped before it finished", stale.name, output_path.name)
+    remove_stale_temporaries(output_path)
     started = time.perf_counter()
     rows = scored = 0
     reasons: Counter[str] = Counter()
@@ -172,17 +170,19 @@ def score_file(
     return summary
 
 
-def _stale_temporaries(output_path: Path) -> list[Path]:
-    """The hidden temporary files `AtomicTableWriter` leaves beside `output_path` when its process is killed.
+def remove_stale_temporaries(output_path: Path) -> None:
+    """Remove the hidden temporary files `AtomicTableWriter` left beside `output_path` when its process was killed.
 
     They are named `.<output name>.<8 hex digits>.tmp`; a run that ended normally removed its own.
-    (Two scorings into one output at the same time are not supported: the later removes the
+    (Two commands writing one output at the same time are not supported: the later removes the
     earlier's file, and the earlier then fails instead of being overwritten unseen.)
     """
     pattern = re.compile(rf"\.{re.escape(output_path.name)}\.[0-9a-f]{{8}}\.tmp")
     if not output_path.parent.is_dir():
-        return []
-    return sorted(path for path in output_path.parent.iterdir() if pattern.fullmatch(path.name))
+        return
+    for stale in sorted(path for path in output_path.parent.iterdir() if pattern.fullmatch(path.name)):
+        stale.unlink(missing_ok=True)
+        get_run_logger().info("removed %s, left by an earlier run into %s that stopped before it finished", stale.name, output_path.name)
 
 
 def _score_chunk(scorer: Scorer, frame: pd.DataFrame, columns: PairColumns, scorable: np.ndarray) -> np.ndarray:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 from typing import NamedTuple
+
+import httpx
+import pytest
 
 from siamese.config import (
     Config,
@@ -60,3 +65,17 @@ def vision_config(**data) -> Config:
         model=VisionModelConfig(filters=4),
         training=TrainingConfig(epochs=1, batch_size=32),
     )
+
+
+def wait_until_answering(url: str, server: subprocess.Popen, log: Path, check: str, timeout: float = 120.0) -> None:
+    """Return once a server `server` started answers `GET url + check` with 200; fail with its log if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}{check}", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.5)
+        if server.poll() is not None:
+            pytest.fail(f"{' '.join(map(str, server.args[:3]))} exited {server.returncode}: {log.read_text()[-3000:]}")
+    pytest.fail(f"{' '.join(map(str, server.args[:3]))} did not answer on {url} within {timeout:g} s: {log.read_text()[-3000:]}")

@@ -57,6 +57,8 @@ def test_the_groups_of_a_crafted_collection_come_out_right_in_row_order_with_a_r
     texts = [*COLLECTION, "", "how do i learn python quickly", "?!"]  # a blank row, a repeat of row 0, a wordless row
     source, output = tmp_path / "queries.csv", tmp_path / "groups.parquet"
     frame = collection_file(source, texts)
+    (tmp_path / ".groups.parquet.0badc0de.tmp").write_text("left by a run killed while writing")
+    (tmp_path / ".groups.parquet.index.99999.partial").mkdir()
 
     summary = dedupe_flow(model_uri=MODEL, input_path=source, output_path=output, chunk_rows=4)
 
@@ -74,7 +76,7 @@ def test_the_groups_of_a_crafted_collection_come_out_right_in_row_order_with_a_r
     run = store.search_runs([store.get_experiment_by_name(EXPERIMENT).experiment_id])[0]
     assert run.info.status == "FINISHED" and run.data.metrics["groups"] == 5 and run.data.params["model_uri"] == MODEL
     assert (tmp_path / "groups.parquet.index" / "vectors.faiss").exists()
-    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")], "no temporary file left"
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")], "no temporary file left, stale ones removed"
 
 
 def test_new_texts_are_matched_against_a_saved_collection_without_encoding_it_again(tmp_path, store):

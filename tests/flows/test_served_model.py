@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -22,7 +21,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from flow_helpers import FlowRun
+from flow_helpers import FlowRun, wait_until_answering
 
 from siamese.config import ModelKind
 from siamese.data.sample_questions import sample_question_pairs
@@ -85,19 +84,6 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=30)
 
 
-def wait_until_answering(url: str, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.5)
-        if server.poll() is not None:
-            pytest.fail(f"mlflow models serve exited {server.returncode}: {log.read_text()[-3000:]}")
-    pytest.fail(f"mlflow models serve did not answer on {url} within {START_TIMEOUT_SECONDS} s: {log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def served_model(text_run, tmp_path_factory) -> Iterator[ServedModel]:
     directory = tmp_path_factory.mktemp("served-model")
@@ -105,7 +91,7 @@ def served_model(text_run, tmp_path_factory) -> Iterator[ServedModel]:
     url = f"http://127.0.0.1:{port}"
     server = start_model_server(text_run, directory, port)
     try:
-        wait_until_answering(url, server, directory / "server.log")
+        wait_until_answering(url, server, directory / "server.log", "/ping", START_TIMEOUT_SECONDS)
         yield ServedModel(url, text_run, directory / "server.log")
     finally:
         stop(server)

@@ -12,10 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import mlflow
 import pytest
-from flow_helpers import sequences_config
+from flow_helpers import sequences_config, wait_until_answering
 from mlflow import MlflowClient
 
 from flows.train import train_flow
@@ -85,19 +84,6 @@ def start_tracking_server(directory: Path, port: int) -> subprocess.Popen:
         return subprocess.Popen(command, cwd=directory, env=env, stdout=log, stderr=log, start_new_session=True)
 
 
-def wait_until_answering(uri: str, server: subprocess.Popen, directory: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.5)
-        if server.poll() is not None:
-            pytest.fail(f"mlflow server exited: {(directory / 'server.log').read_text()[-3000:]}")
-    pytest.fail(f"mlflow server did not answer on {uri} within 120 s")
-
-
 def kill_group(process: subprocess.Popen) -> None:
     """SIGKILL, as a crash or an out-of-memory kill ends a server: nothing of it gets to answer or clean up."""
     if process.poll() is None:
@@ -128,7 +114,7 @@ def test_a_server_dying_mid_training_fails_the_command_within_a_minute_and_the_n
     uri = f"http://127.0.0.1:{port}"
     server = start_tracking_server(store, port)
     try:
-        wait_until_answering(uri, server, store)
+        wait_until_answering(uri, server, store / "server.log", "/health")
         env = {key: value for key, value in os.environ.items() if key not in ("PREFECT_API_URL", *HTTP_REQUEST_DEFAULTS)}
         env |= {"MLFLOW_TRACKING_URI": uri, "TMPDIR": str(output)}  # the command's debug log too
         with open(output / "stdout", "w") as stdout, open(output / "stderr", "w") as stderr:
@@ -148,7 +134,7 @@ def test_a_server_dying_mid_training_fails_the_command_within_a_minute_and_the_n
         assert f"so run {run_id} stays RUNNING until the next siamese train or retrain on this host marks it FAILED" in message
 
         server = start_tracking_server(store, port)  # back, on the same store and address
-        wait_until_answering(uri, server, store)
+        wait_until_answering(uri, server, store / "server.log", "/health")
         client = MlflowClient(uri)
         assert client.get_run(run_id).info.status == "RUNNING"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
