@@ -53,8 +53,10 @@ class NeighbourIndex:
         """An index for `size` vectors, to be `add`ed in batches: exact up to `exact_limit` vectors, HNSW above."""
         if size <= exact_limit:
             return cls(faiss.IndexFlatIP(dimensions))
-        index = faiss.IndexHNSWFlat(dimensions, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+        # Vectors held as float16: half the memory of a large collection, inner products within 1e-3.
+        index = faiss.IndexHNSWSQ(dimensions, faiss.ScalarQuantizer.QT_fp16, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_BUILD_DEPTH
+        index.train(np.zeros((1, dimensions), np.float32))  # float16 needs no statistics; FAISS asks for the call
         return cls(index)
 
     @classmethod
@@ -113,9 +115,11 @@ def candidate_pairs(candidates: Candidates, query_offset: int = 0) -> tuple[np.n
     queries = np.repeat(np.arange(len(candidates.ids), dtype=np.int64) + query_offset, candidates.ids.shape[1])
     found = candidates.ids.reshape(-1)
     keep = (found >= 0) & (found != queries)
-    low, high = np.minimum(queries[keep], found[keep]), np.maximum(queries[keep], found[keep])
-    pairs = np.unique(np.stack([low, high], axis=1), axis=0) if keep.any() else np.zeros((0, 2), np.int64)
-    return pairs[:, 0], pairs[:, 1]
+    queries, found = queries[keep], found[keep]
+    span = int(max(queries.max(initial=0), found.max(initial=0))) + 1
+    keys = np.unique(np.minimum(queries, found) * span + np.maximum(queries, found))  # one int64 per unordered pair
+    ids = np.int32 if span < 2**31 else np.int64  # millions of pairs: half the memory
+    return (keys // span).astype(ids), (keys % span).astype(ids)
 
 
 def group_duplicates(items: int, left: np.ndarray, right: np.ndarray, duplicate: np.ndarray) -> np.ndarray:
@@ -169,16 +173,19 @@ def _centres(items, left, right):
 
 def best_matches(items: int, left: np.ndarray, right: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each item's best-scored other item among the scored pairs, and that score; -1 and NaN for an item in none."""
-    ends = np.concatenate([left, right])
-    others = np.concatenate([right, left])
-    doubled = np.concatenate([scores, scores])
-    order = np.lexsort((-doubled, ends))  # by item, best score first
+    nearest, best = best_partners(items, left, right, scores)
+    from_right, best_from_right = best_partners(items, right, left, scores)
+    better = np.isnan(best) | (best_from_right > best)
+    return np.where(better, from_right, nearest), np.where(better, best_from_right, best)
+
+
+def best_partners(items: int, ends: np.ndarray, partners: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each item, the partner of its best-scored pair `(ends[p], partners[p])` and that score; -1 and NaN for none."""
+    order = np.argsort(-scores, kind="stable")  # best first
+    found, first = np.unique(ends[order], return_index=True)
+    pair = order[first]
     nearest, best = np.full(items, -1, dtype=np.int64), np.full(items, np.nan)
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = ends[order][1:] != ends[order][:-1]
-    chosen = order[first]
-    nearest[ends[chosen]] = others[chosen]
-    best[ends[chosen]] = doubled[chosen]
+    nearest[found], best[found] = partners[pair], scores[pair]
     return nearest, best
 
 

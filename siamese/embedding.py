@@ -34,7 +34,7 @@ from siamese.training import encoder_and_head
 
 SEARCH_DIMENSIONS = 256  # a wider encoding is sketched to this many dimensions
 SKETCH_HASHES = 4  # dimensions each feature is added into: fewer collide into noise, more cost more
-ENCODE_BATCH = 512  # texts encoded at a time: a lexical encoding is dense inside Keras (80,000 floats a text)
+ENCODE_BATCH = 128  # texts encoded at a time: a lexical encoding is dense inside Keras (80,000 floats a text)
 _HASH_MULTIPLIERS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1, 0xD3A2646C, 0xFD7046C5, 0xB55A4F09)
 
 

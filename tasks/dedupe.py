@@ -29,6 +29,7 @@ from siamese.dedupe import (
     IndexedTexts,
     NeighbourIndex,
     RowGroups,
+    best_partners,
     find_duplicates,
     index_texts,
     score_pairs,
@@ -195,15 +196,12 @@ def match_known(embedder: Embedder, indexed: IndexedTexts, known: Path, threshol
     needed, positions = np.unique(old, return_inverse=True)
     encodings = embedder.encode(saved.texts["text"].to_numpy(object)[needed])  # only the candidates, not the whole collection
     scores = score_pairs(embedder, indexed.encodings, encodings, (new, positions))
-    best_row, best = np.full(len(indexed.texts), -1, dtype=np.int64), np.full(len(indexed.texts), np.nan)
-    order = np.lexsort((-scores, new))
-    first = np.r_[True, new[order][1:] != new[order][:-1]] if len(order) else np.zeros(0, bool)
-    chosen = order[first]
-    best[new[chosen]] = scores[chosen]
-    matched = scores[chosen] >= threshold
-    best_row[new[chosen][matched]] = saved.texts["row"].to_numpy()[old[chosen][matched]]
+    nearest, best = best_partners(len(indexed.texts), new, old, scores)
+    matched = nearest >= 0
+    matched[matched] = best[matched] >= threshold
+    rows = np.where(matched, saved.texts["row"].to_numpy()[np.maximum(nearest, 0)], -1)
     get_run_logger().info("%d of %d texts match a text of %s", int(matched.sum()), len(indexed.texts), known)
-    return KnownMatches(best_row, best)
+    return KnownMatches(rows, best)
 
 
 @dataclass(frozen=True)
