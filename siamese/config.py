@@ -55,9 +55,9 @@ class DataMode(StrEnum):
 class Head(StrEnum):
     CONCAT = "concat"  # the reference model: concatenate both encodings, Dense(1)
     SYMMETRIC = "symmetric"  # [|a-b|, a*b] -> Dense(1): score(a, b) == score(b, a)
+    MONOTONE = "monotone"  # [-|a-b|, a*b] -> Dense(1) with weights >= 0: never scores higher for a difference
     MANHATTAN = "manhattan"  # MaLSTM: exp(-||a-b||_1), no weights
     COSINE = "cosine"  # cos(a, b) -> Dense(1): a learned scale and offset
-    MONOTONE = "monotone"  # [-|a-b|, a*b] -> Dense(1) with weights >= 0: never scores higher for a difference
 
 
 class TextEncoder(StrEnum):

@@ -1,4 +1,4 @@
-"""Duplicates in a whole collection: nearest-neighbour candidates, scored by the model, grouped transitively.
+"""Duplicates in a whole collection: nearest-neighbour candidates, scored by the model, grouped.
 
 Scoring every pair of n texts costs n^2 / 2 model calls (5 x 10^9 for 100,000 queries). A
 Siamese model needs far fewer: each text is encoded once (`siamese.embedding.Embedder`), a
@@ -26,8 +26,8 @@ from scipy.sparse.csgraph import connected_components
 
 from siamese.embedding import Embedder
 
-DEFAULT_NEIGHBOURS = 20  # candidates per text (bench/dedupe.py: the recall of this many)
-EXACT_SEARCH_LIMIT = 50_000  # vectors searched exactly; more go to an HNSW graph (bench/dedupe.py)
+DEFAULT_NEIGHBOURS = 20  # candidates per text (bench/dedupe.py measures the recall of 5 to 50)
+EXACT_SEARCH_LIMIT = 50_000  # vectors searched exactly (n^2 products); more go to an HNSW graph, as exact in recall (bench/dedupe.py)
 HNSW_LINKS = 32  # HNSW's M: graph links per vector
 HNSW_BUILD_DEPTH = 80  # efConstruction
 SEARCH_BATCH = 4096  # query vectors searched at a time

@@ -141,7 +141,7 @@ def test_to_dict_round_trips_through_config_from_a_file(tmp_path):
         ({"training.reduce_lr_factor": 1}, "training.reduce_lr_factor must be a number > 0.0 and < 1.0, got 1"),
         ({"data.test_fraction": 1.5}, "data.test_fraction must be a number > 0.0 and < 1.0, got 1.5"),
         ({"data.mode": "noise"}, "data.mode must be one of paraphrase, random; got 'noise'"),
-        ({"model.head": "dot"}, "model.head must be one of concat, symmetric, manhattan, cosine; got 'dot'"),
+        ({"model.head": "dot"}, "model.head must be one of concat, symmetric, monotone, manhattan, cosine; got 'dot'"),
         ({"training.devices": "tpu"}, "training.devices must be one of auto, cpu, gpu; got 'tpu'"),
         ({"model.units": True}, "model.units must be an integer >= 1, got True"),
         ({"data.num_pairs": 100.0}, "data.num_pairs must be an integer >= 10, got 100.0"),
