@@ -812,7 +812,7 @@ def _add_score_command(commands: argparse._SubParsersAction) -> None:
     dedupe.add_argument("--threshold", type=float, help="duplicates at similarity >= THRESHOLD (default: the model's stored threshold)")
     dedupe.add_argument(
         "--grouping",
-        choices=["centre", "connected"],
+        choices=["centre", "connected"],  # siamese.dedupe.GROUPINGS, without importing it before the command runs
         default="centre",
         help="centre (default): a group is a text and the texts decided duplicates of it; connected: duplicates of "
         "duplicates join too (transitive: chains of borderline pairs can merge unrelated texts)",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from siamese.dedupe import DEFAULT_NEIGHBOURS, row_groups
+from siamese.dedupe import DEFAULT_NEIGHBOURS, GROUPINGS, row_groups
 from tasks.dedupe import (
     DedupeSummary,
     EmbeddingSummary,
@@ -76,6 +76,8 @@ def dedupe_flow(
         CollectionError: `against` is not a saved collection of this model.
         ThresholdError: `threshold` lies outside the model's scores, or a graded model was given none.
     """
+    if grouping not in GROUPINGS:  # before any work, not after the encoding
+        raise ValueError(f"grouping must be one of {', '.join(GROUPINGS)}, got {grouping!r}")
     check_output_path(input_path, output_path)
     column = find_text_column(input_path, text_column)
     model = load_text_pair_embedder(model_uri)
