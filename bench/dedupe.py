@@ -1,9 +1,10 @@
 """Duplicates in whole collections: candidate recall, quality against labels, speed and memory of `siamese dedupe`.
 
-    .venv/bin/python bench/dedupe.py [--texts 4000] [--sizes 100000,1000000] [--neighbours 20]
+    .venv/bin/python bench/dedupe.py [--texts 4000] [--sizes 100000,1000000] [--neighbours 20] [--config configs/collection.toml]
 
-1. A text pair model: `siamese train --data quora_dev.tsv` with the defaults, as a new user
-   would, in a temporary MLflow store (version 1 of `siamese-text`, at its stored threshold).
+1. A text pair model: `siamese train --data quora_dev.tsv` with the defaults (or `--config`), as
+   a new user would, in a temporary MLflow store (the version it registers, at its stored
+   threshold); its test AUC and the share of random pairs of the collection it accepts.
 2. **Recall of the candidate search.** The first `--texts` distinct questions of
    `../shared/data/quora_dev.tsv` (10,000 at most) are scored exhaustively, every pair by the
    model's head; recall is the share of the pairs it scores at or above the threshold that the
@@ -35,7 +36,6 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 QUORA = REPOSITORY.parent / "shared" / "data" / "quora_dev.tsv"
 SIAMESE = Path(sys.executable).parent / "siamese"
-MODEL = "models:/siamese-text/1"
 RECALL_NEIGHBOURS = (5, 10, 20, 50)
 EXHAUSTIVE_BATCH = 200_000
 
@@ -45,24 +45,32 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=4000, help="questions scored exhaustively (at most 10,000)")
     parser.add_argument("--sizes", default="100000,1000000", help="collection sizes timed with siamese dedupe")
     parser.add_argument("--neighbours", type=int, default=20)
+    parser.add_argument("--config", help="a config file for siamese train (default: none, the defaults)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-dedupe-") as directory:
         work = Path(directory)
         environment = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlruns/mlflow.db", "PREFECT_HOME": str(work / "prefect")}
-        trained = train_model(work, environment)
-        print(f"model: siamese train --data {QUORA.name} (defaults), {trained:.0f} s", flush=True)
+        trained = train_model(work, environment, args.config)
         os.environ.update(environment)
+        import mlflow
+
+        run = mlflow.search_runs(experiment_names=["siamese-text"], max_results=1).iloc[0]
+        version = mlflow.MlflowClient().search_model_versions(f"run_id = '{run.run_id}'")[0]
+        model = f"models:/{version.name}/{version.version}"
+        print(f"model: siamese train --data {QUORA.name} {f'--config {args.config}' if args.config else '(defaults)'}, {trained:.0f} s; "
+              f"{model}, test AUC {run['metrics.test/roc_auc']:.4f}", flush=True)
         from tasks.registry import load_text_pair_embedder
 
-        loaded = load_text_pair_embedder.fn(MODEL)
+        loaded = load_text_pair_embedder.fn(model)
         rate = measure_recall_and_quality(loaded.embedder, loaded.threshold, min(args.texts, 10_000), args.neighbours)
         for size in (int(size) for size in args.sizes.split(",") if size):
-            time_dedupe(work, environment, size, args.neighbours, rate)
+            time_dedupe(work, environment, model, size, args.neighbours, rate)
 
 
-def train_model(work: Path, environment: dict[str, str]) -> float:
+def train_model(work: Path, environment: dict[str, str], config: str | None) -> float:
     started = time.perf_counter()
-    subprocess.run([str(SIAMESE), "train", "--data", str(QUORA)], cwd=work, env=environment, check=True, capture_output=True)
+    extra = ["--config", str(Path(config).resolve())] if config else []
+    subprocess.run([str(SIAMESE), "train", "--data", str(QUORA), *extra], cwd=work, env=environment, check=True, capture_output=True)
     return time.perf_counter() - started
 
 
@@ -79,7 +87,7 @@ def questions(limit: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
 
 def measure_recall_and_quality(embedder, threshold: float, count: int, default_neighbours: int) -> float:
     """Print the recall and quality tables; return exhaustive scoring's pairs per second."""
-    from siamese.dedupe import GROUPINGS, NeighbourIndex, candidate_pairs, find_duplicates, group_pairs, index_texts
+    from siamese.dedupe import GROUPINGS, NeighbourIndex, candidate_pairs, find_duplicates, group_pairs, index_texts, random_pair_acceptance
 
     texts, pairs = questions(count)
     indexed = index_texts(embedder, texts)
@@ -91,6 +99,7 @@ def measure_recall_and_quality(embedder, threshold: float, count: int, default_n
     rate = len(scores) / (time.perf_counter() - started)
     above = scores >= threshold
     print(f"\n{len(texts):,} questions, {len(scores):,} pairs scored exhaustively at {rate:,.0f} pairs/s; {above.sum():,} at or above {threshold:.4g} ({above.mean():.2%})")
+    print(f"random pairs accepted (siamese dedupe's estimate from {10_000:,} pairs): {random_pair_acceptance(embedder, indexed.encodings, threshold):.2%}")
     wanted = left[above] * len(texts) + right[above]
     print("| k | index | candidate pairs | recall of the head's pairs |\n| ---: | --- | ---: | ---: |")
     for kind, limit in (("exact", len(texts)), ("hnsw", 0)):
@@ -141,10 +150,10 @@ def perturbed_collection(size: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"id": np.arange(size), "question": out})
 
 
-def time_dedupe(work: Path, environment: dict[str, str], size: int, neighbours: int, exhaustive_rate: float) -> None:
+def time_dedupe(work: Path, environment: dict[str, str], model: str, size: int, neighbours: int, exhaustive_rate: float) -> None:
     source, output = work / f"collection-{size}.csv", work / f"groups-{size}.parquet"
     perturbed_collection(size).to_csv(source, index=False)
-    command = [str(SIAMESE), "dedupe", "--model", MODEL, "--input", str(source), "--output", str(output), "--neighbours", str(neighbours)]
+    command = [str(SIAMESE), "dedupe", "--model", model, "--input", str(source), "--output", str(output), "--neighbours", str(neighbours)]
     started = time.perf_counter()
     with open(work / "dedupe.out", "w") as out, open(work / "dedupe.err", "w") as err:
         process = subprocess.Popen(command, cwd=work, env=environment, stdout=out, stderr=err)

@@ -825,7 +825,7 @@ def _add_score_command(commands: argparse._SubParsersAction) -> None:
         help="write each text's vector from a registered model's shared encoder",
         description=(
             "Run the embed flow: read a CSV, TSV or Parquet file of texts in chunks and write every row with an "
-            "`embedding` column (the unit-length search vector dedupe compares, from the model's shared encoder) "
+            "`embedding` column (a unit-length vector from the model's shared encoder: compare two by their inner product) "
             "and an `error` column, to Parquet. The output appears only when complete."
         ),
     )

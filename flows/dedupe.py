@@ -120,6 +120,7 @@ def dedupe_flow(
             neighbours=neighbours,
             grouping=grouping,
             unencodable=unencodable_counts(texts),
+            random_pairs_accepted=duplicates.random_pairs_accepted,
             known_matches=None if known is None else known.rows_matched(texts.text_ids),
             seconds=timer.seconds,
         )
@@ -134,7 +135,7 @@ def dedupe_flow(
 def embed_flow(
     model_uri: str, input_path: Path, output_path: Path, text_column: str | None = None, chunk_rows: int = CHUNK_ROWS
 ) -> EmbeddingSummary:
-    """Write each text's search vector (the shared encoder's, as `siamese dedupe` searches them) to a Parquet file.
+    """Write each text's embedding (`siamese.embedding.Embedder.embed`: from the shared encoder, unit length) to a Parquet file.
 
     Raises:
         OutputPathError: `output_path` is the input file, a folder, or not `.parquet`.

@@ -28,6 +28,7 @@ MAX_EPOCHS = 10_000  # a maximum anyway: early stopping ends a run long before t
 MAX_PAIRS = 10**8  # 100 million pairs: 2 TB of default generated sequences; the free disk is checked too (`check_free_disk`)
 MAX_FEATURES = 65_536  # features per generated timestep (the reference has 128)
 MAX_VOCABULARY_SIZE = 10_000_000  # the largest published word-vector files hold a few million words
+MAX_RANDOM_NEGATIVES = 16  # random pairs per labelled pair: more would drown the file's own pairs
 MAX_IMAGE_SIZE = 1024  # the reference Xception input is 250; a 1024x1024 RGB pair is 6 MiB of pixels
 DEFAULT_STEREO_PAIRS = 2000  # generated stereo pairs when data.num_pairs is unset
 
@@ -268,6 +269,9 @@ class TextPairModelConfig(TextModelConfig):
     dropout: float = 0.3  # learned encoders (bilstm, lstm): on embeddings and on the encoding
     embeddings: str = ""  # a GloVe / word2vec / fastText text file of word vectors; "" learns them from scratch
     fine_tune_embeddings: bool = False  # with `embeddings`: train the vectors too (true) or keep them frozen
+    # Pairs of two texts drawn at random, labelled unrelated, per labelled training pair (drawn anew
+    # every batch; `siamese.data.text_pairs.WithRandomNegatives`): 0 trains on the file's pairs alone.
+    random_negatives: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -275,6 +279,7 @@ class TextPairModelConfig(TextModelConfig):
         _coerce_enum(self, "loss", Loss, "model")
         _require_float(self, "margin", "model", minimum=0.0, below=1.0, exclusive_minimum=True)
         _require_float(self, "dropout", "model", minimum=0.0, below=1.0)
+        _require_float(self, "random_negatives", "model", minimum=0.0, below=MAX_RANDOM_NEGATIVES)
         if not isinstance(self.embeddings, str):
             raise ConfigError(f"model.embeddings must be the path of a word vectors file (or empty), got {self.embeddings!r}")
         if not isinstance(self.fine_tune_embeddings, bool):

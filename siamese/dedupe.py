@@ -24,7 +24,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from siamese.embedding import Embedder
+from siamese.embedding import Embedder, as_queries
 
 DEFAULT_NEIGHBOURS = 20  # candidates per text (bench/dedupe.py measures the recall of 5 to 50)
 EXACT_SEARCH_LIMIT = 50_000  # vectors searched exactly (n^2 products); more go to an HNSW graph, as exact in recall (bench/dedupe.py)
@@ -32,6 +32,7 @@ HNSW_LINKS = 32  # HNSW's M: graph links per vector
 HNSW_BUILD_DEPTH = 80  # efConstruction
 SEARCH_BATCH = 4096  # query vectors searched at a time
 SCORE_BATCH = 1_000_000  # candidate pairs scored at a time
+RANDOM_PAIRS = 10_000  # pairs of two texts drawn at random: the share accepted is known to about +-0.1 points
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,11 @@ class Candidates:
     """Each query's nearest indexed vectors: `ids[i, j]` is the j-th nearest to query i (-1: none)."""
 
     ids: np.ndarray  # (queries, neighbours) int64
-    similarities: np.ndarray  # (queries, neighbours) float32: inner products of the search vectors
+    similarities: np.ndarray  # (queries, neighbours) float32: inner products of query and search vectors
 
 
 class NeighbourIndex:
-    """A FAISS inner-product index over unit search vectors: exact for small collections, HNSW for large ones."""
+    """A FAISS inner-product index over search vectors (`Embedder.search_vectors`): exact for small collections, HNSW for large ones."""
 
     def __init__(self, index) -> None:
         self._index = index
@@ -81,12 +82,12 @@ class NeighbourIndex:
         return int(self._index.ntotal)
 
     def search(self, queries: np.ndarray, neighbours: int) -> Candidates:
-        """The `neighbours` nearest indexed vectors of each query (fewer indexed: the rest are -1)."""
+        """The `neighbours` indexed vectors of largest inner product with each query (fewer indexed: the rest are -1)."""
         return self._search(len(queries), lambda start, stop: queries[start:stop], neighbours)
 
     def search_with(self, queries: NeighbourIndex, neighbours: int) -> Candidates:
-        """`search` with every vector another index (or this one) holds, a batch at a time."""
-        return self._search(len(queries), queries.vectors, neighbours)
+        """`search` with every vector another index (or this one) holds, as queries (`as_queries`), a batch at a time."""
+        return self._search(len(queries), lambda start, stop: as_queries(queries.vectors(start, stop)), neighbours)
 
     def _search(self, count: int, batch_of: Callable[[int, int], np.ndarray], neighbours: int) -> Candidates:
         if self.kind == "hnsw":
@@ -209,7 +210,7 @@ def index_texts(
     Memory holds the encodings once: chunks are copied into one matrix as they are freed, and
     each chunk's search vectors go straight into the index.
     """
-    index = NeighbourIndex.empty(embedder.dimensions, len(texts), exact_limit)
+    index = NeighbourIndex.empty(embedder.search_dimensions, len(texts), exact_limit)
     chunks = []
     for start in range(0, len(texts), ENCODE_CHUNK):
         encoded = embedder.encode(texts[start : start + ENCODE_CHUNK])
@@ -255,6 +256,7 @@ class Duplicates:
     nearest: np.ndarray  # the best-scored other distinct text among its candidates; -1: none
     similarity: np.ndarray  # the model's score of that pair; NaN: none
     pairs_scored: int
+    random_pairs_accepted: float  # `random_pair_acceptance`
 
 
 GROUPINGS = ("centre", "connected")
@@ -278,7 +280,26 @@ def find_duplicates(
     scores = score_pairs(embedder, indexed.encodings, indexed.encodings, (left, right))
     items = len(indexed.texts)
     nearest, best = best_matches(items, left, right, scores)
-    return Duplicates(group_pairs(grouping, items, left, right, scores, threshold), nearest, best, len(left))
+    accepted = random_pair_acceptance(embedder, indexed.encodings, threshold)
+    return Duplicates(group_pairs(grouping, items, left, right, scores, threshold), nearest, best, len(left), accepted)
+
+
+def random_pair_acceptance(embedder: Embedder, encodings: sparse.csr_matrix | np.ndarray, threshold: float, pairs: int = RANDOM_PAIRS, seed: int = 0) -> float:
+    """The share of pairs of two different texts, drawn at random, that the model decides are duplicates.
+
+    Nearly every pair of a real collection is unrelated. A model trained on a pair file's hard
+    negatives alone (two questions on one topic) may accept many unrelated pairs: its groups
+    then join texts on one topic, and no candidate search holds its n^2 pairs (BENCHMARKS.md,
+    "Duplicates in a collection"). This says so, per collection, for the cost of a few
+    thousand pair scores.
+    """
+    items = encodings.shape[0]
+    if items < 2:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, items, pairs)
+    second = (first + rng.integers(1, items, pairs)) % items  # another text
+    return float((score_pairs(embedder, encodings, encodings, (first, second)) >= threshold).mean())
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,23 @@ One encoder serves both sides of a pair, so a text's encoding is the same whiche
 on: a collection is encoded once, a text at a time, instead of once per pair. Two things come of
 an encoding:
 
-- its **search vector**: what a nearest-neighbour index compares by inner product. The head
-  scores `[|a-b|, a*b]` with one weight per feature (or a cosine, or an L1 distance), so each
-  feature is scaled by how much the head weighs it (`feature_weights`) and the vector is
-  L2-normalised: features the head ignores do not decide the neighbours. An encoding wider than
+- its **search vector**: what a nearest-neighbour index compares by inner product, built so
+  that the inner product ranks a text's neighbours as the head would (`search_parts`). The head
+  scores `[|a-b|, a*b]` with one weight per feature (or a cosine, or an L1 distance). For
+  features of one sign, `|a-b| = |a| + |b| - 2 min(|a|, |b|)`, so its logit is a term of `a`
+  alone, a term of `b` alone, and a sum over the features both have: `product * a*b - 2 *
+  difference * min(|a|, |b|)`. The sum is an inner product of `phi(a) = [sqrt(product) a,
+  sqrt(-2 difference) sqrt|a|]` with `phi(b)` (`min` taken as the geometric mean, exact when
+  the two are equal); the term of `b` alone rides in one more dimension, which a query sets
+  to 1. Leaving that term out (a plain weighted cosine) recalled a monotone head's pairs at
+  about half the rate (BENCHMARKS.md, "Duplicates in a collection"). A `phi` wider than
   `SEARCH_DIMENSIONS` (the lexical encoder's bags: tens of thousands of sparse features) is
   reduced by a count sketch (each feature added, with a sign, into a few of the dimensions,
-  both chosen by a fixed integer hash of its index): inner products are kept in expectation, it
-  costs one sparse product, and it depends on nothing but the feature index, so every process
-  and every collection gets the same vectors from the same model.
+  both chosen by a fixed integer hash of its index): inner products are kept in expectation,
+  it costs one sparse product, and it depends on nothing but the feature index, so every
+  process and every collection gets the same vectors from the same model.
+- its **embedding** (`embed`, what `siamese embed` writes and a served model returns): `phi`,
+  sketched and L2-normalised, for users' own cosine searches.
 - its **pair scores**: `PairScorer` evaluates the model's own head on two batches of encodings
   (sparse or dense), equal to the model's output on the texts (`tests/test_embedding.py`), so
   candidate pairs are decided exactly as `siamese score` would decide them.
@@ -93,15 +101,45 @@ def head_weights(head_model: keras.Model, width: int) -> HeadWeights:
     raise EmbeddingError(f"the model's head ({head_model.name}) is none of symmetric, cosine, manhattan: cannot score its encodings")
 
 
-def feature_weights(weights: HeadWeights, width: int) -> np.ndarray:
-    """How much the head weighs each feature of an encoding: the search vector's scale per feature.
+@dataclass(frozen=True)
+class SearchParts:
+    """How a head's logit splits into an inner product and a term per text (see the module docstring).
 
-    Symmetric: the size of its two weights (a feature the head ignores, both near 0, should not
-    make texts neighbours); cosine and manhattan weigh every feature alike.
+    `phi(x) = [product_scale * x, shared_scale * signed_sqrt(x)]`, `own(x) = own_weights . |x|`.
     """
-    if weights.head is Head.SYMMETRIC:
-        return np.sqrt(np.abs(weights.difference) + np.abs(weights.product)).astype(np.float32)
-    return np.ones(width, dtype=np.float32)
+
+    product_scale: np.ndarray
+    shared_scale: np.ndarray | None  # None: `phi` is the scaled encoding alone
+    own_weights: np.ndarray | None  # None: no term per text
+    unit: bool = False  # `phi` is L2-normalised (a cosine)
+
+    @property
+    def width(self) -> int:
+        """`phi`'s."""
+        return len(self.product_scale) * (1 if self.shared_scale is None else 2)
+
+
+def search_parts(weights: HeadWeights, width: int, nonnegative: bool) -> SearchParts:
+    """The head's logit as `phi(a) . phi(b) + own(a) + own(b)`, up to a constant and the `min` of shared features.
+
+    Symmetric (and monotone): weights of either sign; a part with the wrong sign for a square
+    root (a shared feature that lowers the score) is left out of `phi` but kept in `own`.
+    Manhattan: `exp(-difference . |a-b|)` ranks as the logit `-difference . |a-b|`. Cosine: the
+    normalised encodings' inner product. The split needs features of one sign (the lexical
+    bags); for encodings of both signs (a learned encoder's) `phi` is the unit-length encoding
+    weighted by the size of both its head weights (a weighted cosine), and `own` is left out.
+    """
+    if weights.head is Head.COSINE:
+        return SearchParts(np.ones(width, np.float32), None, None, unit=True)
+    difference = weights.difference if weights.head is Head.SYMMETRIC else -weights.difference
+    product = weights.product if weights.head is Head.SYMMETRIC else np.zeros(width)
+    if not nonnegative:
+        return SearchParts(np.sqrt(np.abs(difference) + np.abs(product)).astype(np.float32), None, None, unit=True)
+    return SearchParts(
+        np.sqrt(np.maximum(product, 0.0)).astype(np.float32),
+        np.sqrt(np.maximum(-2.0 * difference, 0.0)).astype(np.float32),
+        np.asarray(difference, np.float64),
+    )
 
 
 def count_sketch(width: int, dimensions: int, hashes: int = SKETCH_HASHES) -> sparse.csr_matrix:
@@ -139,10 +177,17 @@ class Embedder:
         self.encoder, head = parts
         self.width = int(self.encoder.outputs[0].shape[-1])
         self.head = head_weights(head, self.width)
-        self._scale = feature_weights(self.head, self.width)
-        self._sketch = count_sketch(self.width, dimensions) if self.width > dimensions else None
-        self.dimensions = dimensions if self._sketch is not None else self.width
+        self.sparse = self.width > dimensions  # wide encodings (the lexical bags: >= 0) are mostly zeros: kept sparse
+        self._parts = search_parts(self.head, self.width, nonnegative=self.sparse)
+        wide = self._parts.width > dimensions
+        self._sketch = _split_sketch(count_sketch(self._parts.width, dimensions), self._parts) if wide else None
+        self.dimensions = dimensions if wide else self._parts.width  # of an embedding
         self._nonzeros = None  # the compiled sparse encoder, built on first use
+
+    @property
+    def search_dimensions(self) -> int:
+        """A search vector's: the embedding's, and the term of the text alone (`search_vectors`)."""
+        return self.dimensions + 1
 
     @property
     def fingerprint(self) -> str:
@@ -150,7 +195,7 @@ class Embedder:
 
         A saved collection records it, so new texts are never searched against vectors of another model.
         """
-        digest = hashlib.sha256(f"{self.width} {self.dimensions} {self.head.head}".encode())
+        digest = hashlib.sha256(f"{self.width} {self.search_dimensions} {self.head.head} phi-own".encode())
         for weight in [*self.encoder.weights, *self._head_arrays()]:
             digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
         return digest.hexdigest()[:32]
@@ -159,11 +204,6 @@ class Embedder:
         head = self.head
         arrays = [np.array([head.scale, head.bias, head.low, head.high])]
         return arrays + [array for array in (head.difference, head.product) if array is not None]
-
-    @property
-    def sparse(self) -> bool:
-        """Whether encodings are kept sparse: a sketched (wide) encoding is mostly zeros."""
-        return self._sketch is not None
 
     def encode(self, texts: Sequence[str], batch_size: int = ENCODE_BATCH) -> sparse.csr_matrix | np.ndarray:
         """The encoder's output for each text: a CSR matrix when `sparse`, else a float32 array."""
@@ -196,18 +236,33 @@ class Embedder:
         return sparse.csr_matrix((values, (where[:, 0], where[:, 1])), shape=(len(batch), self.width))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Each text's search vector: what `siamese embed` writes and a served model returns on request."""
-        return self.search_vectors(self.encode(texts))
+        """Each text's embedding: unit-length `phi` (see the module docstring), what `siamese embed` writes."""
+        return _unit_rows(self._phi(self.encode(texts)))
 
     def search_vectors(self, encodings: sparse.csr_matrix | np.ndarray) -> np.ndarray:
-        """Unit-length float32 vectors whose inner products rank pairs as the head would (see the module docstring)."""
-        if self.sparse:
-            vectors = np.asarray((sparse.csr_matrix(encodings).multiply(self._scale[None, :]).tocsr() @ self._sketch).todense())
+        """What an index holds: `[phi(x), own(x)]`; `as_queries` makes them queries, whose inner products rank as the head.
+
+        float32, `search_dimensions` wide.
+        """
+        weights = self._parts.own_weights
+        own = np.zeros(encodings.shape[0]) if weights is None else np.asarray(abs(encodings) @ weights).reshape(-1)
+        return np.hstack([self._phi(encodings), own[:, None].astype(np.float32)])
+
+    def _phi(self, encodings: sparse.csr_matrix | np.ndarray) -> np.ndarray:
+        parts = self._parts
+        if self._sketch is not None:  # wide: `phi @ sketch` as one sparse product per half
+            product_rows, shared_rows = self._sketch
+            vectors = sparse.csr_matrix(encodings) @ product_rows
+            if shared_rows is not None:
+                vectors = vectors + sparse.csr_matrix(_signed_sqrt(encodings)) @ shared_rows
+            vectors = vectors.toarray() if sparse.issparse(vectors) else np.asarray(vectors)
         else:
-            vectors = np.asarray(encodings, dtype=np.float32) * self._scale
-        vectors = vectors.astype(np.float32, copy=False)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.where(norms > 0, norms, 1.0)
+            halves = [_dense(encodings) * parts.product_scale]
+            if parts.shared_scale is not None:
+                halves.append(_dense(_signed_sqrt(encodings)) * parts.shared_scale)
+            vectors = np.hstack(halves)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        return _unit_rows(vectors) if parts.unit else vectors
 
     def score(self, left: sparse.csr_matrix | np.ndarray, right: sparse.csr_matrix | np.ndarray) -> np.ndarray:
         """The model's score of each pair of rows `(left[i], right[i])`: the head applied to the two encodings."""
@@ -243,6 +298,44 @@ class Embedder:
         else:
             score = np.exp(-differing)
         return head.low + (head.high - head.low) * np.asarray(score, dtype=np.float64).reshape(-1)
+
+
+def as_queries(search_vectors: np.ndarray) -> np.ndarray:
+    """Stored search vectors as queries: the last dimension (the stored text's own term) set to 1.
+
+    A query's inner product with a stored vector is then `phi(a) . phi(b) + own(b)`: the head's
+    logit for the pair, less terms that are equal for every neighbour of `a`.
+    """
+    queries = np.array(search_vectors, dtype=np.float32, copy=True)
+    queries[:, -1] = 1.0
+    return queries
+
+
+def _split_sketch(sketch: sparse.csr_matrix, parts: SearchParts) -> tuple[sparse.csr_matrix, sparse.csr_matrix | None]:
+    """The sketch's rows for `phi`'s two halves, each row scaled by its weight (None: no second half)."""
+    width = len(parts.product_scale)
+    product_rows = (sparse.diags(parts.product_scale) @ sketch[:width]).tocsr()
+    if parts.shared_scale is None:
+        return product_rows, None
+    return product_rows, (sparse.diags(parts.shared_scale) @ sketch[width:]).tocsr()
+
+
+def _signed_sqrt(encodings: sparse.csr_matrix | np.ndarray) -> sparse.csr_matrix | np.ndarray:
+    if sparse.issparse(encodings):
+        roots = sparse.csr_matrix(encodings, dtype=np.float32, copy=True)
+        roots.data = np.sign(roots.data) * np.sqrt(np.abs(roots.data))
+        return roots
+    encodings = np.asarray(encodings, np.float32)
+    return np.sign(encodings) * np.sqrt(np.abs(encodings))
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def _dense(matrix: sparse.csr_matrix | np.ndarray) -> np.ndarray:
+    return matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
 
 
 def _sorted_csr(matrix: sparse.csr_matrix) -> sparse.csr_matrix:

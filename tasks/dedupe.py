@@ -41,6 +41,9 @@ INDEX_SUFFIX = ".index"  # the saved collection: `groups.parquet.index/` beside 
 GROUP_COLUMNS = ("group", "is_representative", "nearest", "similarity", "error")
 KNOWN_COLUMNS = ("known_match", "known_similarity")  # with --against
 EMBEDDING_COLUMN = "embedding"
+# Random texts a text is, on average, decided a duplicate of, above which the summary warns: a
+# model that accepts more than one unrelated text per text groups by topic, not by meaning.
+TOPIC_WARNING = 1.0
 
 
 class CollectionError(ValueError):
@@ -89,8 +92,14 @@ class DedupeSummary:
     neighbours: int
     grouping: str
     unencodable: dict[str, int] = field(default_factory=dict)
+    random_pairs_accepted: float = 0.0  # `siamese.dedupe.random_pair_acceptance`
     known_matches: int | None = None  # rows matched in the saved collection (--against); None without one
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
+
+    @property
+    def accepted_per_text(self) -> float:
+        """How many other texts the model accepts for a text, at the rate it accepts random pairs: its false pairs, roughly."""
+        return self.random_pairs_accepted * max(self.distinct_texts - 1, 0)
 
     @property
     def duplicates_removed(self) -> int:
@@ -107,6 +116,7 @@ class DedupeSummary:
             "duplicates_removed": self.duplicates_removed,
             "unencodable_rows": self.rows - self.encoded_rows,
             "pairs_scored": self.pairs_scored,
+            "random_pairs_accepted": self.random_pairs_accepted,
         }
         if self.known_matches is not None:
             counted["known_matches"] = self.known_matches
@@ -120,6 +130,12 @@ class DedupeSummary:
             f"{self.pairs_scored:,} candidate pairs scored ({self.neighbours} nearest per text, {self.index_kind} index); "
             f"duplicate when {self.threshold.describe()}; {self.grouping} groups",
         ]
+        if self.accepted_per_text > TOPIC_WARNING:
+            lines.append(
+                f"warning: the model decides {self.random_pairs_accepted:.2%} of random pairs of these texts are duplicates "
+                f"(about {self.accepted_per_text:,.0f} per text): groups will join texts on one topic. It was trained without "
+                "unrelated pairs; train a collection model with `siamese train --config configs/collection.toml` (docs/dedupe.md)"
+            )
         if self.known_matches is not None:
             lines.append(f"{self.known_matches:,} rows match a text of the saved collection")
         if self.unencodable:
@@ -248,7 +264,7 @@ def save_collection(output_path: Path, indexed: IndexedTexts, texts: CollectionT
         manifest = {
             "model": model_uri,
             "model_fingerprint": embedder.fingerprint,
-            "dimensions": embedder.dimensions,
+            "dimensions": embedder.search_dimensions,
             "texts": len(indexed.texts),
             "rows": texts.rows,
             "source": str(output_path),
@@ -327,7 +343,7 @@ class EmbeddingSummary:
 
 @task(name="embed-file", cache_policy=NO_CACHE)
 def embed_file(embedder: Embedder, input_path: Path, output_path: Path, column: str, chunk_rows: int = CHUNK_ROWS) -> EmbeddingSummary:
-    """Every input row with its columns and `embedding` (the text's search vector, a list of floats) and `error`, to Parquet.
+    """Every input row with its columns and `embedding` (the text's unit-length embedding, a list of floats) and `error`, to Parquet.
 
     Read, encoded and written `chunk_rows` rows at a time, so memory stays bounded for files of
     any length; the output appears only when complete. Rows that cannot be encoded keep an empty

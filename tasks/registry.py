@@ -143,7 +143,7 @@ def _save_raw_text_model(
     `mlflow.pyfunc.load_model(uri, model_config={"threshold": t})` decides at another one. A model
     of graded scores has no threshold: its `similarity` column is the score on the file's scale.
     Scoring similarity imports nothing of the project; the params schema's `output` = "embedding"
-    returns each side's search vector instead, computed by the model's copy of `siamese`
+    returns each side's embedding instead, computed by the model's copy of `siamese`
     (`code_paths`). The outputs schema describes the default output only: MLflow does not enforce it.
     """
     outputs = [ColSpec("double", "similarity")] + ([] if threshold is None else [ColSpec("boolean", "is_similar")])

@@ -2,7 +2,7 @@
 
 A similarity model's `similarity` lies in 0..1; a model of graded scores (0-5, 1-5, ...) returns
 the score on its file's scale there (the Keras model itself ends on that scale), with no decision.
-On request (`params={"output": "embedding"}`) it returns each side's search vector instead
+On request (`params={"output": "embedding"}`) it returns each side's embedding instead
 (`left_embedding`, `right_embedding`: what `siamese.embedding.Embedder.embed` gives the text).
 
 Logged as code (MLflow's "models from code"): MLflow copies this file into the model and runs it
@@ -65,7 +65,7 @@ class TextPairScorer(PythonModel):
 
         One row per input row, in order; `is_similar` is similarity >= the threshold. With
         `params={"output": "embedding"}`, columns `left_embedding` and `right_embedding` instead:
-        each side's search vector (a list of floats, unit length), the same for the same text on
+        each side's embedding (a list of floats, unit length), the same for the same text on
         either side.
 
         Raises:

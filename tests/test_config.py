@@ -203,10 +203,17 @@ def test_configs_directory_ships_configs():
 
 
 @pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=[path.name for path in SHIPPED_CONFIGS])
-def test_every_shipped_config_loads(path):
-    config = load_config(path)
+def test_every_shipped_config_loads(path, tmp_path):
+    """A config meant for `siamese train --config C --data FILE` (its usage line says so) loads with a data file."""
+    if "--data" in path.read_text():
+        pairs = tmp_path / "pairs.csv"
+        pairs.write_text("question1,question2,is_duplicate\n" + "".join(f"q{i},p{i},{i % 2}\n" for i in range(20)))
+        config = load_config(path, overrides={"kind": "text", "data.path": str(pairs)})
+        assert config.data.path == str(pairs)
+    else:
+        config = load_config(path)
+        assert config.data.num_pairs >= 10
     assert isinstance(config, Config)
-    assert config.data.num_pairs >= 10
 
 
 def test_unreadable_config_path_is_a_config_error(tmp_path):
@@ -523,8 +530,8 @@ def test_text_pair_model_defaults_and_enums():
     assert isinstance(model, TextPairModelConfig)
     assert (model.encoder, model.loss, model.margin) == ("bilstm", "contrastive", 0.3)
     defaults = TextPairModelConfig()
-    assert (defaults.encoder, defaults.loss, defaults.head, defaults.embeddings, defaults.fine_tune_embeddings) == (
-        "lexical", "binary_crossentropy", "symmetric", "", False
+    assert (defaults.encoder, defaults.loss, defaults.head, defaults.embeddings, defaults.fine_tune_embeddings, defaults.random_negatives) == (
+        "lexical", "binary_crossentropy", "symmetric", "", False, 0.0
     )
 
 
@@ -539,6 +546,9 @@ def test_text_pair_model_defaults_and_enums():
         ({"model.dropout": -0.1}, "model.dropout must be a number >= 0.0 and < 1.0, got -0.1"),
         ({"model.dropout": 1.0}, "model.dropout must be a number >= 0.0 and < 1.0, got 1.0"),
         ({"model.fine_tune_embeddings": "yes"}, "model.fine_tune_embeddings must be true or false, got 'yes'"),
+        ({"model.random_negatives": -1}, "model.random_negatives must be a number >= 0.0 and < 16, got -1"),
+        ({"model.random_negatives": 16}, "model.random_negatives must be a number >= 0.0 and < 16, got 16"),
+        ({"model.random_negatives": float("inf")}, "model.random_negatives must be a finite number"),
         ({"model.embeddings": "glove.txt"}, "model.embeddings needs a learned encoder"),
         ({"model.loss": "contrastive", "model.head": "concat"}, "model.loss 'contrastive' needs a symmetric head"),
     ],

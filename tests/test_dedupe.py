@@ -15,6 +15,7 @@ from siamese.dedupe import (
     group_around_centres,
     group_duplicates,
     index_texts,
+    random_pair_acceptance,
     row_groups,
 )
 from siamese.embedding import Embedder
@@ -63,7 +64,7 @@ def test_best_matches_name_the_best_scored_other_item():
 
 def test_rows_of_one_text_are_one_group_and_rows_not_encoded_are_marked():
     # Distinct texts 0, 1, 2; texts 0 and 2 decided duplicates. Rows: 0 -> text 1, 1 -> text 0, 2 -> blank, 3 -> text 0, 4 -> text 2.
-    duplicates = Duplicates(np.array([0, 1, 0]), np.array([2, -1, 0]), np.array([0.8, np.nan, 0.8]), pairs_scored=1)
+    duplicates = Duplicates(np.array([0, 1, 0]), np.array([2, -1, 0]), np.array([0.8, np.nan, 0.8]), pairs_scored=1, random_pairs_accepted=0.0)
     rows = row_groups(np.array([1, 0, -1, 0, 2]), duplicates, self_similarity=np.array([0.99, 0.97, 0.98]))
     assert rows.group.tolist() == [0, 1, -1, 1, 1]
     assert rows.is_representative.tolist() == [True, True, False, False, False] and rows.groups == 2
@@ -77,3 +78,15 @@ def test_centre_groups_are_stars_so_a_chain_of_pairs_does_not_merge_its_ends():
     scores, duplicate = np.array([0.7, 0.9, 0.6, 0.8]), np.ones(4, dtype=bool)
     assert group_duplicates(6, left, right, duplicate).tolist() == [0, 0, 0, 0, 4, 4], "transitive: the whole chain"
     assert group_around_centres(6, left, right, scores, duplicate).tolist() == [0, 0, 0, 3, 4, 4], "3 is no duplicate of centre 1"
+
+
+def test_the_share_of_random_pairs_the_model_accepts_is_estimated_from_pairs_of_two_texts(embedder):
+    indexed = index_texts(embedder, COLLECTION)
+    assert random_pair_acceptance(embedder, indexed.encodings, threshold=1.0) == 0.0
+    assert random_pair_acceptance(embedder, indexed.encodings, threshold=0.0) == 1.0
+    left, right = np.triu_indices(len(COLLECTION), 1)
+    exact = (embedder.score_pairs(indexed.encodings, indexed.encodings, left, right) >= 0.5).mean()  # every pair of two texts
+    assert 0 < exact < 0.5
+    assert random_pair_acceptance(embedder, indexed.encodings, threshold=0.5, pairs=4000) == pytest.approx(exact, abs=0.03)
+    assert find_duplicates(embedder, indexed, threshold=0.5, neighbours=4).random_pairs_accepted == pytest.approx(exact, abs=0.03)
+    assert random_pair_acceptance(embedder, indexed.encodings[:1], threshold=0.0) == 0.0, "one text: no pair"

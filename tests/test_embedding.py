@@ -8,7 +8,7 @@ import pytest
 from scipy import sparse
 
 from siamese.data.sample_questions import sample_question_pairs
-from siamese.embedding import SEARCH_DIMENSIONS, Embedder, EmbeddingError, count_sketch
+from siamese.embedding import SEARCH_DIMENSIONS, Embedder, EmbeddingError, as_queries, count_sketch
 from siamese.models.layers import on_score_scale
 from siamese.models.text import build_text_pair_model, build_tokenizer
 from siamese.sharing import shared_encoder
@@ -56,15 +56,32 @@ def test_a_text_has_one_encoding_whichever_side_of_a_pair_it_is_on():
     np.testing.assert_allclose(encoded, as_left, atol=1e-6)
 
 
-def test_search_vectors_are_unit_length_sketched_from_wide_encodings_and_rank_a_text_first_to_itself():
+def test_embeddings_are_unit_length_sketched_from_wide_encodings_and_rank_a_text_first_to_itself():
     embedder = Embedder(text_model("lexical", "symmetric"))
     assert embedder.width > SEARCH_DIMENSIONS and embedder.dimensions == SEARCH_DIMENSIONS
     texts = np.unique(LEFT)
-    vectors = embedder.search_vectors(embedder.encode(texts))
+    vectors = embedder.embed(texts)
     assert vectors.shape == (len(texts), SEARCH_DIMENSIONS) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
-    similarities = vectors @ vectors.T
-    assert (np.argmax(similarities, axis=1) == np.arange(len(texts))).mean() > 0.95
+    assert (np.argmax(vectors @ vectors.T, axis=1) == np.arange(len(texts))).mean() > 0.95
+
+
+@pytest.mark.parametrize(("encoder", "head", "least"), [("lexical", "monotone", 0.95), ("lstm", "cosine", 0.95), ("bilstm", "manhattan", 0.7)])
+def test_query_and_search_vectors_find_the_texts_the_head_scores_highest(encoder, head, least):
+    """Lexical bags: `phi` and each text's own term; signed encodings: a weighted cosine (looser)."""
+    embedder = Embedder(text_model(encoder, head))
+    texts = np.unique(np.concatenate([LEFT, RIGHT]))
+    encodings = embedder.encode(texts)
+    stored = embedder.search_vectors(encodings)
+    assert stored.shape == (len(texts), embedder.search_dimensions) and stored.dtype == np.float32
+    first, second = (grid.reshape(-1) for grid in np.meshgrid(np.arange(len(texts)), np.arange(len(texts)), indexing="ij"))
+    scored = embedder.score_pairs(encodings, encodings, first, second).reshape(len(texts), len(texts))
+    searched = as_queries(stored) @ stored.T
+    for similarities in (scored, searched):
+        np.fill_diagonal(similarities, -np.inf)
+    best, found = np.argsort(-scored, axis=1)[:, :5], np.argsort(-searched, axis=1)[:, :10]
+    recall = np.mean([len(set(best[row]) & set(found[row])) / 5 for row in range(len(texts))])
+    assert recall >= least
 
 
 def test_the_count_sketch_is_fixed_by_the_width_and_keeps_inner_products():

@@ -190,6 +190,72 @@ class TextPairs:
 
 
 @dataclass(frozen=True)
+class WithRandomNegatives:
+    """Training pairs plus, in every batch, pairs of two texts drawn at random, labelled unrelated.
+
+    A pair file's negatives are hard ones: two questions on one topic that mean different
+    things. A model trained on them alone never sees two unrelated texts, and may score them
+    high (a feature present on one side only can raise its score): harmless on the file's own
+    pairs, fatal across a collection, where nearly every pair is unrelated (BENCHMARKS.md,
+    "Duplicates in a collection"). Each batch of `n` pairs gets `ceil(per_pair * n)` more, two
+    different texts of the split's pool each, labelled `unrelated` (0, or the bottom of a graded
+    file's scale), drawn anew every pass from `seed`. Two texts drawn at random are almost
+    never duplicates; the pool holds thousands of texts.
+    Only `dataset` differs from `pairs`: the pairs' count, labels and subsets are the file's.
+    """
+
+    pairs: TextPairs
+    per_pair: float
+    unrelated: float = 0.0
+
+    suffix: ClassVar[str] = TextPairs.suffix
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.pairs.labels
+
+    def take(self, indices: np.ndarray | slice) -> TextPairs:
+        return self.pairs.take(indices)
+
+    def head(self, count: int) -> TextPairs:
+        return self.pairs.head(count)
+
+    def pairs_with_timestep_equal_to(self, value: float) -> None:
+        return None
+
+    def save(self, path: str | Path) -> Path:
+        return self.pairs.save(path)
+
+    def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0, autotune: bool | None = None) -> tf.data.Dataset:
+        """The pairs' batches (`TextPairs.dataset`), each followed by its random pairs."""
+        import tensorflow as tf
+
+        pool = pd.unique(np.concatenate([self.pairs.left, self.pairs.right]))
+        texts, size = tf.constant(pool.astype(str)), len(pool)
+
+        def add_random_pairs(inputs, labels, draw):
+            extra = tf.cast(tf.math.ceil(self.per_pair * tf.cast(tf.shape(labels)[0], tf.float32)), tf.int32)
+            first = tf.random.stateless_uniform([extra], seed=draw, maxval=size, dtype=tf.int32)
+            # the second text is another one: an offset of 1..size-1 from the first
+            offset = tf.random.stateless_uniform([extra], seed=draw[::-1], minval=1, maxval=max(size, 2), dtype=tf.int32)
+            second = (first + offset) % size
+            joined = {
+                "left": tf.concat([inputs["left"], tf.gather(texts, first)], 0),
+                "right": tf.concat([inputs["right"], tf.gather(texts, second)], 0),
+            }
+            return joined, tf.concat([labels, tf.fill([extra], tf.cast(self.unrelated, labels.dtype))], 0)
+
+        batches = self.pairs.dataset(batch_size, shuffle, seed, autotune)
+        if size < 2 or self.per_pair <= 0:
+            return batches
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)  # a seed pair per batch
+        return tf.data.Dataset.zip(batches, draws).map(lambda pairs, draw: add_random_pairs(*pairs, draw))
+
+
+@dataclass(frozen=True)
 class LoadedPairs:
     """Pairs read from a file, and what a run records about where they came from."""
 

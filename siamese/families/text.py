@@ -26,7 +26,7 @@ import numpy as np
 from siamese.baselines import graded_text_baselines, text_baselines
 from siamese.config import Config, ConfigError, Loss, ModelKind, Task, TextEncoder, TextPairModelConfig
 from siamese.data.tables import PairFileError, ReadOptions
-from siamese.data.text_pairs import TextPairs, load_text_pairs, split_by_column, split_text_pairs
+from siamese.data.text_pairs import TextPairs, WithRandomNegatives, load_text_pairs, split_by_column, split_text_pairs
 from siamese.data.word_vectors import WordVectors, load_word_vectors
 from siamese.families.base import BuiltModel, Family, ModelFormat, PreparedSplits, SourceFile
 from siamese.models.layers import on_score_scale
@@ -41,6 +41,7 @@ class TextPairFile(Family):
     experiment = "siamese-text"
     registered_name = "siamese-text"
     graded_registered_name = "siamese-text-graded"
+    collection_registered_name = "siamese-text-collection"
     model_format = ModelFormat.RAW_TEXT
 
     def prepare_splits(self, config: Config, directory: Path) -> PreparedSplits:
@@ -118,13 +119,27 @@ class TextPairFile(Family):
             pair_model = on_score_scale(pair_model, float(train.labels.min()), float(train.labels.max()))
         return BuiltModel(pair_model, {} if vectors is None else _coverage_params(vectors))
 
+    def trainer(self, config: Config, model: keras.Model, train: TextPairs) -> tuple[keras.Model, TextPairs | WithRandomNegatives]:
+        """Training sees random pairs of unrelated texts beside the file's (`model.random_negatives`).
+
+        Unrelated is 0, or a graded file's lowest score in training: the bottom of the scale the model outputs.
+        """
+        if config.model.random_negatives <= 0:
+            return model, train
+        unrelated = float(train.labels.min()) if config.task is Task.REGRESSION else 0.0
+        return model, WithRandomNegatives(train, config.model.random_negatives, unrelated)
+
     def registered_model_name(self, config: Config) -> str:
         """Graded models return scores on their file's scale (0-5), not 0..1 similarities: another contract.
 
         A gate comparing one with a 0/1 champion, or `siamese score` deciding at a 0..1 threshold,
-        would be meaningless, so graded runs get their own registered model.
+        would be meaningless, so graded runs get their own registered model. So do models trained
+        with random unrelated pairs (`model.random_negatives`): made for whole collections, they
+        give up some AUC on labelled pairs, by which a pair champion would always beat them.
         """
-        return self.graded_registered_name if config.task is Task.REGRESSION else self.registered_name
+        if config.task is Task.REGRESSION:
+            return self.graded_registered_name
+        return self.collection_registered_name if config.model.random_negatives > 0 else self.registered_name
 
     def loss(self, config: Config) -> str | keras.losses.Loss:
         if config.task is Task.SIMILARITY and config.model.loss is Loss.CONTRASTIVE:

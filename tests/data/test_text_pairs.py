@@ -13,6 +13,7 @@ from siamese.data.tables import AtomicTableWriter, PairFileError, ReadOptions
 from siamese.data.text_pairs import (
     PairColumns,
     TextPairs,
+    WithRandomNegatives,
     detect_columns,
     load_text_pairs,
     split_by_column,
@@ -553,3 +554,45 @@ def test_rows_with_unknown_split_values_can_be_dropped_and_counted(tmp_path):
     path = published_split(tmp_path, ["train"] * 20 + ["eval"] * 2 + ["dev"] * 4 + ["test"] * 4)
     loaded = load_text_pairs(path, split_column="Set", drop_invalid_rows=True)
     assert loaded.dropped == {"unknown split in 'Set'": 2} and len(loaded.splits) == 28
+
+
+def _pairs(count: int) -> TextPairs:
+    return TextPairs([f"left {i}" for i in range(count)], [f"right {i}" for i in range(count)], np.ones(count), np.arange(count))
+
+
+def _batches(dataset) -> list[tuple[list[str], list[str], list[float]]]:
+    return [
+        ([text.decode() for text in inputs["left"].numpy()], [text.decode() for text in inputs["right"].numpy()], labels.numpy().tolist())
+        for inputs, labels in dataset
+    ]
+
+
+def test_random_negatives_follow_each_batch_as_two_different_texts_labelled_unrelated():
+    pairs = _pairs(10)
+    batches = _batches(WithRandomNegatives(pairs, per_pair=0.5, unrelated=0.25).dataset(4, shuffle=True, seed=3))
+    assert [len(labels) for _, _, labels in batches] == [6, 6, 3]  # 4 + 2, 4 + 2, 2 + 1
+    pool = set(pairs.left) | set(pairs.right)
+    file_pairs = set(zip(pairs.left, pairs.right))
+    for left, right, labels in batches:
+        real = len(labels) - (len(labels) + 2) // 3
+        assert labels[:real] == [1.0] * real and labels[real:] == [0.25] * (len(labels) - real)
+        assert set(zip(left[:real], right[:real])) <= file_pairs
+        drawn = list(zip(left[real:], right[real:]))
+        assert all(first in pool and second in pool and first != second for first, second in drawn)
+
+
+def test_random_negatives_are_drawn_anew_each_pass_and_repeat_with_the_seed():
+    dataset = WithRandomNegatives(_pairs(50), per_pair=1.0).dataset(50, seed=7)
+    first_pass, second_pass = _batches(dataset), _batches(dataset)
+    assert first_pass != second_pass
+    assert _batches(WithRandomNegatives(_pairs(50), per_pair=1.0).dataset(50, seed=7)) == first_pass
+    assert first_pass[0][0][:50] == second_pass[0][0][:50]  # the file's pairs themselves, unshuffled, in order
+
+
+def test_random_negatives_leave_the_pairs_count_subsets_and_file_alone(tmp_path):
+    pairs = _pairs(10)
+    mixed = WithRandomNegatives(pairs, per_pair=2.0)
+    assert len(mixed) == 10 and mixed.labels is pairs.labels
+    assert mixed.take(slice(0, 3)).left.tolist() == pairs.left[:3].tolist()
+    assert TextPairs.load(mixed.save(tmp_path / "train.parquet")).left.tolist() == pairs.left.tolist()
+    assert len(_batches(WithRandomNegatives(pairs, per_pair=0.0).dataset(10))[0][2]) == 10

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from siamese.config import KIND_SECTIONS, Config, ImageDataConfig, ModelKind, SequenceDataConfig, TextFileDataConfig, load_config
+from siamese.config import KIND_SECTIONS, Config, ImageDataConfig, ModelKind, SequenceDataConfig, TextFileDataConfig, TextPairModelConfig, load_config
 from siamese.families import FAMILIES, Family, ModelFormat, family_of
 
 # What users and the registry see: changing any of these strands registered versions and MLflow experiments.
@@ -30,7 +30,8 @@ def test_each_family_ships_under_its_experiment_and_registered_name(kind):
 
 
 def test_registered_names_are_one_per_input_contract():
-    names = [family.registered_name for family in FAMILIES.values()] + [family_of(ModelKind.TEXT).graded_registered_name]
+    text = family_of(ModelKind.TEXT)
+    names = [family.registered_name for family in FAMILIES.values()] + [text.graded_registered_name, text.collection_registered_name]
     assert len(names) == len(set(names)), "two families with different inputs may not share a registered model"
 
 
@@ -41,6 +42,8 @@ def test_graded_text_models_register_apart_from_similarity_ones():
     graded = Config(kind=ModelKind.TEXT, data=TextFileDataConfig(path="pairs.csv", task="regression"))
     assert family.registered_model_name(similarity) == "siamese-text"
     assert family.registered_model_name(graded) == "siamese-text-graded"
+    collection = Config(kind=ModelKind.TEXT, data=TextFileDataConfig(path="pairs.csv"), model=TextPairModelConfig(random_negatives=1.0))
+    assert family.registered_model_name(collection) == "siamese-text-collection", "judged against its own kind, not pair champions"
     sequences = family_of(ModelKind.SEQUENCES)
     assert sequences.registered_model_name(Config()) == sequences.registered_name
 

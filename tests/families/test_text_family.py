@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from siamese.config import Config, ModelKind, TextFileDataConfig, TextModelConfig, TextPairModelConfig
+from siamese.config import Config, ModelKind, Task, TextFileDataConfig, TextModelConfig, TextPairModelConfig
 from siamese.data.sample_questions import sample_question_pairs
 from siamese.data.tables import PairFileError
-from siamese.data.text_pairs import TextPairs
+from siamese.data.text_pairs import TextPairs, WithRandomNegatives
 from siamese.families import family_of
 
 FAMILY = family_of(ModelKind.TEXT)
@@ -123,7 +123,7 @@ def test_a_split_column_in_the_config_gives_the_files_own_splits(tmp_path):
 
 def test_build_learns_its_vocabulary_from_the_training_split_only(prepared):
     run_config, splits = prepared
-    run_config = dataclasses.replace(run_config, model=dataclasses.replace(run_config.model, encoder="lstm"))
+    run_config = dataclasses.dataclasses.replace(run_config, model=dataclasses.dataclasses.replace(run_config.model, encoder="lstm"))
     train, test = (FAMILY.load_split(run_config, splits.paths[name]) for name in ("train", "test"))
     model = FAMILY.build(run_config, train, "float32")
     assert model.name == "siamese_text_pairs"
@@ -167,7 +167,7 @@ def test_baselines_are_scored_on_the_test_split_and_runs_are_named_after_the_fil
 
 def test_the_character_bags_keep_up_to_vocabulary_size_terms_not_the_word_count(prepared):
     run_config, splits = prepared
-    run_config = dataclasses.replace(run_config, model=dataclasses.replace(run_config.model, vocabulary_size=5000))
+    run_config = dataclasses.dataclasses.replace(run_config, model=dataclasses.dataclasses.replace(run_config.model, vocabulary_size=5000))
     train = FAMILY.load_split(run_config, splits.paths["train"])
     encoder = FAMILY.build(run_config, train, "float32").get_layer("encoder")
     train_words = {word for text in (*train.left, *train.right) for word in re.findall(r"[a-z0-9]+", text.lower())}
@@ -186,3 +186,17 @@ def test_the_binary_bags_are_exactly_multi_hot_bags_of_the_same_terms(prepared):
         multi_hot.set_vocabulary(vectorizer.get_vocabulary()[1:])  # set_vocabulary adds [UNK] again
         binary = keras.Model(encoder.inputs, encoder.get_layer(f"{kind}_binary").output)
         np.testing.assert_array_equal(binary.predict(texts, verbose=0), multi_hot(texts).numpy())
+
+
+def test_training_sees_random_pairs_labelled_unrelated_only_when_asked(prepared):
+    run_config, splits = prepared
+    train = load_all(run_config, splits.paths)["train"]
+    model = FAMILY.build(run_config, train, "float32")
+    assert FAMILY.trainer(run_config, model, train) == (model, train), "the default trains on the file's pairs alone"
+    asked = dataclasses.replace(run_config, model=dataclasses.replace(SMALL_MODEL, head="monotone", random_negatives=0.5))
+    trainer, mixed = FAMILY.trainer(asked, model, train)
+    assert trainer is model and isinstance(mixed, WithRandomNegatives)
+    assert (mixed.pairs, mixed.per_pair, mixed.unrelated) == (train, 0.5, 0.0)
+    graded = dataclasses.replace(asked, data=dataclasses.replace(asked.data, task=Task.REGRESSION))
+    graded_train = TextPairs(train.left, train.right, np.linspace(1.0, 5.0, len(train)), train.rows)
+    assert FAMILY.trainer(graded, model, graded_train)[1].unrelated == 1.0, "the bottom of a graded file's scale"

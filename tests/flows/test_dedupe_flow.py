@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -75,6 +77,10 @@ def test_the_groups_of_a_crafted_collection_come_out_right_in_row_order_with_a_r
     assert summary.duplicates_removed == 5 and summary.index_kind == "exact"
     run = store.search_runs([store.get_experiment_by_name(EXPERIMENT).experiment_id])[0]
     assert run.info.status == "FINISHED" and run.data.metrics["groups"] == 5 and run.data.params["model_uri"] == MODEL
+    assert run.data.metrics["random_pairs_accepted"] == summary.random_pairs_accepted and summary.accepted_per_text < 1
+    assert not any("warning" in line for line in summary.lines())
+    topical = dataclasses.replace(summary, random_pairs_accepted=0.25)  # a model accepting a quarter of all pairs
+    assert any("about 2 per text" in line and "configs/collection.toml" in line for line in topical.lines())
     assert (tmp_path / "groups.parquet.index" / "vectors.faiss").exists()
     assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")], "no temporary file left, stale ones removed"
 
@@ -95,7 +101,7 @@ def test_new_texts_are_matched_against_a_saved_collection_without_encoding_it_ag
         dedupe_flow(model_uri=MODEL, input_path=new_source, output_path=tmp_path / "x.csv", against=tmp_path / "missing.parquet")
 
 
-def test_embeddings_are_the_search_vectors_whichever_side_a_text_was_on(tmp_path, store):
+def test_embeddings_are_one_vector_per_text_whichever_side_it_was_on(tmp_path, store):
     source, output = tmp_path / "queries.csv", tmp_path / "vectors.parquet"
     collection_file(source, [*COLLECTION[:3], ""])
 

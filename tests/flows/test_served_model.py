@@ -1,7 +1,7 @@
 """The champion of raw-text pairs served over HTTP by a real `mlflow models serve` process, as the README shows.
 
 The server runs outside the repository, finds the registry through `MLFLOW_TRACKING_URI` only,
-and answers `POST /invocations`: similarities and decisions by default, each side's search vector
+and answers `POST /invocations`: similarities and decisions by default, each side's embedding
 with `"params": {"output": "embedding"}`, HTTP 400 with a message for a request it cannot answer.
 """
 
