@@ -1,6 +1,6 @@
 """Duplicates in whole collections: candidate recall, quality against labels, speed and memory of `siamese dedupe`.
 
-    .venv/bin/python bench/dedupe.py [--texts 4000] [--sizes 100000,1000000] [--neighbours 20] [--config configs/collection.toml]
+    .venv/bin/python bench/dedupe.py [--texts 4000] [--sizes 100000,1000000] [--neighbours 20] [--config configs/collection.toml] [--store DIR]
 
 1. A text pair model: `siamese train --data quora_dev.tsv` with the defaults (or `--config`), as
    a new user would, in a temporary MLflow store (the version it registers, at its stored
@@ -46,19 +46,22 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000", help="collection sizes timed with siamese dedupe")
     parser.add_argument("--neighbours", type=int, default=20)
     parser.add_argument("--config", help="a config file for siamese train (default: none, the defaults)")
+    parser.add_argument("--store", type=Path, help="a folder kept for the MLflow store: trains into it once, reuses its model after")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-dedupe-") as directory:
         work = Path(directory)
-        environment = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlruns/mlflow.db", "PREFECT_HOME": str(work / "prefect")}
-        trained = train_model(work, environment, args.config)
+        store = (args.store or work).resolve()
+        environment = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlruns/mlflow.db", "PREFECT_HOME": str(work / "prefect")}
         os.environ.update(environment)
         import mlflow
 
+        reused = (store / "mlruns" / "mlflow.db").exists() and mlflow.search_runs(experiment_names=["siamese-text"], max_results=1).shape[0]
+        trained = 0.0 if reused else train_model(work, environment, args.config)
         run = mlflow.search_runs(experiment_names=["siamese-text"], max_results=1).iloc[0]
         version = mlflow.MlflowClient().search_model_versions(f"run_id = '{run.run_id}'")[0]
         model = f"models:/{version.name}/{version.version}"
-        print(f"model: siamese train --data {QUORA.name} {f'--config {args.config}' if args.config else '(defaults)'}, {trained:.0f} s; "
-              f"{model}, test AUC {run['metrics.test/roc_auc']:.4f}", flush=True)
+        how = f"reused from {store}" if reused else f"siamese train --data {QUORA.name} {f'--config {args.config}' if args.config else '(defaults)'}, {trained:.0f} s"
+        print(f"model: {model} ({how}), test AUC {run['metrics.test/roc_auc']:.4f}", flush=True)
         from tasks.registry import load_text_pair_embedder
 
         loaded = load_text_pair_embedder.fn(model)
@@ -87,7 +90,7 @@ def questions(limit: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
 
 def measure_recall_and_quality(embedder, threshold: float, count: int, default_neighbours: int) -> float:
     """Print the recall and quality tables; return exhaustive scoring's pairs per second."""
-    from siamese.dedupe import GROUPINGS, NeighbourIndex, candidate_pairs, find_duplicates, group_pairs, index_texts, random_pair_acceptance
+    from siamese.dedupe import GROUPINGS, NeighbourIndex, find_duplicates, group_pairs, index_texts, neighbour_pairs, random_pair_acceptance
 
     texts, pairs = questions(count)
     indexed = index_texts(embedder, texts)
@@ -105,7 +108,7 @@ def measure_recall_and_quality(embedder, threshold: float, count: int, default_n
     for kind, limit in (("exact", len(texts)), ("hnsw", 0)):
         index = NeighbourIndex.build(indexed.index.vectors(0, len(texts)), exact_limit=limit)
         for neighbours in RECALL_NEIGHBOURS:
-            found_left, found_right = candidate_pairs(index.search_with(index, neighbours + 1))
+            found_left, found_right = neighbour_pairs(index, neighbours + 1)
             found = np.isin(wanted, found_left * len(texts) + found_right)
             print(f"| {neighbours} | {kind} | {len(found_left):,} | {found.mean() if len(found) else 1.0:.4f} |")
 

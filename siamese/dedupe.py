@@ -35,43 +35,52 @@ SCORE_BATCH = 1_000_000  # candidate pairs scored at a time
 RANDOM_PAIRS = 10_000  # pairs of two texts drawn at random: the share accepted is known to about +-0.1 points
 
 
-@dataclass(frozen=True)
-class Candidates:
-    """Each query's nearest indexed vectors: `ids[i, j]` is the j-th nearest to query i (-1: none)."""
-
-    ids: np.ndarray  # (queries, neighbours) int64
-    similarities: np.ndarray  # (queries, neighbours) float32: inner products of query and search vectors
-
-
 class NeighbourIndex:
-    """A FAISS inner-product index over search vectors (`Embedder.search_vectors`): exact for small collections, HNSW for large ones."""
+    """A FAISS index of search vectors (`Embedder.search_vectors`) searched by largest inner product with a query.
 
-    def __init__(self, index) -> None:
+    Exact (`IndexFlatIP`) for small collections, an HNSW graph for large ones. Search vectors
+    differ in length (their last dimension is a text's own term), and an HNSW graph built by
+    inner product links long vectors to each other rather than to their neighbours. So every
+    stored vector gets one more dimension that brings it to one common length (Bachrach et al.
+    2014's reduction of inner-product search to nearest neighbours), and queries get a 0 there:
+    a query's inner products, and so its ranking, are unchanged, and the graph links vectors by
+    their angle.
+    """
+
+    def __init__(self, index, length: float) -> None:
         self._index = index
+        self._length = length  # of every stored vector, its extra dimension included
 
     @classmethod
-    def empty(cls, dimensions: int, size: int, exact_limit: int = EXACT_SEARCH_LIMIT) -> NeighbourIndex:
-        """An index for `size` vectors, to be `add`ed in batches: exact up to `exact_limit` vectors, HNSW above."""
+    def empty(cls, dimensions: int, size: int, length: float, exact_limit: int = EXACT_SEARCH_LIMIT) -> NeighbourIndex:
+        """An index for `size` vectors no longer than `length`, to be `add`ed in batches: exact up to `exact_limit`, HNSW above."""
+        stored = dimensions + 1
         if size <= exact_limit:
-            return cls(faiss.IndexFlatIP(dimensions))
-        # Vectors held as float16: half the memory of a large collection, inner products within 1e-3.
-        index = faiss.IndexHNSWSQ(dimensions, faiss.ScalarQuantizer.QT_fp16, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+            return cls(faiss.IndexFlatIP(stored), length)
+        # Vectors held as float32: as float16 (IndexHNSWSQ) they took half the memory, but building
+        # and searching took 4-5 times as long on 92,386 texts (BENCHMARKS.md).
+        index = faiss.IndexHNSWFlat(stored, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_BUILD_DEPTH
-        index.train(np.zeros((1, dimensions), np.float32))  # float16 needs no statistics; FAISS asks for the call
-        return cls(index)
+        return cls(index, length)
 
     @classmethod
     def build(cls, vectors: np.ndarray, exact_limit: int = EXACT_SEARCH_LIMIT) -> NeighbourIndex:
-        index = cls.empty(vectors.shape[1], len(vectors), exact_limit)
+        index = cls.empty(vectors.shape[1], len(vectors), longest(vectors), exact_limit)
         index.add(vectors)
         return index
 
     def add(self, vectors: np.ndarray) -> None:
-        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        """Store `vectors`, each brought to the index's length by its extra dimension (a longer one is refused)."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        squared = np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)
+        if len(vectors) and squared.max() > self._length**2 * (1 + 1e-6):
+            raise ValueError(f"a vector of length {np.sqrt(squared.max()):.6g} exceeds the index's {self._length:.6g}")
+        extra = np.sqrt(np.maximum(self._length**2 - squared, 0.0)).astype(np.float32)
+        self._index.add(np.ascontiguousarray(np.hstack([vectors, extra[:, None]])))
 
     def vectors(self, start: int, stop: int) -> np.ndarray:
-        """The indexed vectors `start` to `stop` (the index holds them: a collection keeps no other copy)."""
-        return self._index.reconstruct_n(start, stop - start)
+        """The stored vectors `start` to `stop`, without their extra dimension (the index holds them: a collection keeps no other copy)."""
+        return self._index.reconstruct_n(start, stop - start)[:, :-1]
 
     @property
     def kind(self) -> str:
@@ -81,44 +90,55 @@ class NeighbourIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
-    def search(self, queries: np.ndarray, neighbours: int) -> Candidates:
-        """The `neighbours` indexed vectors of largest inner product with each query (fewer indexed: the rest are -1)."""
+    def search(self, queries: np.ndarray, neighbours: int) -> np.ndarray:
+        """`(queries, neighbours)` int64: the indexed vectors of largest inner product with each query, best first (fewer indexed: -1)."""
         return self._search(len(queries), lambda start, stop: queries[start:stop], neighbours)
 
-    def search_with(self, queries: NeighbourIndex, neighbours: int) -> Candidates:
+    def search_with(self, queries: NeighbourIndex, neighbours: int) -> np.ndarray:
         """`search` with every vector another index (or this one) holds, as queries (`as_queries`), a batch at a time."""
         return self._search(len(queries), lambda start, stop: as_queries(queries.vectors(start, stop)), neighbours)
 
-    def _search(self, count: int, batch_of: Callable[[int, int], np.ndarray], neighbours: int) -> Candidates:
+    def _search(self, count: int, batch_of: Callable[[int, int], np.ndarray], neighbours: int) -> np.ndarray:
         if self.kind == "hnsw":
             self._index.hnsw.efSearch = max(2 * neighbours, 64)  # candidates kept while searching: recall for time
         ids = np.empty((count, neighbours), dtype=np.int64)
-        similarities = np.empty((count, neighbours), dtype=np.float32)
         for start in range(0, count, SEARCH_BATCH):
             stop = min(start + SEARCH_BATCH, count)
-            similarities[start:stop], ids[start:stop] = self._index.search(np.ascontiguousarray(batch_of(start, stop), dtype=np.float32), neighbours)
-        return Candidates(ids, similarities)
+            queries = np.asarray(batch_of(start, stop), dtype=np.float32)
+            queries = np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1), np.float32)]))  # 0: the extra dimension
+            ids[start:stop] = self._index.search(queries, neighbours)[1]
+        return ids
 
     def save(self, path: Path) -> None:
         faiss.write_index(self._index, str(path))
 
     @classmethod
     def load(cls, path: Path) -> NeighbourIndex:
-        return cls(faiss.read_index(str(path)))
+        """An index `save` wrote; it takes new queries, not new vectors (its length is not kept)."""
+        return cls(faiss.read_index(str(path)), length=0.0)
 
 
-def candidate_pairs(candidates: Candidates, query_offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct unordered pairs `(i, j)`, `i < j`, of queries and their candidates, itself excluded.
+def longest(vectors: np.ndarray) -> float:
+    """The length of the longest of `vectors` (0 for none)."""
+    return float(np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64).max(initial=0.0)))
 
-    Queries are numbered from `query_offset` in the index's numbering (a collection searched
-    against itself: 0).
+
+def neighbour_pairs(index: NeighbourIndex, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct unordered pairs `(i, j)`, `i < j`, of each indexed vector and its `neighbours` nearest, itself excluded.
+
+    Searched a batch of queries at a time, each batch reduced to one int64 key per pair at once:
+    a million texts' raw results (neighbour ids, repeated query numbers) never coexist.
     """
-    queries = np.repeat(np.arange(len(candidates.ids), dtype=np.int64) + query_offset, candidates.ids.shape[1])
-    found = candidates.ids.reshape(-1)
-    keep = (found >= 0) & (found != queries)
-    queries, found = queries[keep], found[keep]
-    span = int(max(queries.max(initial=0), found.max(initial=0))) + 1
-    keys = np.unique(np.minimum(queries, found) * span + np.maximum(queries, found))  # one int64 per unordered pair
+    span = len(index)
+    keys = []
+    for start in range(0, span, SEARCH_BATCH):
+        found = index.search(as_queries(index.vectors(start, min(start + SEARCH_BATCH, span))), neighbours)
+        queries = np.repeat(np.arange(start, start + len(found), dtype=np.int64), found.shape[1])
+        found = found.reshape(-1)
+        keep = (found >= 0) & (found != queries)
+        queries, found = queries[keep], found[keep]
+        keys.append(np.unique(np.minimum(queries, found) * span + np.maximum(queries, found)))
+    keys = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
     ids = np.int32 if span < 2**31 else np.int64  # millions of pairs: half the memory
     return (keys // span).astype(ids), (keys % span).astype(ids)
 
@@ -207,17 +227,19 @@ def index_texts(
 ) -> IndexedTexts:
     """Encode each of `texts` (distinct) once, a chunk at a time (`progress` gets the count done), and index them.
 
-    Memory holds the encodings once: chunks are copied into one matrix as they are freed, and
-    each chunk's search vectors go straight into the index.
+    Memory holds the encodings once: chunks are copied into one matrix as they are freed. Each
+    chunk's search vectors are computed twice, once for the longest (which the index needs
+    first, `NeighbourIndex`) and once to go straight into the index, instead of being kept.
     """
-    index = NeighbourIndex.empty(embedder.search_dimensions, len(texts), exact_limit)
     chunks = []
     for start in range(0, len(texts), ENCODE_CHUNK):
-        encoded = embedder.encode(texts[start : start + ENCODE_CHUNK])
-        index.add(embedder.search_vectors(encoded))
-        chunks.append(encoded)
+        chunks.append(embedder.encode(texts[start : start + ENCODE_CHUNK]))
         if progress is not None:
             progress(min(start + ENCODE_CHUNK, len(texts)))
+    length = max((longest(embedder.search_vectors(chunk)) for chunk in chunks), default=0.0)
+    index = NeighbourIndex.empty(embedder.search_dimensions, len(texts), length, exact_limit)
+    for chunk in chunks:
+        index.add(embedder.search_vectors(chunk))
     encodings = _joined(chunks, embedder) if chunks else embedder.encode([])
     return IndexedTexts(np.asarray(texts, dtype=object), encodings, index)
 
@@ -276,7 +298,7 @@ def find_duplicates(
     embedder: Embedder, indexed: IndexedTexts, threshold: float, neighbours: int = DEFAULT_NEIGHBOURS, grouping: str = "centre"
 ) -> Duplicates:
     """Score each text's `neighbours` nearest texts with the model; group those scored `>= threshold` (`group_pairs`)."""
-    left, right = candidate_pairs(indexed.index.search_with(indexed.index, neighbours + 1))  # + 1: a text finds itself first
+    left, right = neighbour_pairs(indexed.index, neighbours + 1)  # + 1: a text finds itself first
     scores = score_pairs(embedder, indexed.encodings, indexed.encodings, (left, right))
     items = len(indexed.texts)
     nearest, best = best_matches(items, left, right, scores)

@@ -133,8 +133,9 @@ class DedupeSummary:
         if self.accepted_per_text > TOPIC_WARNING:
             lines.append(
                 f"warning: the model decides {self.random_pairs_accepted:.2%} of random pairs of these texts are duplicates "
-                f"(about {self.accepted_per_text:,.0f} per text): groups will join texts on one topic. It was trained without "
-                "unrelated pairs; train a collection model with `siamese train --config configs/collection.toml` (docs/dedupe.md)"
+                f"(about {self.accepted_per_text:,.0f} per text): groups will join texts that only share a topic. A model trained "
+                "with random unrelated pairs accepts fewer (`siamese train --config configs/collection.toml`), a higher --threshold "
+                "too (docs/dedupe.md)"
             )
         if self.known_matches is not None:
             lines.append(f"{self.known_matches:,} rows match a text of the saved collection")
@@ -206,7 +207,7 @@ def match_known(embedder: Embedder, indexed: IndexedTexts, known: Path, threshol
     """
     saved = load_saved_collection(known, embedder)
     candidates = saved.index.search_with(indexed.index, min(neighbours, len(saved.index)))
-    new, old = np.repeat(np.arange(len(indexed.texts)), candidates.ids.shape[1]), candidates.ids.reshape(-1)
+    new, old = np.repeat(np.arange(len(indexed.texts)), candidates.shape[1]), candidates.reshape(-1)
     found = old >= 0
     new, old = new[found], old[found]
     needed, positions = np.unique(old, return_inverse=True)

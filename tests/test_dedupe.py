@@ -10,11 +10,11 @@ from siamese.dedupe import (
     Duplicates,
     NeighbourIndex,
     best_matches,
-    candidate_pairs,
     find_duplicates,
     group_around_centres,
     group_duplicates,
     index_texts,
+    neighbour_pairs,
     random_pair_acceptance,
     row_groups,
 )
@@ -46,9 +46,8 @@ def test_scores_of_candidates_are_the_models_own():
 
 
 def test_candidate_pairs_are_distinct_unordered_and_never_a_text_with_itself():
-    index = NeighbourIndex.build(np.eye(4, dtype=np.float32))
-    found = index.search(np.eye(4, dtype=np.float32), 4)  # each finds itself and the 3 others
-    left, right = candidate_pairs(found)
+    vectors = np.hstack([np.eye(4), np.zeros((4, 1))]).astype(np.float32)  # no term of a text's own
+    left, right = neighbour_pairs(NeighbourIndex.build(vectors), 4)  # each finds itself and the 3 others
     assert (left < right).all() and len(set(zip(left, right))) == len(left) == 6
 
 
@@ -90,3 +89,24 @@ def test_the_share_of_random_pairs_the_model_accepts_is_estimated_from_pairs_of_
     assert random_pair_acceptance(embedder, indexed.encodings, threshold=0.5, pairs=4000) == pytest.approx(exact, abs=0.03)
     assert find_duplicates(embedder, indexed, threshold=0.5, neighbours=4).random_pairs_accepted == pytest.approx(exact, abs=0.03)
     assert random_pair_acceptance(embedder, indexed.encodings[:1], threshold=0.0) == 0.0, "one text: no pair"
+
+
+def test_both_indexes_find_the_largest_inner_products_of_vectors_of_any_length():
+    """Search vectors' shape: near copies of texts, then a negative term of each text's own, larger than the rest; queries have 1 there.
+
+    An HNSW graph built by inner product on these vectors as they are finds a third of the
+    answers (its neighbours are texts of like own terms); brought to one length, nearly all.
+    """
+    rng = np.random.default_rng(0)
+    texts = np.repeat(rng.normal(size=(200, 16)), 10, axis=0) + rng.normal(scale=0.3, size=(2000, 16))
+    vectors = np.hstack([texts, -rng.uniform(0.0, 20.0, size=(2000, 1))]).astype(np.float32)
+    queries = np.hstack([vectors[:200, :-1], np.ones((200, 1), np.float32)])
+    expected = np.argsort(-(queries @ vectors.T), axis=1)[:, :5]
+    for exact_limit in (len(vectors), 0):
+        index = NeighbourIndex.build(vectors, exact_limit=exact_limit)
+        found = index.search(queries, 5)
+        recall = np.mean([len(set(found[row]) & set(expected[row])) / 5 for row in range(len(queries))])
+        assert recall >= (0.999 if exact_limit else 0.95), index.kind
+        np.testing.assert_allclose(index.vectors(0, 3), vectors[:3], rtol=1e-2 if index.kind == "hnsw" else 1e-6)
+    with pytest.raises(ValueError, match="exceeds the index"):
+        NeighbourIndex.build(vectors[:10]).add(vectors[10:] * 100)
