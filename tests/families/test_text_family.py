@@ -123,7 +123,7 @@ def test_a_split_column_in_the_config_gives_the_files_own_splits(tmp_path):
 
 def test_build_learns_its_vocabulary_from_the_training_split_only(prepared):
     run_config, splits = prepared
-    run_config = dataclasses.dataclasses.replace(run_config, model=dataclasses.dataclasses.replace(run_config.model, encoder="lstm"))
+    run_config = dataclasses.replace(run_config, model=dataclasses.replace(run_config.model, encoder="lstm"))
     train, test = (FAMILY.load_split(run_config, splits.paths[name]) for name in ("train", "test"))
     model = FAMILY.build(run_config, train, "float32")
     assert model.name == "siamese_text_pairs"
@@ -167,7 +167,7 @@ def test_baselines_are_scored_on_the_test_split_and_runs_are_named_after_the_fil
 
 def test_the_character_bags_keep_up_to_vocabulary_size_terms_not_the_word_count(prepared):
     run_config, splits = prepared
-    run_config = dataclasses.dataclasses.replace(run_config, model=dataclasses.dataclasses.replace(run_config.model, vocabulary_size=5000))
+    run_config = dataclasses.replace(run_config, model=dataclasses.replace(run_config.model, vocabulary_size=5000))
     train = FAMILY.load_split(run_config, splits.paths["train"])
     encoder = FAMILY.build(run_config, train, "float32").get_layer("encoder")
     train_words = {word for text in (*train.left, *train.right) for word in re.findall(r"[a-z0-9]+", text.lower())}
