@@ -5,6 +5,7 @@ Real Prefect API, real MLflow store, real Keras training of a tiny tokenised LST
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -123,3 +124,18 @@ def test_invalid_file_stops_before_any_run_and_registers_nothing(tmp_path, mlflo
     assert client.search_registered_models() == []
     experiment = client.get_experiment_by_name(FAMILY.experiment)
     assert experiment is None or client.search_runs([experiment.experiment_id]) == []
+
+
+def test_a_model_trained_with_random_unrelated_pairs_registers_apart_from_pair_models(tmp_path, mlflow_store):
+    source = tmp_path / "questions.csv"
+    sample_question_pairs(200, seed=3).to_csv(source, index=False)
+    base = text_pairs_config(source)
+    config = dataclasses.replace(base, model=dataclasses.replace(base.model, head="monotone", random_negatives=1.0))
+
+    result = train_flow(config=config, work_dir=tmp_path / "work")
+
+    client = MlflowClient(mlflow_store)
+    assert result["registered"]["name"] == FAMILY.collection_registered_name
+    assert [model.name for model in client.search_registered_models()] == [FAMILY.collection_registered_name]
+    run = client.get_run(result["run_id"])
+    assert run.data.params["model.random_negatives"] == "1.0" and run.data.params["model.head"] == "monotone"
