@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from shipped_configs import CONFIG_DIR, SHIPPED_CONFIGS, load_shipped, needs_data_file
 
 from siamese.config import (
     KIND_SECTIONS,
@@ -45,8 +46,6 @@ from siamese.config import (
     load_config,
 )
 
-CONFIG_DIR = Path(__file__).parents[1] / "configs"
-SHIPPED_CONFIGS = sorted(CONFIG_DIR.glob("*.toml"))
 
 
 def write_toml(tmp_path: Path, text: str) -> Path:
@@ -204,16 +203,12 @@ def test_configs_directory_ships_configs():
 
 @pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=[path.name for path in SHIPPED_CONFIGS])
 def test_every_shipped_config_loads(path, tmp_path):
-    """A config meant for `siamese train --config C --data FILE` (its usage line says so) loads with a data file."""
-    if "--data" in path.read_text():
-        pairs = tmp_path / "pairs.csv"
-        pairs.write_text("question1,question2,is_duplicate\n" + "".join(f"q{i},p{i},{i % 2}\n" for i in range(20)))
-        config = load_config(path, overrides={"kind": "text", "data.path": str(pairs)})
-        assert config.data.path == str(pairs)
-    else:
-        config = load_config(path)
-        assert config.data.num_pairs >= 10
+    config = load_shipped(path, tmp_path)
     assert isinstance(config, Config)
+    if needs_data_file(path):
+        assert config.data.path == str(tmp_path / "questions.csv")
+    else:
+        assert config.data.num_pairs >= 10
 
 
 def test_unreadable_config_path_is_a_config_error(tmp_path):
