@@ -224,9 +224,14 @@ def _print_result(result: dict, config) -> None:
     print("\n".join(lines))
 
 
-def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.threshold is not None and not math.isfinite(args.threshold):  # its range depends on the model: the flow checks it
+def _check_threshold(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """A finite `--threshold`, or none; its range depends on the model, which the flow checks."""
+    if args.threshold is not None and not math.isfinite(args.threshold):
         parser.error(f"--threshold must be a number, got {args.threshold}")
+
+
+def _score(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    _check_threshold(args, parser)
 
     def score():
         from flows.score import score_flow
@@ -257,8 +262,7 @@ def _report_scores(args: argparse.Namespace, summary: Any) -> None:
 
 
 def _dedupe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.threshold is not None and not math.isfinite(args.threshold):
-        parser.error(f"--threshold must be a number, got {args.threshold}")
+    _check_threshold(args, parser)
     if args.neighbours < 1:
         parser.error(f"--neighbours must be >= 1, got {args.neighbours}")
     if args.against is not None and not args.against.exists():
