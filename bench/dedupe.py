@@ -1,6 +1,6 @@
 """Duplicates in whole collections: candidate recall, quality against labels, speed and memory of `siamese dedupe`.
 
-    .venv/bin/python bench/dedupe.py [--texts 4000] [--sizes 100000,1000000] [--neighbours 20] [--config configs/collection.toml] [--store DIR]
+    .venv/bin/python bench/dedupe.py [--texts 4000] [--sizes 100000,1000000] [--config configs/collection.toml] [--store DIR]
 
 1. A text pair model: `siamese train --data quora_dev.tsv` with the defaults (or `--config`), as
    a new user would, in a temporary MLflow store (the version it registers, at its stored
@@ -8,7 +8,8 @@
 2. **Recall of the candidate search.** The first `--texts` distinct questions of
    `../shared/data/quora_dev.tsv` (10,000 at most) are scored exhaustively, every pair by the
    model's head; recall is the share of the pairs it scores at or above the threshold that the
-   k nearest neighbours (exact and HNSW index) contain, for several k.
+   candidates contain (exact and HNSW index), for a fixed k nearest and for searches that grow
+   a text's candidates while the model accepts the farthest (`siamese.dedupe.CandidateSearch`).
 3. **Quality against labels.** Of the file's labelled pairs whose two questions are both in that
    collection: the share of duplicates that land in one group, and of non-duplicates wrongly in
    one group, for `siamese dedupe`'s groups and for groups from exhaustive scoring.
@@ -36,7 +37,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 QUORA = REPOSITORY.parent / "shared" / "data" / "quora_dev.tsv"
 SIAMESE = Path(sys.executable).parent / "siamese"
-RECALL_NEIGHBOURS = (5, 10, 20, 50)
+RECALL_SEARCHES = ((5, 5), (20, 20), (50, 50), (20, 160), (20, 640))  # (neighbours, max_neighbours); the last is the default
 EXHAUSTIVE_BATCH = 200_000
 
 
@@ -44,7 +45,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=4000, help="questions scored exhaustively (at most 10,000)")
     parser.add_argument("--sizes", default="100000,1000000", help="collection sizes timed with siamese dedupe")
-    parser.add_argument("--neighbours", type=int, default=20)
     parser.add_argument("--config", help="a config file for siamese train (default: none, the defaults)")
     parser.add_argument("--store", type=Path, help="a folder kept for the MLflow store: trains into it once, reuses its model after")
     args = parser.parse_args()
@@ -65,9 +65,9 @@ def main() -> None:
         from tasks.registry import load_text_pair_embedder
 
         loaded = load_text_pair_embedder.fn(model)
-        rate = measure_recall_and_quality(loaded.embedder, loaded.threshold, min(args.texts, 10_000), args.neighbours)
+        rate = measure_recall_and_quality(loaded.embedder, loaded.threshold, min(args.texts, 10_000))
         for size in (int(size) for size in args.sizes.split(",") if size):
-            time_dedupe(work, environment, model, size, args.neighbours, rate)
+            time_dedupe(work, environment, model, size, rate)
 
 
 def train_model(work: Path, environment: dict[str, str], config: str | None) -> float:
@@ -88,9 +88,19 @@ def questions(limit: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
     return texts, pairs
 
 
-def measure_recall_and_quality(embedder, threshold: float, count: int, default_neighbours: int) -> float:
+def measure_recall_and_quality(embedder, threshold: float, count: int) -> float:
     """Print the recall and quality tables; return exhaustive scoring's pairs per second."""
-    from siamese.dedupe import GROUPINGS, NeighbourIndex, find_duplicates, group_pairs, index_texts, neighbour_pairs, random_pair_acceptance
+    from siamese.dedupe import (
+        GROUPINGS,
+        CandidateSearch,
+        IndexedTexts,
+        NeighbourIndex,
+        find_duplicates,
+        group_pairs,
+        index_texts,
+        random_pair_acceptance,
+        scored_candidates,
+    )
 
     texts, pairs = questions(count)
     indexed = index_texts(embedder, texts)
@@ -104,13 +114,17 @@ def measure_recall_and_quality(embedder, threshold: float, count: int, default_n
     print(f"\n{len(texts):,} questions, {len(scores):,} pairs scored exhaustively at {rate:,.0f} pairs/s; {above.sum():,} at or above {threshold:.4g} ({above.mean():.2%})")
     print(f"random pairs accepted (siamese dedupe's estimate from {10_000:,} pairs): {random_pair_acceptance(embedder, indexed.encodings, threshold):.2%}")
     wanted = left[above] * len(texts) + right[above]
-    print("| k | index | candidate pairs | recall of the head's pairs |\n| ---: | --- | ---: | ---: |")
+    print("| nearest per text | index | candidate pairs | per text | texts cut short | recall of the head's pairs | seconds |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for kind, limit in (("exact", len(texts)), ("hnsw", 0)):
-        index = NeighbourIndex.build(indexed.index.vectors(0, len(texts)), exact_limit=limit)
-        for neighbours in RECALL_NEIGHBOURS:
-            found_left, found_right = neighbour_pairs(index, neighbours + 1)
-            found = np.isin(wanted, found_left * len(texts) + found_right)
-            print(f"| {neighbours} | {kind} | {len(found_left):,} | {found.mean() if len(found) else 1.0:.4f} |")
+        index = NeighbourIndex.build(indexed.index.vectors_of(np.arange(len(texts))), exact_limit=limit)
+        for neighbours, most in RECALL_SEARCHES:
+            started = time.perf_counter()
+            found = scored_candidates(embedder, IndexedTexts(texts, indexed.encodings, index), threshold, CandidateSearch(neighbours, most))
+            seconds = time.perf_counter() - started
+            recall = np.isin(wanted, found.left.astype(np.int64) * len(texts) + found.right).mean() if len(wanted) else 1.0
+            nearest = f"{neighbours}" if most == neighbours else f"{neighbours} to {most}"
+            print(f"| {nearest} | {kind} | {len(found.left):,} | {len(found.left) / len(texts):.1f} | {found.cut_short:,} | {recall:.4f} | {seconds:.1f} |")
 
     position = {text: number for number, text in enumerate(texts)}
     inside = pairs[pairs.question1.isin(position) & pairs.question2.isin(position)]
@@ -121,9 +135,9 @@ def measure_recall_and_quality(embedder, threshold: float, count: int, default_n
     decided = embedder.score_pairs(indexed.encodings, indexed.encodings, first, second) >= threshold
     print(f"| the model on each labelled pair alone | - | {decided[labels].mean():.3f} | {decided[~labels].mean():.3f} | - |")
     for grouping in GROUPINGS:
-        dedupe_groups = find_duplicates(embedder, indexed, threshold, default_neighbours, grouping).group
+        dedupe_groups = find_duplicates(embedder, indexed, threshold, grouping=grouping).group
         exhaustive_groups = group_pairs(grouping, len(texts), left, right, scores, threshold)
-        for name, groups in ((f"siamese dedupe (k={default_neighbours})", dedupe_groups), ("exhaustive scoring", exhaustive_groups)):
+        for name, groups in (("siamese dedupe", dedupe_groups), ("exhaustive scoring", exhaustive_groups)):
             together = groups[first] == groups[second]
             print(f"| {name} | {grouping} | {together[labels].mean():.3f} | {together[~labels].mean():.3f} | {np.bincount(groups).max():,} |")
     return rate
@@ -153,10 +167,10 @@ def perturbed_collection(size: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"id": np.arange(size), "question": out})
 
 
-def time_dedupe(work: Path, environment: dict[str, str], model: str, size: int, neighbours: int, exhaustive_rate: float) -> None:
+def time_dedupe(work: Path, environment: dict[str, str], model: str, size: int, exhaustive_rate: float) -> None:
     source, output = work / f"collection-{size}.csv", work / f"groups-{size}.parquet"
     perturbed_collection(size).to_csv(source, index=False)
-    command = [str(SIAMESE), "dedupe", "--model", model, "--input", str(source), "--output", str(output), "--neighbours", str(neighbours)]
+    command = [str(SIAMESE), "dedupe", "--model", model, "--input", str(source), "--output", str(output)]
     started = time.perf_counter()
     with open(work / "dedupe.out", "w") as out, open(work / "dedupe.err", "w") as err:
         process = subprocess.Popen(command, cwd=work, env=environment, stdout=out, stderr=err)

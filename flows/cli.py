@@ -265,6 +265,8 @@ def _dedupe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     _check_threshold(args, parser)
     if args.neighbours < 1:
         parser.error(f"--neighbours must be >= 1, got {args.neighbours}")
+    if args.max_neighbours is not None and args.max_neighbours < args.neighbours:
+        parser.error(f"--max-neighbours ({args.max_neighbours}) must be >= --neighbours ({args.neighbours})")
     if args.against is not None and not args.against.exists():
         parser.error(f"--against {args.against}: no such file or folder (an earlier dedupe's output, or its .index folder)")
 
@@ -278,6 +280,7 @@ def _dedupe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             text_column=args.text_column,
             against=None if args.against is None else args.against.resolve(),
             neighbours=args.neighbours,
+            max_neighbours=args.max_neighbours,
             threshold=args.threshold,
             grouping=args.grouping,
             chunk_rows=args.chunk_rows,
@@ -812,7 +815,14 @@ def _add_score_command(commands: argparse._SubParsersAction) -> None:
     dedupe.add_argument(
         "--against", type=Path, metavar="PATH", help="also match each text against a collection an earlier dedupe saved (its output or .index folder)"
     )
-    dedupe.add_argument("--neighbours", type=int, default=20, help="nearest texts the model scores per text (default 20)")
+    dedupe.add_argument("--neighbours", type=int, default=20, help="nearest texts the model scores per text at first (default 20)")
+    dedupe.add_argument(
+        "--max-neighbours",
+        type=int,
+        metavar="N",
+        help="at most, for a text whose farthest candidates the model still accepts: they double until it rejects them (default 640, or "
+        "--neighbours if more; set it to --neighbours for a fixed number)",
+    )
     dedupe.add_argument("--threshold", type=float, help="duplicates at similarity >= THRESHOLD (default: the model's stored threshold)")
     dedupe.add_argument(
         "--grouping",

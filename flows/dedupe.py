@@ -15,7 +15,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from siamese.dedupe import DEFAULT_NEIGHBOURS, GROUPINGS, row_groups
+from siamese.dedupe import DEFAULT_NEIGHBOURS, GROUPINGS, MAX_NEIGHBOURS, CandidateSearch, row_groups
 from tasks.dedupe import (
     DedupeSummary,
     EmbeddingSummary,
@@ -47,6 +47,7 @@ def dedupe_flow(
     text_column: str | None = None,
     against: Path | None = None,
     neighbours: int = DEFAULT_NEIGHBOURS,
+    max_neighbours: int | None = None,
     threshold: float | None = None,
     grouping: str = "centre",
     chunk_rows: int = CHUNK_ROWS,
@@ -62,7 +63,9 @@ def dedupe_flow(
             `known_similarity` too. The index goes beside it, in `<output>.index/`.
         against: a collection saved by an earlier run (its output file or its `.index` folder):
             each text is also matched against it, without encoding it again.
-        neighbours: nearest texts scored per text.
+        neighbours: nearest texts scored per text at first; `max_neighbours`: at most, where the
+            model keeps accepting the farthest (`siamese.dedupe.CandidateSearch`; None: 640, or
+            `neighbours` if more).
         threshold: decide duplicates here instead of at the model's stored threshold.
         grouping: `centre`: each group a text and the texts the model decides are its duplicates
             (no chains); `connected`: every pair decided duplicate joins its two groups
@@ -78,6 +81,7 @@ def dedupe_flow(
     """
     if grouping not in GROUPINGS:  # before any work, not after the encoding
         raise ValueError(f"grouping must be one of {', '.join(GROUPINGS)}, got {grouping!r}")
+    search = CandidateSearch(neighbours, max(neighbours, MAX_NEIGHBOURS) if max_neighbours is None else max_neighbours)
     check_output_path(input_path, output_path)
     column = find_text_column(input_path, text_column)
     model = load_text_pair_embedder(model_uri)
@@ -88,6 +92,7 @@ def dedupe_flow(
         "model_uri": model_uri,
         "input": str(input_path),
         "neighbours": neighbours,
+        "max_neighbours": search.max_neighbours,
         "threshold": decision.value,
         "grouping": grouping,
         "against": str(against or ""),
@@ -98,7 +103,7 @@ def dedupe_flow(
         timer.lap("read")
         indexed = index_collection(model.embedder, texts)
         timer.lap("encode")
-        duplicates = find_collection_duplicates(model.embedder, indexed, decision.value, neighbours, grouping)
+        duplicates = find_collection_duplicates(model.embedder, indexed, decision.value, search, grouping)
         timer.lap("search_and_score")
         known = None if against is None else match_known(model.embedder, indexed, against, decision.value, neighbours)
         timer.lap("match_saved")
@@ -117,10 +122,11 @@ def dedupe_flow(
             pairs_scored=duplicates.pairs_scored,
             threshold=decision,
             index_kind=indexed.index.kind,
-            neighbours=neighbours,
+            search=search,
             grouping=grouping,
             unencodable=unencodable_counts(texts),
             random_pairs_accepted=duplicates.random_pairs_accepted,
+            cut_short=duplicates.cut_short,
             known_matches=None if known is None else known.rows_matched(texts.text_ids),
             seconds=timer.seconds,
         )

@@ -2,8 +2,9 @@
 
 Scoring every pair of n texts costs n^2 / 2 model calls (5 x 10^9 for 100,000 queries). A
 Siamese model needs far fewer: each text is encoded once (`siamese.embedding.Embedder`), a
-FAISS index finds each text's `neighbours` nearest search vectors, and only those candidate
-pairs are scored by the model's head and decided at its threshold. The decided pairs then form
+FAISS index finds each text's nearest search vectors (as many as the model keeps accepting,
+`CandidateSearch`), and only those candidate pairs are scored by the model's head and decided
+at its threshold. The decided pairs then form
 groups (`group_pairs`): stars around centres by default, or transitively (connected components,
 a union-find), where a chain of borderline pairs can join texts no pair links.
 
@@ -26,7 +27,9 @@ from scipy.sparse.csgraph import connected_components
 
 from siamese.embedding import Embedder, as_queries
 
-DEFAULT_NEIGHBOURS = 20  # candidates per text (bench/dedupe.py measures the recall of 5 to 50)
+DEFAULT_NEIGHBOURS = 20  # candidates per text at first (`CandidateSearch`)
+MAX_NEIGHBOURS = 640  # candidates per text at most: 0.99 of what the head accepts on 10,000 questions (BENCHMARKS.md)
+GROWTH_BUDGET = 10_000_000  # candidate pairs searched after the first round, at most: about 30 s of scoring on 2 cores
 EXACT_SEARCH_LIMIT = 50_000  # vectors searched exactly (n^2 products); more go to an HNSW graph, as exact in recall (bench/dedupe.py)
 HNSW_LINKS = 32  # HNSW's M: graph links per vector
 HNSW_BUILD_DEPTH = 80  # efConstruction
@@ -78,9 +81,9 @@ class NeighbourIndex:
         extra = np.sqrt(np.maximum(self._length**2 - squared, 0.0)).astype(np.float32)
         self._index.add(np.ascontiguousarray(np.hstack([vectors, extra[:, None]])))
 
-    def vectors(self, start: int, stop: int) -> np.ndarray:
-        """The stored vectors `start` to `stop`, without their extra dimension (the index holds them: a collection keeps no other copy)."""
-        return self._index.reconstruct_n(start, stop - start)[:, :-1]
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors `ids`, without their extra dimension (the index holds them: a collection keeps no other copy)."""
+        return self._index.reconstruct_batch(np.asarray(ids, np.int64))[:, :-1]
 
     @property
     def kind(self) -> str:
@@ -96,7 +99,7 @@ class NeighbourIndex:
 
     def search_with(self, queries: NeighbourIndex, neighbours: int) -> np.ndarray:
         """`search` with every vector another index (or this one) holds, as queries (`as_queries`), a batch at a time."""
-        return self._search(len(queries), lambda start, stop: as_queries(queries.vectors(start, stop)), neighbours)
+        return self._search(len(queries), lambda start, stop: as_queries(queries.vectors_of(np.arange(start, stop))), neighbours)
 
     def _search(self, count: int, batch_of: Callable[[int, int], np.ndarray], neighbours: int) -> np.ndarray:
         if self.kind == "hnsw":
@@ -123,24 +126,123 @@ def longest(vectors: np.ndarray) -> float:
     return float(np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64).max(initial=0.0)))
 
 
-def neighbour_pairs(index: NeighbourIndex, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct unordered pairs `(i, j)`, `i < j`, of each indexed vector and its `neighbours` nearest, itself excluded.
+@dataclass(frozen=True)
+class CandidateSearch:
+    """How many nearest texts each text's candidates hold: a first `neighbours`, grown where the model keeps accepting.
 
-    Searched a batch of queries at a time, each batch reduced to one int64 key per pair at once:
-    a million texts' raw results (neighbour ids, repeated query numbers) never coexist.
+    No one k suits every text: a text with a hundred near-copies needs a hundred candidates, a
+    unique one none. So each text starts with its `neighbours` nearest, and while the farther
+    half of its candidates holds a pair the model accepts, they double (searched again), up to
+    `max_neighbours`. A text whose farthest candidates are all rejected stops: the search
+    ranks as the head scores (`siamese.embedding`), so farther texts are rejected too.
+
+    Growing searches at most `growth_budget` more pairs than the first round, texts with the
+    fewest accepted among their farthest first (nearly done; a pair is found from either of its
+    texts). A model that accepts many unrelated texts (`random_pair_acceptance`) would otherwise
+    take every text of a large collection to `max_neighbours`, for pairs that are mostly false.
     """
-    span = len(index)
-    keys = []
-    for start in range(0, span, SEARCH_BATCH):
-        found = index.search(as_queries(index.vectors(start, min(start + SEARCH_BATCH, span))), neighbours)
-        queries = np.repeat(np.arange(start, start + len(found), dtype=np.int64), found.shape[1])
-        found = found.reshape(-1)
-        keep = (found >= 0) & (found != queries)
-        queries, found = queries[keep], found[keep]
-        keys.append(np.unique(np.minimum(queries, found) * span + np.maximum(queries, found)))
-    keys = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
-    ids = np.int32 if span < 2**31 else np.int64  # millions of pairs: half the memory
-    return (keys // span).astype(ids), (keys % span).astype(ids)
+
+    neighbours: int = DEFAULT_NEIGHBOURS
+    max_neighbours: int = MAX_NEIGHBOURS
+    growth_budget: int = GROWTH_BUDGET
+
+    def __post_init__(self) -> None:
+        if self.neighbours < 1:
+            raise ValueError(f"neighbours must be >= 1, got {self.neighbours}")
+        if self.max_neighbours < self.neighbours:
+            raise ValueError(f"max_neighbours ({self.max_neighbours}) must be >= neighbours ({self.neighbours})")
+
+
+@dataclass(frozen=True)
+class ScoredPairs:
+    """Distinct unordered candidate pairs `(left[p], right[p])`, `left < right`, and the model's score of each."""
+
+    left: np.ndarray
+    right: np.ndarray
+    scores: np.ndarray  # float32
+    cut_short: int  # texts whose farthest candidates were still accepted when their search stopped (`max_neighbours` or the budget)
+
+
+def scored_candidates(embedder: Embedder, indexed: IndexedTexts, threshold: float, search: CandidateSearch) -> ScoredPairs:
+    """Each text's candidates, grown as `CandidateSearch` says, scored by the model's head.
+
+    A round searches the growing texts a batch at a time and scores the pairs not scored in an
+    earlier round; a round's pairs are reduced to one int64 key each as they come, so a million
+    texts' raw results (neighbour ids, repeated query numbers) never coexist.
+    """
+    index, items = indexed.index, len(indexed.index)
+    scored = _KeyedScores(items)
+    growing, reached, depth = np.arange(items), 0, min(search.neighbours, items - 1)
+    spare, cut_short = search.growth_budget, 0
+    while len(growing) and depth > reached:
+        if reached:  # after the first round, which every text has
+            affordable = spare // (depth - reached)
+            cut_short += max(len(growing) - affordable, 0)
+            growing = growing[:affordable]
+            spare -= len(growing) * (depth - reached)
+            if not len(growing):
+                break
+        first = 0 if reached == 0 else reached + 1  # the first round's columns hold the text itself (wherever it ranks)
+        farther = max(first, depth // 2 + 1)
+        still, counts = [], []
+        for start in range(0, len(growing), SEARCH_BATCH):
+            queries = growing[start : start + SEARCH_BATCH]
+            found = index.search(as_queries(index.vectors_of(queries)), depth + 1)[:, first:]
+            accepted = scored.score_new(embedder, indexed.encodings, queries, found, threshold)[:, farther - first :].sum(axis=1)
+            still.append(queries[accepted > 0])
+            counts.append(accepted[accepted > 0])
+        scored.end_round()
+        growing = np.concatenate(still)[np.argsort(np.concatenate(counts), kind="stable")]  # fewest accepted first
+        reached, depth = depth, min(2 * depth, search.max_neighbours, items - 1)
+    left, right, scores = scored.pairs()
+    complete = reached >= items - 1  # every other text was a candidate: nothing was left to find
+    return ScoredPairs(left, right, scores, cut_short=cut_short + (0 if complete else len(growing)))
+
+
+class _KeyedScores:
+    """Scored pairs as sorted int64 keys `i * items + j` (`i < j`) and their scores, so a pair is scored once across rounds."""
+
+    def __init__(self, items: int) -> None:
+        self._items = items
+        self._keys, self._scores = np.zeros(0, np.int64), np.zeros(0, np.float32)  # earlier rounds, sorted
+        self._round_keys, self._round_scores = [], []
+
+    def score_new(self, embedder: Embedder, encodings, queries: np.ndarray, found: np.ndarray, threshold: float) -> np.ndarray:
+        """Score each `(queries[q], found[q, c])` not scored in an earlier round; whether each was accepted, shaped as `found`."""
+        mates = np.repeat(queries.astype(np.int64), found.shape[1])
+        others = found.reshape(-1)
+        valid = (others >= 0) & (others != mates)
+        keys = np.minimum(mates, others) * self._items + np.maximum(mates, others)
+        unique, inverse = np.unique(keys[valid], return_inverse=True)
+        scores = np.empty(len(unique), np.float32)
+        known = _sorted_positions(self._keys, unique)
+        scores[known >= 0] = self._scores[known[known >= 0]]
+        new = unique[known < 0]
+        scores[known < 0] = score_pairs(embedder, encodings, encodings, (new // self._items, new % self._items))
+        self._round_keys.append(new)
+        self._round_scores.append(scores[known < 0])
+        accepted = np.zeros(len(keys), bool)
+        accepted[valid] = scores[inverse] >= threshold
+        return accepted.reshape(found.shape)
+
+    def end_round(self) -> None:
+        """Merge the round's pairs into the sorted ones (a pair two texts of one round found is kept once)."""
+        keys = np.concatenate([self._keys, *self._round_keys])
+        scores = np.concatenate([self._scores, *self._round_scores])
+        self._keys, first = np.unique(keys, return_index=True)
+        self._scores = scores[first]
+        self._round_keys, self._round_scores = [], []
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ids = np.int32 if self._items < 2**31 else np.int64  # millions of pairs: half the memory
+        return (self._keys // self._items).astype(ids), (self._keys % self._items).astype(ids), self._scores
+
+
+def _sorted_positions(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Each of `keys`' position in `sorted_keys`, -1 where absent."""
+    at = np.minimum(np.searchsorted(sorted_keys, keys), max(len(sorted_keys) - 1, 0))
+    present = (sorted_keys[at] == keys) if len(sorted_keys) else np.zeros(len(keys), bool)
+    return np.where(present, at, -1)
 
 
 def group_duplicates(items: int, left: np.ndarray, right: np.ndarray, duplicate: np.ndarray) -> np.ndarray:
@@ -279,6 +381,7 @@ class Duplicates:
     similarity: np.ndarray  # the model's score of that pair; NaN: none
     pairs_scored: int
     random_pairs_accepted: float  # `random_pair_acceptance`
+    cut_short: int = 0  # texts whose search stopped with its farthest candidates still accepted (`ScoredPairs`)
 
 
 GROUPINGS = ("centre", "connected")
@@ -295,15 +398,15 @@ def group_pairs(grouping: str, items: int, left: np.ndarray, right: np.ndarray, 
 
 
 def find_duplicates(
-    embedder: Embedder, indexed: IndexedTexts, threshold: float, neighbours: int = DEFAULT_NEIGHBOURS, grouping: str = "centre"
+    embedder: Embedder, indexed: IndexedTexts, threshold: float, search: CandidateSearch = CandidateSearch(), grouping: str = "centre"
 ) -> Duplicates:
-    """Score each text's `neighbours` nearest texts with the model; group those scored `>= threshold` (`group_pairs`)."""
-    left, right = neighbour_pairs(indexed.index, neighbours + 1)  # + 1: a text finds itself first
-    scores = score_pairs(embedder, indexed.encodings, indexed.encodings, (left, right))
+    """Score each text's nearest texts with the model (`CandidateSearch`); group those scored `>= threshold` (`group_pairs`)."""
+    pairs = scored_candidates(embedder, indexed, threshold, search)
     items = len(indexed.texts)
-    nearest, best = best_matches(items, left, right, scores)
+    nearest, best = best_matches(items, pairs.left, pairs.right, pairs.scores)
     accepted = random_pair_acceptance(embedder, indexed.encodings, threshold)
-    return Duplicates(group_pairs(grouping, items, left, right, scores, threshold), nearest, best, len(left), accepted)
+    group = group_pairs(grouping, items, pairs.left, pairs.right, pairs.scores, threshold)
+    return Duplicates(group, nearest, best, len(pairs.left), accepted, pairs.cut_short)
 
 
 def random_pair_acceptance(embedder: Embedder, encodings: sparse.csr_matrix | np.ndarray, threshold: float, pairs: int = RANDOM_PAIRS, seed: int = 0) -> float:

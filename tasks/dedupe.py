@@ -25,6 +25,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from siamese.data.tables import AtomicTableWriter, describe_rows, iter_table_chunks, read_columns, read_table
 from siamese.data.text_pairs import detect_text_column, unscorable_texts
 from siamese.dedupe import (
+    CandidateSearch,
     Duplicates,
     IndexedTexts,
     NeighbourIndex,
@@ -89,10 +90,11 @@ class DedupeSummary:
     pairs_scored: int
     threshold: DecisionThreshold
     index_kind: str
-    neighbours: int
+    search: CandidateSearch
     grouping: str
     unencodable: dict[str, int] = field(default_factory=dict)
     random_pairs_accepted: float = 0.0  # `siamese.dedupe.random_pair_acceptance`
+    cut_short: int = 0  # texts whose search stopped while the model still accepted their farthest candidates
     known_matches: int | None = None  # rows matched in the saved collection (--against); None without one
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
 
@@ -117,19 +119,30 @@ class DedupeSummary:
             "unencodable_rows": self.rows - self.encoded_rows,
             "pairs_scored": self.pairs_scored,
             "random_pairs_accepted": self.random_pairs_accepted,
+            "texts_cut_short": self.cut_short,
         }
         if self.known_matches is not None:
             counted["known_matches"] = self.known_matches
         return counted | {f"seconds/{stage}": seconds for stage, seconds in self.seconds.items()}
+
+    def _nearest(self) -> str:
+        search = self.search
+        return str(search.neighbours) if search.max_neighbours == search.neighbours else f"{search.neighbours} to {search.max_neighbours}"
 
     def lines(self) -> list[str]:
         """The summary in a few lines, for the terminal and the Prefect artifact."""
         lines = [
             f"{self.rows:,} rows, {self.encoded_rows:,} encoded ({self.distinct_texts:,} distinct texts)",
             f"{self.groups:,} groups: {self.duplicates_removed:,} duplicate rows removed by keeping one per group",
-            f"{self.pairs_scored:,} candidate pairs scored ({self.neighbours} nearest per text, {self.index_kind} index); "
+            f"{self.pairs_scored:,} candidate pairs scored ({self._nearest()} nearest per text, {self.index_kind} index); "
             f"duplicate when {self.threshold.describe()}; {self.grouping} groups",
         ]
+        if self.cut_short:
+            lines.append(
+                f"warning: {self.cut_short:,} texts stopped growing their candidates while the model still accepted the farthest "
+                f"(at --max-neighbours {self.search.max_neighbours} or {self.search.pairs_per_text} pairs per text in all): the "
+                "model accepts pairs that were never scored, so some duplicates may be missed"
+            )
         if self.accepted_per_text > TOPIC_WARNING:
             lines.append(
                 f"warning: the model decides {self.random_pairs_accepted:.2%} of random pairs of these texts are duplicates "
@@ -191,10 +204,10 @@ def index_collection(embedder: Embedder, texts: CollectionTexts) -> IndexedTexts
 
 
 @task(name="find-duplicates", cache_policy=NO_CACHE)
-def find_collection_duplicates(embedder: Embedder, indexed: IndexedTexts, threshold: float, neighbours: int, grouping: str) -> Duplicates:
+def find_collection_duplicates(embedder: Embedder, indexed: IndexedTexts, threshold: float, search: CandidateSearch, grouping: str) -> Duplicates:
     """Score each text's nearest texts with the model's head; group those it decides are duplicates (`grouping`)."""
-    found = find_duplicates(embedder, indexed, threshold, neighbours, grouping)
-    get_run_logger().info("scored %d candidate pairs (%d nearest texts each)", found.pairs_scored, neighbours)
+    found = find_duplicates(embedder, indexed, threshold, search, grouping)
+    get_run_logger().info("scored %d candidate pairs (%d texts stopped short of accepting no more)", found.pairs_scored, found.cut_short)
     return found
 
 

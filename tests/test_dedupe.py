@@ -7,6 +7,7 @@ import pytest
 from dedupe_helpers import COLLECTION, EXPECTED_GROUPS, overlap_model
 
 from siamese.dedupe import (
+    CandidateSearch,
     Duplicates,
     NeighbourIndex,
     best_matches,
@@ -14,9 +15,9 @@ from siamese.dedupe import (
     group_around_centres,
     group_duplicates,
     index_texts,
-    neighbour_pairs,
     random_pair_acceptance,
     row_groups,
+    scored_candidates,
 )
 from siamese.embedding import Embedder
 
@@ -29,7 +30,7 @@ def test_the_groups_of_a_crafted_collection_come_out_right_with_an_exact_and_an_
     for exact_limit in (len(COLLECTION), 0):  # 0: every collection goes to HNSW
         indexed = index_texts(embedder, COLLECTION, exact_limit=exact_limit)
         assert indexed.index.kind == ("exact" if exact_limit else "hnsw")
-        found = find_duplicates(embedder, indexed, threshold=0.5, neighbours=4)
+        found = find_duplicates(embedder, indexed, threshold=0.5, search=CandidateSearch(neighbours=4))
         assert found.group.tolist() == EXPECTED_GROUPS
         assert found.nearest[0] in (2, 7) and found.similarity[0] >= 0.5
         assert found.similarity[5] < 0.5, "a loner's nearest is still named, with its low score"
@@ -39,16 +40,56 @@ def test_scores_of_candidates_are_the_models_own():
     model = overlap_model()
     embedder = Embedder(model)
     indexed = index_texts(embedder, COLLECTION)
-    found = find_duplicates(embedder, indexed, threshold=0.5, neighbours=len(COLLECTION))
+    found = find_duplicates(embedder, indexed, threshold=0.5, search=CandidateSearch(neighbours=len(COLLECTION)))
     nearest = found.nearest[1]
     expected = model.predict({"left": np.array([COLLECTION[1]], object), "right": np.array([COLLECTION[nearest]], object)}, verbose=0)
     assert found.similarity[1] == pytest.approx(float(expected[0, 0]), abs=1e-5)
 
 
-def test_candidate_pairs_are_distinct_unordered_and_never_a_text_with_itself():
-    vectors = np.hstack([np.eye(4), np.zeros((4, 1))]).astype(np.float32)  # no term of a text's own
-    left, right = neighbour_pairs(NeighbourIndex.build(vectors), 4)  # each finds itself and the 3 others
-    assert (left < right).all() and len(set(zip(left, right))) == len(left) == 6
+def test_candidate_pairs_are_distinct_unordered_and_never_a_text_with_itself(embedder):
+    indexed = index_texts(embedder, COLLECTION)
+    pairs = scored_candidates(embedder, indexed, 0.5, CandidateSearch(neighbours=len(COLLECTION) - 1))
+    assert (pairs.left < pairs.right).all() and len(set(zip(pairs.left, pairs.right))) == len(pairs.left)
+    assert len(pairs.left) == len(COLLECTION) * (len(COLLECTION) - 1) // 2, "every text found every other"
+
+
+# One question in many wordings (each drops a word or two of the first) among the collection's other texts.
+_WORDS = "how do i learn python quickly".split()
+MANY_COPIES = [" ".join(_WORDS)] + [" ".join(_WORDS[:a] + _WORDS[a + 1 :]) for a in range(len(_WORDS))] + COLLECTION[1:]
+
+
+def accepted_pairs(embedder: Embedder, indexed, threshold: float) -> set[tuple[int, int]]:
+    left, right = np.triu_indices(len(indexed.texts), 1)
+    scores = embedder.score_pairs(indexed.encodings, indexed.encodings, left, right)
+    return set(zip(left[scores >= threshold].tolist(), right[scores >= threshold].tolist()))
+
+
+def test_a_text_keeps_growing_its_candidates_while_the_model_accepts_its_farthest(embedder):
+    indexed = index_texts(embedder, MANY_COPIES)
+    wanted = accepted_pairs(embedder, indexed, 0.5)
+    fixed = scored_candidates(embedder, indexed, 0.5, CandidateSearch(neighbours=2, max_neighbours=2))
+    grown = scored_candidates(embedder, indexed, 0.5, CandidateSearch(neighbours=2))
+    assert len(wanted) > 10 and not wanted <= set(zip(fixed.left.tolist(), fixed.right.tolist())), "2 nearest cannot hold them"
+    assert fixed.cut_short > 0, "texts whose farthest candidates were accepted are counted"
+    assert wanted <= set(zip(grown.left.tolist(), grown.right.tolist())) and grown.cut_short == 0
+    assert len(grown.left) < len(MANY_COPIES) * (len(MANY_COPIES) - 1) // 2, "texts whose candidates were rejected stopped"
+    scores = embedder.score_pairs(indexed.encodings, indexed.encodings, grown.left, grown.right)
+    np.testing.assert_allclose(grown.scores, scores, rtol=1e-6, err_msg="each pair scored by the model, once")
+
+
+def test_growing_stops_at_the_budget_of_candidate_pairs(embedder):
+    indexed = index_texts(embedder, MANY_COPIES)
+    unbounded = scored_candidates(embedder, indexed, 0.0, CandidateSearch(neighbours=2))  # 0.0: every pair accepted
+    first_round = scored_candidates(embedder, indexed, 0.0, CandidateSearch(neighbours=2, max_neighbours=2))
+    budgeted = scored_candidates(embedder, indexed, 0.0, CandidateSearch(neighbours=2, growth_budget=5))
+    assert unbounded.cut_short == 0 and len(unbounded.left) == len(MANY_COPIES) * (len(MANY_COPIES) - 1) // 2
+    assert len(first_round.left) < len(budgeted.left) <= len(first_round.left) + 4, "the budget paid for 2 texts' next 2"
+    assert budgeted.cut_short == len(MANY_COPIES), "every text stopped with its farthest accepted"
+
+
+def test_a_search_that_could_never_grow_is_refused():
+    with pytest.raises(ValueError, match="max_neighbours"):
+        CandidateSearch(neighbours=30, max_neighbours=20)
 
 
 def test_groups_are_transitive_and_named_by_their_lowest_member():
@@ -87,7 +128,7 @@ def test_the_share_of_random_pairs_the_model_accepts_is_estimated_from_pairs_of_
     exact = (embedder.score_pairs(indexed.encodings, indexed.encodings, left, right) >= 0.5).mean()  # every pair of two texts
     assert 0 < exact < 0.5
     assert random_pair_acceptance(embedder, indexed.encodings, threshold=0.5, pairs=4000) == pytest.approx(exact, abs=0.03)
-    assert find_duplicates(embedder, indexed, threshold=0.5, neighbours=4).random_pairs_accepted == pytest.approx(exact, abs=0.03)
+    assert find_duplicates(embedder, indexed, threshold=0.5, search=CandidateSearch(neighbours=4)).random_pairs_accepted == pytest.approx(exact, abs=0.03)
     assert random_pair_acceptance(embedder, indexed.encodings[:1], threshold=0.0) == 0.0, "one text: no pair"
 
 
@@ -107,6 +148,6 @@ def test_both_indexes_find_the_largest_inner_products_of_vectors_of_any_length()
         found = index.search(queries, 5)
         recall = np.mean([len(set(found[row]) & set(expected[row])) / 5 for row in range(len(queries))])
         assert recall >= (0.999 if exact_limit else 0.95), index.kind
-        np.testing.assert_allclose(index.vectors(0, 3), vectors[:3], rtol=1e-2 if index.kind == "hnsw" else 1e-6)
+        np.testing.assert_allclose(index.vectors_of(np.array([2, 0, 1])), vectors[[2, 0, 1]], rtol=1e-2 if index.kind == "hnsw" else 1e-6)
     with pytest.raises(ValueError, match="exceeds the index"):
         NeighbourIndex.build(vectors[:10]).add(vectors[10:] * 100)

@@ -78,9 +78,12 @@ def test_the_groups_of_a_crafted_collection_come_out_right_in_row_order_with_a_r
     run = store.search_runs([store.get_experiment_by_name(EXPERIMENT).experiment_id])[0]
     assert run.info.status == "FINISHED" and run.data.metrics["groups"] == 5 and run.data.params["model_uri"] == MODEL
     assert run.data.metrics["random_pairs_accepted"] == summary.random_pairs_accepted and summary.accepted_per_text < 1
+    assert run.data.params["max_neighbours"] == "640" and run.data.metrics["texts_cut_short"] == 0
     assert not any("warning" in line for line in summary.lines())
     topical = dataclasses.replace(summary, random_pairs_accepted=0.25)  # a model accepting a quarter of all pairs
     assert any("about 2 per text" in line and "configs/collection.toml" in line for line in topical.lines())
+    stopped = dataclasses.replace(summary, cut_short=3)
+    assert any("warning: 3 texts stopped" in line and "--max-neighbours 640" in line for line in stopped.lines())
     assert (tmp_path / "groups.parquet.index" / "vectors.faiss").exists()
     assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")], "no temporary file left, stale ones removed"
 
@@ -121,3 +124,6 @@ def test_the_command_refuses_a_csv_embedding_output_and_names_the_column_it_need
     assert refused.value.code == cli.EXIT_INVALID and "v.csv: use a .parquet, .pq file" in capsys.readouterr().err
     assert cli.main(["dedupe", "--model", MODEL, "--input", str(source), "--output", str(tmp_path / "g.csv")]) == cli.EXIT_INVALID
     assert "cannot tell which column holds the texts" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["dedupe", "--model", MODEL, "--input", str(source), "--output", str(tmp_path / "g.csv"), "--neighbours", "30", "--max-neighbours", "20"])
+    assert refused.value.code == cli.EXIT_INVALID and "--max-neighbours (20) must be >= --neighbours (30)" in capsys.readouterr().err
