@@ -29,7 +29,7 @@ from siamese.embedding import Embedder, as_queries
 
 DEFAULT_NEIGHBOURS = 20  # candidates per text at first (`CandidateSearch`)
 MAX_NEIGHBOURS = 640  # candidates per text at most: 0.99 of what the head accepts on 10,000 questions (BENCHMARKS.md)
-GROWTH_BUDGET = 10_000_000  # candidate pairs searched after the first round, at most: about 30 s of scoring on 2 cores
+GROWTH_BUDGET = 3_000_000  # candidate pairs searched after the first round, at most: about 10 s of scoring on 2 cores
 EXACT_SEARCH_LIMIT = 50_000  # vectors searched exactly (n^2 products); more go to an HNSW graph, as exact in recall (bench/dedupe.py)
 HNSW_LINKS = 32  # HNSW's M: graph links per vector
 HNSW_BUILD_DEPTH = 80  # efConstruction
@@ -64,6 +64,11 @@ class NeighbourIndex:
         # and searching took 4-5 times as long on 92,386 texts (BENCHMARKS.md).
         index = faiss.IndexHNSWFlat(stored, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_BUILD_DEPTH
+        # Room for every vector at once: added a batch at a time, the vectors' store doubles as
+        # it grows and copies itself, briefly holding twice the vectors (0.4 GiB at 1,000,000 texts).
+        codes = faiss.downcast_index(index.storage).codes
+        codes.resize(size * stored * np.dtype(np.float32).itemsize)
+        codes.resize(0)  # the size back to none, the room kept
         return cls(index, length)
 
     @classmethod
@@ -226,12 +231,18 @@ class _KeyedScores:
         return accepted.reshape(found.shape)
 
     def end_round(self) -> None:
-        """Merge the round's pairs into the sorted ones (a pair two texts of one round found is kept once)."""
-        keys = np.concatenate([self._keys, *self._round_keys])
-        scores = np.concatenate([self._scores, *self._round_scores])
-        self._keys, first = np.unique(keys, return_index=True)
-        self._scores = scores[first]
-        self._round_keys, self._round_scores = [], []
+        """Merge the round's pairs into the sorted ones (a pair two texts of one round found is kept once).
+
+        Each step drops what it no longer needs: at a million texts the keys alone are 0.1 GiB.
+        """
+        keys, self._keys, self._round_keys = np.concatenate([self._keys, *self._round_keys]), None, []
+        scores, self._scores, self._round_scores = np.concatenate([self._scores, *self._round_scores]), None, []
+        order = np.argsort(keys, kind="stable")
+        keys, scores = keys[order], scores[order]
+        del order
+        first = np.ones(len(keys), bool)
+        np.not_equal(keys[1:], keys[:-1], out=first[1:])
+        self._keys, self._scores = keys[first], scores[first]
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ids = np.int32 if self._items < 2**31 else np.int64  # millions of pairs: half the memory
@@ -329,37 +340,56 @@ def index_texts(
 ) -> IndexedTexts:
     """Encode each of `texts` (distinct) once, a chunk at a time (`progress` gets the count done), and index them.
 
-    Memory holds the encodings once: chunks are copied into one matrix as they are freed. Each
-    chunk's search vectors are computed twice, once for the longest (which the index needs
-    first, `NeighbourIndex`) and once to go straight into the index, instead of being kept.
+    Memory holds the encodings once: each chunk is appended to arrays grown in place
+    (`_AppendedRows`); joining a list of chunks at the end held two copies at once (5.2 GiB at
+    1,000,000 texts, against 3.7 after). The index needs the longest search vector first
+    (`NeighbourIndex`), so search vectors are computed twice, once per chunk as it is encoded
+    and once a chunk at a time into the index, instead of being kept.
     """
-    chunks = []
+    appended, length = _AppendedRows(embedder), 0.0
     for start in range(0, len(texts), ENCODE_CHUNK):
-        chunks.append(embedder.encode(texts[start : start + ENCODE_CHUNK]))
+        chunk = embedder.encode(texts[start : start + ENCODE_CHUNK])
+        length = max(length, longest(embedder.search_vectors(chunk)))
+        appended.append(chunk)
         if progress is not None:
             progress(min(start + ENCODE_CHUNK, len(texts)))
-    length = max((longest(embedder.search_vectors(chunk)) for chunk in chunks), default=0.0)
+    encodings = appended.matrix()
     index = NeighbourIndex.empty(embedder.search_dimensions, len(texts), length, exact_limit)
-    for chunk in chunks:
-        index.add(embedder.search_vectors(chunk))
-    encodings = _joined(chunks, embedder) if chunks else embedder.encode([])
+    for start in range(0, len(texts), ENCODE_CHUNK):
+        index.add(embedder.search_vectors(encodings[start : start + ENCODE_CHUNK]))
     return IndexedTexts(np.asarray(texts, dtype=object), encodings, index)
 
 
-def _joined(chunks: list, embedder: Embedder) -> sparse.csr_matrix | np.ndarray:
-    """The chunks as one matrix, each chunk freed once copied: the peak is one chunk over the whole, not twice the whole."""
-    if not embedder.sparse:
-        return np.concatenate(chunks)
-    rows, nonzeros = sum(chunk.shape[0] for chunk in chunks), sum(chunk.nnz for chunk in chunks)
-    data, indices = np.empty(nonzeros, np.float32), np.empty(nonzeros, np.int32)
-    indptr = np.zeros(rows + 1, np.int64)
-    row = at = 0
-    while chunks:
-        chunk = chunks.pop(0)
-        data[at : at + chunk.nnz], indices[at : at + chunk.nnz] = chunk.data, chunk.indices
-        indptr[row + 1 : row + chunk.shape[0] + 1] = chunk.indptr[1:] + at
-        row, at = row + chunk.shape[0], at + chunk.nnz
-    return sparse.csr_matrix((data, indices, indptr), shape=(rows, embedder.width))
+class _AppendedRows:
+    """Rows of encodings appended a chunk at a time to arrays grown in place, then one matrix (CSR when `embedder.sparse`).
+
+    `ndarray.resize` reallocates, and the C library remaps a large allocation rather than
+    copying it: the whole grows without a second copy.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._width, self._sparse = embedder.width, embedder.sparse
+        self._values = np.zeros(0 if self._sparse else (0, self._width), np.float32)
+        self._indices = np.zeros(0, np.int32)
+        self._row_ends = [np.zeros(1, np.int64)]
+
+    def append(self, chunk: sparse.csr_matrix | np.ndarray) -> None:
+        if not self._sparse:
+            at = len(self._values)
+            self._values.resize((at + len(chunk), self._width), refcheck=False)
+            self._values[at:] = chunk
+            return
+        at = len(self._values)
+        self._values.resize(at + chunk.nnz, refcheck=False)
+        self._indices.resize(at + chunk.nnz, refcheck=False)
+        self._values[at:], self._indices[at:] = chunk.data, chunk.indices
+        self._row_ends.append(chunk.indptr[1:] + at)
+
+    def matrix(self) -> sparse.csr_matrix | np.ndarray:
+        if not self._sparse:
+            return self._values
+        row_ends = np.concatenate(self._row_ends)
+        return sparse.csr_matrix((self._values, self._indices, row_ends), shape=(len(row_ends) - 1, self._width))
 
 
 def score_pairs(embedder: Embedder, left: sparse.csr_matrix | np.ndarray, right: sparse.csr_matrix | np.ndarray, pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

@@ -140,8 +140,8 @@ class DedupeSummary:
         if self.cut_short:
             lines.append(
                 f"warning: {self.cut_short:,} texts stopped growing their candidates while the model still accepted the farthest "
-                f"(at --max-neighbours {self.search.max_neighbours} or {self.search.pairs_per_text} pairs per text in all): the "
-                "model accepts pairs that were never scored, so some duplicates may be missed"
+                f"(at --max-neighbours {self.search.max_neighbours}, or when {self.search.growth_budget:,} more pairs were searched): "
+                "the model accepts pairs that were never scored, so some duplicates may be missed"
             )
         if self.accepted_per_text > TOPIC_WARNING:
             lines.append(
