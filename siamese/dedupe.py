@@ -368,8 +368,9 @@ class _AppendedRows:
     """
 
     def __init__(self, embedder: Embedder) -> None:
-        self._width, self._sparse = embedder.width, embedder.sparse
-        self._values = np.zeros(0 if self._sparse else (0, self._width), np.float32)
+        empty = embedder.encode([])  # the width and type of the stored encodings
+        self._width, self._sparse = empty.shape[1], sparse.issparse(empty)
+        self._values = np.zeros(0 if self._sparse else (0, self._width), empty.dtype)
         self._indices = np.zeros(0, np.int32)
         self._row_ends = [np.zeros(1, np.int64)]
 

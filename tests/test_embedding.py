@@ -51,9 +51,11 @@ def test_a_text_has_one_encoding_whichever_side_of_a_pair_it_is_on():
     model = text_model("lexical", "symmetric")
     both_sides = keras.Model(model.inputs, list(shared_encoder(model).encodings))
     as_left, as_right = both_sides.predict({"left": LEFT, "right": LEFT}, verbose=0)
-    encoded = Embedder(model).encode(LEFT).toarray()
+    embedder = Embedder(model)
+    encoded = embedder.encode(LEFT)
     np.testing.assert_allclose(as_left, as_right)
-    np.testing.assert_allclose(encoded, as_left, atol=1e-6)
+    np.testing.assert_allclose(embedder.unpaired(encoded).toarray(), as_left, atol=1e-6)
+    assert embedder.paired and encoded.shape[1] == as_left.shape[1] // 2, "binary and TF-IDF value of a piece held as one"
 
 
 def test_embeddings_are_unit_length_sketched_from_wide_encodings_and_rank_a_text_first_to_itself():
