@@ -21,9 +21,10 @@ an encoding:
   process and every collection gets the same vectors from the same model.
 - its **embedding** (`embed`, what `siamese embed` writes and a served model returns): `phi`,
   sketched and L2-normalised, for users' own cosine searches.
-- its **pair scores**: `PairScorer` evaluates the model's own head on two batches of encodings
-  (sparse or dense), equal to the model's output on the texts (`tests/test_embedding.py`), so
-  candidate pairs are decided exactly as `siamese score` would decide them.
+- its **pair scores**: `Embedder.score_pairs` evaluates the model's own head on two sets of
+  encodings (dense, sparse, or the lexical encoder's pieces held paired: `Embedder.paired`),
+  equal to the model's output on the texts (`tests/test_embedding.py`), so candidate pairs are
+  decided exactly as `siamese score` would decide them.
 """
 
 from __future__ import annotations
@@ -225,29 +226,34 @@ class Embedder:
         return keras.ops.convert_to_numpy(self.encoder(batch, training=False)).astype(np.float32, copy=False)
 
     def _encode_sparse(self, batch: np.ndarray) -> sparse.csr_matrix:
-        """A wide encoding's nonzeros only, as CSR; `paired`: a complex64 value per piece over half the width."""
-        where, values = self._nonzeros_of(batch)
-        if not self.paired:
-            return sparse.csr_matrix((values, (where[:, 0], where[:, 1])), shape=(len(batch), self.width))
-        half = self.width // 2
-        second = where[:, 1] >= half
-        paired = np.where(second, 1j * values, values).astype(np.complex64)  # a piece's two halves are summed into one value
-        return sparse.csr_matrix((paired, (where[:, 0], where[:, 1] - half * second)), shape=(len(batch), half))
+        """A wide encoding's nonzero pieces as CSR; `paired`: complex64 (binary + 1j * TF-IDF) over half the width."""
+        where, values = self._nonzero_pieces(batch)  # row-major: rows ascending, columns ascending within each
+        row_ends = np.concatenate([[0], np.cumsum(np.bincount(where[:, 0], minlength=len(batch)))])
+        if self.paired:
+            data = np.empty(len(values), np.complex64)
+            data.real, data.imag = values[:, 0], values[:, 1]
+        else:
+            data = values[:, 0]
+        width = self.width // 2 if self.paired else self.width
+        return sparse.csr_matrix((data, where[:, 1].astype(np.int32), row_ends), shape=(len(batch), width))
 
-    def _nonzeros_of(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each nonzero's (row, column) and value: on TensorFlow from one compiled call (the dense batch never leaves the graph)."""
+    def _nonzero_pieces(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each piece with a nonzero value: its (row, column), and its values (two columns `paired`, the halves', else one).
+
+        On TensorFlow one compiled call returns them: the dense batch never leaves the graph.
+        """
         if keras.backend.backend() != "tensorflow":
-            encoded = self._encode_dense(batch)
-            where = np.argwhere(encoded)
-            return where, encoded[where[:, 0], where[:, 1]]
+            pieces = _pieces(self._encode_dense(batch), self.paired, np)
+            where = np.argwhere(pieces.any(axis=-1))
+            return where, pieces[where[:, 0], where[:, 1]]
         if self._nonzeros is None:
             import tensorflow as tf
 
-            @tf.function(reduce_retracing=True)
+            @tf.function(reduce_retracing=True, autograph=False)  # no Python control flow to convert
             def nonzeros(texts):
-                encoded = tf.cast(self.encoder(texts, training=False), tf.float32)
-                where = tf.where(encoded != 0)
-                return where, tf.gather_nd(encoded, where)
+                pieces = _pieces(tf.cast(self.encoder(texts, training=False), tf.float32), self.paired, tf)
+                where = tf.where(tf.reduce_any(pieces != 0, axis=-1))
+                return where, tf.gather_nd(pieces, where)
 
             self._nonzeros = nonzeros
         where, values = (value.numpy() for value in self._nonzeros(batch.astype(str)))
@@ -328,7 +334,6 @@ class Embedder:
             score = np.exp(-differing)
         return head.low + (head.high - head.low) * np.asarray(score, dtype=np.float64).reshape(-1)
 
-
     def _columns(self, values: np.ndarray) -> np.ndarray:
         """Per stored piece, its values (or weights) as columns: `paired`, the two halves'; else one."""
         if not self.paired:
@@ -337,6 +342,13 @@ class Embedder:
             return values.astype(np.complex64, copy=False).view(np.float32).reshape(-1, 2)
         half = len(values) // 2
         return np.ascontiguousarray(np.stack([values[:half], values[half:]], axis=1))
+
+
+def _pieces(encoded, paired: bool, ops):
+    """`(batch, pieces, values)`: `paired`, the two halves of the encoding side by side; else the encoding, one value a piece."""
+    if paired:
+        return ops.stack(ops.split(encoded, 2, axis=1), axis=-1)
+    return encoded[..., None]
 
 
 def as_queries(search_vectors: np.ndarray) -> np.ndarray:

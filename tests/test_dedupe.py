@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from dedupe_helpers import COLLECTION, EXPECTED_GROUPS, overlap_model
 
+from siamese import dedupe
 from siamese.dedupe import (
     CandidateSearch,
     Duplicates,
@@ -34,6 +35,15 @@ def test_the_groups_of_a_crafted_collection_come_out_right_with_an_exact_and_an_
         assert found.group.tolist() == EXPECTED_GROUPS
         assert found.nearest[0] in (2, 7) and found.similarity[0] >= 0.5
         assert found.similarity[5] < 0.5, "a loner's nearest is still named, with its low score"
+
+
+def test_encodings_appended_a_chunk_at_a_time_are_one_encoding_of_the_whole(embedder, monkeypatch):
+    monkeypatch.setattr(dedupe, "ENCODE_CHUNK", 4)  # 9 texts: chunks of 4, 4 and 1
+    indexed = index_texts(embedder, COLLECTION)
+    whole = embedder.encode(COLLECTION)
+    assert indexed.encodings.dtype == whole.dtype and indexed.encodings.shape == whole.shape
+    assert (indexed.encodings.indptr == whole.indptr).all() and (indexed.encodings.indices == whole.indices).all()
+    np.testing.assert_allclose(indexed.encodings.toarray(), whole.toarray(), atol=1e-6)  # batches of other sizes: float rounding
 
 
 def test_scores_of_candidates_are_the_models_own():
