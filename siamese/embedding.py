@@ -226,34 +226,35 @@ class Embedder:
         return keras.ops.convert_to_numpy(self.encoder(batch, training=False)).astype(np.float32, copy=False)
 
     def _encode_sparse(self, batch: np.ndarray) -> sparse.csr_matrix:
-        """A wide encoding's nonzero pieces as CSR; `paired`: complex64 (binary + 1j * TF-IDF) over half the width."""
-        where, values = self._nonzero_pieces(batch)  # row-major: rows ascending, columns ascending within each
-        row_ends = np.concatenate([[0], np.cumsum(np.bincount(where[:, 0], minlength=len(batch)))])
+        """A wide encoding's nonzeros as CSR; `paired`: complex64 pieces (binary + 1j * TF-IDF) over half the width."""
+        where, values = self._nonzeros_of(batch)  # row-major: rows ascending, columns ascending within each
+        rows, columns, width = where[:, 0], where[:, 1], self.width
         if self.paired:
-            data = np.empty(len(values), np.complex64)
-            data.real, data.imag = values[:, 0], values[:, 1]
-        else:
-            data = values[:, 0]
-        width = self.width // 2 if self.paired else self.width
-        return sparse.csr_matrix((data, where[:, 1].astype(np.int32), row_ends), shape=(len(batch), width))
+            width = self.width // 2
+            second = columns >= width
+            if second.sum() * 2 == len(columns) and (rows[second] == rows[~second]).all() and (columns[second] - width == columns[~second]).all():
+                rows, columns, values = rows[~second], columns[~second], values[~second] + 1j * values[second]  # the halves align
+            else:  # a piece in one half only (a piece weight of 0): the halves are summed per piece
+                rows, columns, values = rows, columns - width * second, np.where(second, 1j * values, values)
+                return sparse.csr_matrix((values.astype(np.complex64), (rows, columns)), shape=(len(batch), width))
+        row_ends = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(batch)))])
+        data = values.astype(np.complex64 if self.paired else np.float32)
+        return sparse.csr_matrix((data, columns.astype(np.int32), row_ends), shape=(len(batch), width))
 
-    def _nonzero_pieces(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each piece with a nonzero value: its (row, column), and its values (two columns `paired`, the halves', else one).
-
-        On TensorFlow one compiled call returns them: the dense batch never leaves the graph.
-        """
+    def _nonzeros_of(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each nonzero's (row, column), row-major, and its value: on TensorFlow from one compiled call (the dense batch never leaves the graph)."""
         if keras.backend.backend() != "tensorflow":
-            pieces = _pieces(self._encode_dense(batch), self.paired, np)
-            where = np.argwhere(pieces.any(axis=-1))
-            return where, pieces[where[:, 0], where[:, 1]]
+            encoded = self._encode_dense(batch)
+            where = np.argwhere(encoded)
+            return where, encoded[where[:, 0], where[:, 1]]
         if self._nonzeros is None:
             import tensorflow as tf
 
             @tf.function(reduce_retracing=True, autograph=False)  # no Python control flow to convert
             def nonzeros(texts):
-                pieces = _pieces(tf.cast(self.encoder(texts, training=False), tf.float32), self.paired, tf)
-                where = tf.where(tf.reduce_any(pieces != 0, axis=-1))
-                return where, tf.gather_nd(pieces, where)
+                encoded = tf.cast(self.encoder(texts, training=False), tf.float32)
+                where = tf.where(encoded != 0)
+                return where, tf.gather_nd(encoded, where)
 
             self._nonzeros = nonzeros
         where, values = (value.numpy() for value in self._nonzeros(batch.astype(str)))
@@ -342,13 +343,6 @@ class Embedder:
             return values.astype(np.complex64, copy=False).view(np.float32).reshape(-1, 2)
         half = len(values) // 2
         return np.ascontiguousarray(np.stack([values[:half], values[half:]], axis=1))
-
-
-def _pieces(encoded, paired: bool, ops):
-    """`(batch, pieces, values)`: `paired`, the two halves of the encoding side by side; else the encoding, one value a piece."""
-    if paired:
-        return ops.stack(ops.split(encoded, 2, axis=1), axis=-1)
-    return encoded[..., None]
 
 
 def as_queries(search_vectors: np.ndarray) -> np.ndarray:

@@ -58,6 +58,22 @@ def test_a_text_has_one_encoding_whichever_side_of_a_pair_it_is_on():
     assert embedder.paired and encoded.shape[1] == as_left.shape[1] // 2, "binary and TF-IDF value of a piece held as one"
 
 
+def test_pieces_present_in_one_half_only_are_still_held_exactly():
+    """A piece weight of 0 in one half (the binary and TF-IDF bags then differ in their pieces) takes the general path."""
+    model = text_model("lexical", "symmetric")
+    embedder = Embedder(model)
+    weights = embedder.encoder.get_layer("piece_weights")
+    kernel = weights.get_weights()[0]
+    kernel[:, embedder.width // 2 : embedder.width // 2 + 300] = 0.0  # the TF-IDF half of the first 300 pieces
+    weights.set_weights([kernel])
+    both_sides = keras.Model(model.inputs, list(shared_encoder(model).encodings))
+    as_left, _ = both_sides.predict({"left": LEFT, "right": LEFT}, verbose=0)
+    np.testing.assert_allclose(embedder.unpaired(embedder.encode(LEFT)).toarray(), as_left, atol=1e-6)
+    left, right = embedder.encode(LEFT), embedder.encode(RIGHT)
+    expected = model.predict({"left": LEFT, "right": RIGHT}, verbose=0).reshape(-1)
+    np.testing.assert_allclose(embedder.score(left, right), expected, atol=1e-5)
+
+
 def test_embeddings_are_unit_length_sketched_from_wide_encodings_and_rank_a_text_first_to_itself():
     embedder = Embedder(text_model("lexical", "symmetric"))
     assert embedder.width > SEARCH_DIMENSIONS and embedder.dimensions == SEARCH_DIMENSIONS
