@@ -207,7 +207,7 @@ def index_collection(embedder: Embedder, texts: CollectionTexts) -> IndexedTexts
 def find_collection_duplicates(embedder: Embedder, indexed: IndexedTexts, threshold: float, search: CandidateSearch, grouping: str) -> Duplicates:
     """Score each text's nearest texts with the model's head; group those it decides are duplicates (`grouping`)."""
     found = find_duplicates(embedder, indexed, threshold, search, grouping)
-    get_run_logger().info("scored %d candidate pairs (%d texts stopped short of accepting no more)", found.pairs_scored, found.cut_short)
+    get_run_logger().info("scored %d candidate pairs; %d texts stopped while the model still accepted their farthest", found.pairs_scored, found.cut_short)
     return found
 
 
