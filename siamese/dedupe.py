@@ -29,7 +29,7 @@ from siamese.embedding import Embedder, as_queries
 
 DEFAULT_NEIGHBOURS = 20  # candidates per text at first (`CandidateSearch`)
 MAX_NEIGHBOURS = 640  # candidates per text at most: 0.99 of what the head accepts on 10,000 questions (BENCHMARKS.md)
-GROWTH_BUDGET = 3_000_000  # candidate pairs searched after the first round, at most: about 10 s of scoring on 2 cores
+GROWTH_BUDGET = 3_000_000  # candidate pairs searched after the first round, at most: under half a minute on 2 cores
 EXACT_SEARCH_LIMIT = 50_000  # vectors searched exactly (n^2 products); more go to an HNSW graph, as exact in recall (bench/dedupe.py)
 HNSW_LINKS = 32  # HNSW's M: graph links per vector
 HNSW_BUILD_DEPTH = 80  # efConstruction
