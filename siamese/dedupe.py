@@ -205,7 +205,7 @@ def scored_candidates(embedder: Embedder, indexed: IndexedTexts, threshold: floa
 
 
 class _KeyedScores:
-    """Scored pairs as sorted int64 keys `i * items + j` (`i < j`) and their scores, so a pair is scored once across rounds."""
+    """Scored pairs as sorted int64 keys `i * items + j` (`i < j`) and their scores: a pair an earlier round scored is not scored again."""
 
     def __init__(self, items: int) -> None:
         self._items = items
@@ -375,12 +375,11 @@ class _AppendedRows:
         self._row_ends = [np.zeros(1, np.int64)]
 
     def append(self, chunk: sparse.csr_matrix | np.ndarray) -> None:
+        at = len(self._values)
         if not self._sparse:
-            at = len(self._values)
             self._values.resize((at + len(chunk), self._width), refcheck=False)
             self._values[at:] = chunk
             return
-        at = len(self._values)
         self._values.resize(at + chunk.nnz, refcheck=False)
         self._indices.resize(at + chunk.nnz, refcheck=False)
         self._values[at:], self._indices[at:] = chunk.data, chunk.indices

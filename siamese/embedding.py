@@ -235,8 +235,8 @@ class Embedder:
             if second.sum() * 2 == len(columns) and (rows[second] == rows[~second]).all() and (columns[second] - width == columns[~second]).all():
                 rows, columns, values = rows[~second], columns[~second], values[~second] + 1j * values[second]  # the halves align
             else:  # a piece in one half only (a piece weight of 0): the halves are summed per piece
-                rows, columns, values = rows, columns - width * second, np.where(second, 1j * values, values)
-                return sparse.csr_matrix((values.astype(np.complex64), (rows, columns)), shape=(len(batch), width))
+                pieces = np.where(second, 1j * values, values).astype(np.complex64)
+                return sparse.csr_matrix((pieces, (rows, columns - width * second)), shape=(len(batch), width))
         row_ends = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(batch)))])
         data = values.astype(np.complex64 if self.paired else np.float32)
         return sparse.csr_matrix((data, columns.astype(np.int32), row_ends), shape=(len(batch), width))

@@ -47,7 +47,6 @@ from siamese.config import (
 )
 
 
-
 def write_toml(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "run.toml"
     path.write_text(text, encoding="utf-8")
