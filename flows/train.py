@@ -89,7 +89,7 @@ def train_flow(
             retracted, as is the version of any run that fails after registering it.
     """
     check_tracking_store()  # a dead tracking server stops the flow here, in seconds
-    with _run_directory(work_dir) as directory, resumable_state(config, fresh) as resumable:
+    with run_directory(work_dir) as directory, resumable_state(config, fresh) as resumable:
         plan = choose_devices(config.training)
         # Bad input stops here, before an MLflow run exists. A temporary work directory's splits would be lost in a crash:
         # they go to the resumable state, where a rerun finds them; a work directory the user gave keeps its own.
@@ -166,7 +166,7 @@ def _retracted_on_failure(registered: dict[str, object]) -> Iterator[None]:
 
 
 @contextmanager
-def _run_directory(work_dir: Path | None) -> Iterator[Path]:
+def run_directory(work_dir: Path | None) -> Iterator[Path]:
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
         yield work_dir

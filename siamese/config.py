@@ -8,6 +8,7 @@ any data is generated or anything is logged.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shutil
 import tomllib
@@ -596,6 +597,7 @@ KIND_SECTIONS: dict[ModelKind, dict[str, type]] = {
     ModelKind.VISION: {"data": ImageDataConfig, "model": VisionModelConfig},
 }
 _SECTION_NAMES = ("data", "model", "training", "gate")
+TUNE_TABLE = "tune"  # a sweep's search space (`siamese.tuning`): allowed in any config file, read only by `siamese tune`
 
 
 def config_from_dict(values: Mapping[str, Any], source: str = "config") -> Config:
@@ -608,7 +610,7 @@ def config_from_dict(values: Mapping[str, Any], source: str = "config") -> Confi
     Raises:
         ConfigError: for an unknown section or key, naming it, the source and the allowed keys.
     """
-    top_level = {"kind", "seed", *_SECTION_NAMES}
+    top_level = {"kind", "seed", *_SECTION_NAMES, TUNE_TABLE}
     unknown = sorted(set(values) - top_level)
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} in {source}; allowed: {', '.join(sorted(top_level))}")
@@ -671,18 +673,8 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
     Raises:
         ConfigError: the file is missing or does not parse, or a key or value is invalid.
     """
-    values: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        source = str(path)
-        try:
-            values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError(f"config file {path} cannot be read: {error}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    values = read_config_file(path) if path is not None else {}
+    source = "defaults" if path is None else str(path)
     for dotted_key, value in (overrides or {}).items():
         *sections, key = dotted_key.split(".")
         table = values
@@ -692,6 +684,40 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
                 raise ConfigError(f"cannot set {dotted_key!r}: {section!r} is not a table")
         table[key] = parse_literal(value) if isinstance(value, str) else value
     return config_from_dict(values, source if not overrides else f"{source} + command-line options")
+
+
+def read_config_file(path: Path | str) -> dict[str, Any]:
+    """The tables of a TOML config file, unchecked (`config_from_dict` checks them).
+
+    Raises:
+        ConfigError: the file is missing, unreadable, or not TOML.
+    """
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} cannot be read: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def config_toml(config: Config) -> str:
+    """`config` as a TOML file that `load_config` reads back to an equal config (a sweep's best, for one)."""
+    lines = [f"kind = {_toml_value(str(config.kind))}", f"seed = {config.seed}"]
+    for section, values in config.to_dict().items():
+        if isinstance(values, dict):
+            lines += ["", f"[{section}]", *(f"{key} = {_toml_value(value)}" for key, value in values.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    """A TOML literal of a config value: a string (JSON's escapes are TOML's), a switch or a number."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 def check_free_disk(config: Config, directory: Path) -> None:

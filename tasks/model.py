@@ -77,13 +77,15 @@ def train_model(
     run_id: str,
     work_dir: Path,
     checkpoint: Path | None = None,
+    callbacks: tuple[keras.callbacks.Callback, ...] = (),
 ) -> TrainedModel:
     """Fit under the device plan's strategy, logging every epoch and where training stopped to the MLflow run.
 
     The family's `trainer` is fitted (real images: through random transforms; class folders: on
     every pair of class-balanced batches); the model, with the weights of its best validation
     epoch, is saved as `trained.keras`. With a `checkpoint` directory (`find_checkpoint`), the
-    state is saved there after each epoch and an interrupted run's state is resumed.
+    state is saved there after each epoch and an interrupted run's state is resumed. `callbacks`
+    run after the epoch's metrics are logged (a sweep's trial reports them to its tuner).
     """
     family = family_of(config.kind)
     train, validation = (family.load_split(config, splits[name]) for name in ("train", "validation"))
@@ -92,7 +94,7 @@ def train_model(
         trainer, train = family.trainer(config, model, train)  # shares model's variables: training it trains model
         compile_for_training(trainer, config.training, config.task, family.loss(config))
         result = fit(
-            trainer, train, validation, config.training, callbacks=[epoch_metrics_logger(run_id)], seed=config.seed, checkpoint=checkpoint
+            trainer, train, validation, config.training, callbacks=[epoch_metrics_logger(run_id), *callbacks], seed=config.seed, checkpoint=checkpoint
         )
     log_stopping(run_id, result.stopped_epoch, result.best_epoch)
     get_run_logger().info(

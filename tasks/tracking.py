@@ -160,15 +160,20 @@ def start_run(config: Config) -> str:
 
 @task(name="open-mlflow-run", cache_policy=NO_CACHE)
 @reports_a_silent_server
-def open_run(experiment: str, run_name: str, description: str, params: dict[str, object]) -> str:
-    """Create a RUNNING run in `experiment` that names its Prefect flow run, git commit and owning process; log `params`."""
+def open_run(
+    experiment: str, run_name: str, description: str, params: dict[str, object], tags: dict[str, str] | None = None
+) -> str:
+    """Create a RUNNING run in `experiment` that names its Prefect flow run, git commit and owning process; log `params`.
+
+    `tags` add to those (a sweep's trial: `mlflow.parentRunId`, which nests it under the sweep's run).
+    """
     client = mlflow_client()
     tags = {
         "prefect.flow_run_id": flow_run.id,
         "prefect.flow_run_name": flow_run.name,
         "mlflow.source.git.commit": _git_commit(),
         MLFLOW_RUN_NOTE: description,
-    }
+    } | (tags or {})
     run = client.create_run(
         _experiment_id(client, experiment), run_name=run_name, tags={key: value for key, value in (tags | owner_tags()).items() if value}
     )

@@ -128,6 +128,18 @@ class Family(ABC):
         """
         return model, train
 
+    def search_space(self, config: Config) -> dict[str, dict[str, object]]:
+        """What `siamese tune` varies when the config has no `[tune]` table: a `[tune]` table of this family.
+
+        Every family's runs turn on the learning rate and the batch size; the ranges hold the
+        defaults (RMSprop at 1e-2, batch 256), so that the defaults are among what a sweep can find.
+        Families add what their models are built from.
+        """
+        return {
+            "training.learning_rate": {"low": 1e-3, "high": 3e-2, "log": True},
+            "training.batch_size": {"choices": [64, 128, 256, 512]},
+        }
+
     def registered_model_name(self, config: Config) -> str:
         """The registered model a run's version joins: `registered_name`, unless the config changes the contract."""
         return self.registered_name

@@ -50,6 +50,13 @@ class GeneratedSequences(Family):
         model = config.model
         return build_text_model(features=config.data.features, units=model.units, head=model.head, dtype_policy=dtype_policy)
 
+    def search_space(self, config: Config) -> dict[str, dict[str, object]]:
+        """The rate and batch size, the shared LSTM's units and the head."""
+        return super().search_space(config) | {
+            "model.units": {"low": 16, "high": 128, "step": 16},
+            "model.head": {"choices": ["symmetric", "monotone", "manhattan"]},
+        }
+
     def data_name(self, config: Config) -> str:
         return str(config.data.mode)
 

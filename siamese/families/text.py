@@ -129,6 +129,20 @@ class TextPairFile(Family):
         unrelated = float(train.labels.min()) if config.task is Task.REGRESSION else 0.0
         return model, WithRandomNegatives(train, config.model.random_negatives, unrelated)
 
+    def search_space(self, config: Config) -> dict[str, dict[str, object]]:
+        """The rate and batch size, the head and the loss; a learned encoder's units and dropout too.
+
+        The encoder itself is not searched: without word vectors the lexical encoder beat the
+        learned ones on every development set (BENCHMARKS.md, "Model quality"), and a BiLSTM
+        trial costs many lexical ones. A config that chose a learned encoder gets its size searched.
+        """
+        space = super().search_space(config) | {"model.head": {"choices": ["symmetric", "monotone", "cosine"]}}
+        if config.task is Task.SIMILARITY:
+            space["model.loss"] = {"choices": ["binary_crossentropy", "contrastive"]}
+        if config.model.encoder is not TextEncoder.LEXICAL:
+            space |= {"model.units": {"low": 16, "high": 128, "step": 16}, "model.dropout": {"low": 0.0, "high": 0.5}}
+        return space
+
     def registered_model_name(self, config: Config) -> str:
         """Graded models return scores on their file's scale (0-5), not 0..1 similarities: another contract.
 

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from siamese.baselines import auc_and_accuracy, mean_image, pixel_cosine_scores
-from siamese.config import DEFAULT_STEREO_PAIRS, Config, ImageSource, Loss, ModelKind, Task, TrainingPairs
+from siamese.config import DEFAULT_STEREO_PAIRS, Backbone, Config, ImageSource, Loss, ModelKind, Task, TrainingPairs, VisionHead
 from siamese.data.class_batches import ClassBatches
 from siamese.data.image_pairs import ImagePairFiles, pairs_from_class_folders, read_pair_csv
 from siamese.data.pairs import Pairs
@@ -110,6 +110,22 @@ class ImagePairFamily(Family):
             return with_training_augmentation(model, data.augmentation), train
         augmentation = build_augmentation(data.augmentation, image_size=data.image_size, channels=data.channels)
         return AllPairsTrainer(model, augmentation), ClassBatches.of_pairs(train)
+
+    def search_space(self, config: Config) -> dict[str, dict[str, object]]:
+        """The rate and batch size (up to 256: images are large), the backbone's width, and real images' augmentation.
+
+        Xception's width is fixed; the contrastive loss is searched where the config allows it
+        (similarity, a symmetric head).
+        """
+        space = super().search_space(config) | {"training.batch_size": {"choices": [32, 64, 128, 256]}}
+        model = config.model
+        if model.backbone is not Backbone.XCEPTION:
+            space["model.filters"] = {"choices": [8, 16, 32]}
+        if config.task is Task.SIMILARITY and model.head in (VisionHead.SYMMETRIC, VisionHead.L1):
+            space["model.loss"] = {"choices": ["binary_crossentropy", "contrastive"]}
+        if config.data.source is not ImageSource.STEREO:
+            space |= {"data.translation": {"low": 0.0, "high": 0.2}, "data.rotation": {"low": 0.0, "high": 0.1}}
+        return space
 
     def loss(self, config: Config) -> str | keras.losses.Loss:
         if config.model.loss is Loss.CONTRASTIVE:  # the config allows it for similarity with a symmetric head only

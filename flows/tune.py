@@ -1,0 +1,256 @@
+"""The sweep flow: search space -> trials on a Dask cluster -> best config -> train, test, gate.
+
+prepare the splits once -> open the study and the sweep's MLflow run -> keep `parallel` trials
+running on a Dask task runner (a local cluster of worker processes, or the cluster at
+`dask_address`), asking the study for the next trial as each one ends -> record each trial (complete,
+pruned or failed) -> log the counts, the study's figures and the best config -> train the best
+config again in the retraining flow: tested on the test split (untouched until then), registered
+as `challenger`, and gated against the champion as `siamese retrain` is.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import dask
+import distributed
+import optuna
+from prefect import flow, get_run_logger
+from prefect.futures import as_completed
+from prefect.runtime import flow_run
+from prefect_dask import DaskTaskRunner
+
+from flows.retrain import retrain_flow
+from flows.train import ConfigParameter, run_directory
+from siamese.config import Config, ConfigError, config_toml
+from siamese.families import family_of
+from siamese.tuning import SearchSpace, search_space_from, trial_config
+from tasks.data import prepare_pairs
+from tasks.store import tracking_uri
+from tasks.tracking import check_tracking_store, ended_run
+from tasks.tuning import (
+    STUDY_JOURNAL,
+    TrialOutcome,
+    TrialSpec,
+    TrialState,
+    create_study,
+    end_trial_run,
+    link_final_run,
+    log_sweep_results,
+    open_sweep_run,
+    open_trial_run,
+    run_trial,
+)
+
+BEST_CONFIG = "best.toml"
+# A trial whose worker was lost (killed, out of memory, its machine gone) runs once more on
+# another worker; lost again, it is recorded as failed. Dask itself does not retry it on the local
+# cluster (allowed-failures 0), so the retry is counted once, here.
+LOST_WORKER_ATTEMPTS = 2
+_OPTUNA_STATES = {
+    TrialState.COMPLETE: optuna.trial.TrialState.COMPLETE,
+    TrialState.PRUNED: optuna.trial.TrialState.PRUNED,
+    TrialState.FAILED: optuna.trial.TrialState.FAIL,
+}
+
+
+class NoTrialCompletedError(RuntimeError):
+    """Every trial of the sweep failed or was pruned: there is no best config to train."""
+
+
+@flow(name="tune-siamese")
+def tune_flow(
+    config: ConfigParameter = Config(),
+    space: dict[str, Any] | None = None,
+    trials: int = 24,
+    parallel: int = 2,
+    dask_address: str | None = None,
+    study_storage: str | None = None,
+    best_config_path: Path | None = None,
+    work_dir: Path | None = None,
+) -> dict[str, object]:
+    """Search `space` (a `[tune]` table; None: the family's) for the config with the best validation metric, then ship it.
+
+    Args:
+        config: the base config; each trial sets the space's keys on it.
+        trials: how many trials the study asks for; the base config's own values are the first.
+        parallel: trials running at once; on the local cluster, also its number of worker processes.
+        dask_address: an existing Dask scheduler (`tcp://host:8786`); None starts a local cluster.
+        study_storage: where the Optuna study lives, reached by every worker: an RDB URL, or None
+            for a journal file in the sweep's folder (workers on other machines need that folder on a disk they share).
+        best_config_path: where the best config is written as TOML (it is also logged on the sweep's run).
+        work_dir: the sweep's folder (splits, study journal, model files); a temporary one when None.
+
+    Returns:
+        The retraining flow's result for the best config (run id, registered version, test metrics,
+        gate, outcome), plus the sweep's run id, the best config as TOML, its validation value and
+        the trials' outcomes.
+
+    Raises:
+        ConfigError: the space is invalid (before any work; the key is named).
+        NoTrialCompletedError: every trial failed or was pruned; nothing is trained or registered.
+        Whatever the retraining flow raises for the best config.
+    """
+    search = _search_space(config, space)
+    check_tracking_store()
+    logger = get_run_logger()
+    with run_directory(work_dir) as directory:
+        splits = prepare_pairs(config, directory).paths  # once: every trial is judged on the same pairs
+        storage = study_storage or str(directory / STUDY_JOURNAL)
+        study = create_study(f"sweep-{flow_run.id}", storage, config, trials)
+        first = search.values_of(config)
+        if first is not None:  # the base config is a trial too: the sweep's best is never worse on validation
+            study.enqueue_trial(first)
+        cluster = dask_address or f"local cluster of {parallel} worker processes"
+        with ended_run(open_sweep_run(config, search, trials, parallel, cluster, storage)) as sweep_run:
+            trial_work = _TrialWork(study, search, config, splits, sweep_run, storage, directory)
+            with _dask_runner(parallel, dask_address) as runner:
+                outcomes = trial_work.run(runner, trials, parallel)
+            best = _best_config(study, search, config, outcomes)
+            log_sweep_results(sweep_run, study, outcomes, best, directory / BEST_CONFIG)
+        if best_config_path is not None:
+            _write_atomically(best_config_path, config_toml(best))
+        best_trial = study.best_trial
+        logger.info("best of %d trials: trial %d, %s", len(outcomes), best_trial.number, best_trial.params)
+        result = retrain_flow(config=best, work_dir=directory / "final")
+        link_final_run(sweep_run, result["run_id"])
+    return result | {
+        "sweep_run_id": sweep_run,
+        "best_config": config_toml(best),
+        "best_value": best_trial.value,
+        "best_trial": best_trial.number,
+        "trials": outcomes,
+    }
+
+
+def _search_space(config: Config, space: dict[str, Any] | None) -> SearchSpace:
+    if space:
+        return search_space_from(space, config)
+    return search_space_from(family_of(config.kind).search_space(config), config, f"the {config.kind} family's search space")
+
+
+class _TrialWork:
+    """Keeps `parallel` trials running on a task runner, and records each as it ends."""
+
+    def __init__(
+        self, study: optuna.Study, search: SearchSpace, config: Config, splits: dict[str, Path], sweep_run: str, storage: str, directory: Path
+    ) -> None:
+        self.study, self.search, self.config, self.sweep_run = study, search, config, sweep_run
+        self.storage, self.directory = storage, directory
+        self.splits = {name: path for name, path in splits.items() if name != "test"}  # trials never see the test split
+        self.tracking_uri = tracking_uri()
+        self.outcomes: list[TrialOutcome] = []
+
+    def run(self, runner: DaskTaskRunner, trials: int, parallel: int) -> list[TrialOutcome]:
+        running: dict[Any, tuple[TrialSpec, int]] = {}  # future -> the trial and its attempt
+        asked = 0
+        try:
+            while asked < trials or running:
+                while asked < trials and len(running) < parallel:
+                    asked += 1
+                    spec = self._next_trial()
+                    if spec is not None:
+                        running[runner.submit(run_trial, {"spec": spec})] = (spec, 1)
+                if not running:
+                    continue
+                future = _first_finished(running)
+                spec, attempt = running.pop(future)
+                outcome = _outcome_of(future, spec, attempt)
+                if outcome is None:
+                    get_run_logger().warning("trial %d: its worker was lost; running it again on another worker", spec.number)
+                    running[runner.submit(run_trial, {"spec": spec})] = (spec, attempt + 1)
+                    continue
+                self._record(spec, outcome)
+        finally:  # interrupted, or the cluster failed: no trial is left RUNNING in the study or in MLflow
+            for spec, _ in running.values():
+                self._record(spec, TrialOutcome(spec.number, TrialState.FAILED, None, 0, 0.0, error="the sweep stopped before it ended"))
+        return self.outcomes
+
+    def _next_trial(self) -> TrialSpec | None:
+        """Ask the study for a trial and open its run; a combination of values the config refuses is recorded failed at once."""
+        trial = self.study.ask()
+        values = self.search.sample(trial)
+        try:
+            config = trial_config(self.config, values)
+        except ConfigError as error:
+            run_id = open_trial_run(self.sweep_run, self.config, trial.number, values)
+            spec = TrialSpec(trial.number, trial._trial_id, values, self.config, {}, run_id, "", "", "", self.directory)
+            self._record(spec, TrialOutcome(trial.number, TrialState.FAILED, None, 0, 0.0, error=f"invalid combination: {error}"))
+            return None
+        run_id = open_trial_run(self.sweep_run, config, trial.number, values)
+        return TrialSpec(
+            trial.number,
+            trial._trial_id,
+            values,
+            config,
+            self.splits,
+            run_id,
+            self.tracking_uri,
+            self.study.study_name,
+            self.storage,
+            self.directory / f"trial-{trial.number}",
+        )
+
+    def _record(self, spec: TrialSpec, outcome: TrialOutcome) -> None:
+        state = _OPTUNA_STATES[outcome.state]
+        self.study.tell(spec.number, outcome.value if state is optuna.trial.TrialState.COMPLETE else None, state=state)
+        end_trial_run(spec.run_id, outcome)
+        self.outcomes.append(outcome)
+        logger = get_run_logger()
+        if outcome.state is TrialState.FAILED:
+            logger.warning("trial %d failed: %s", spec.number, outcome.error)
+        else:
+            logger.info("trial %d %s: %s after %d epochs (%s)", spec.number, outcome.state, outcome.value, outcome.epochs, spec.values)
+
+
+def _first_finished(running: dict[Any, tuple[TrialSpec, int]]) -> Any:
+    return next(as_completed(list(running)))
+
+
+def _outcome_of(future: Any, spec: TrialSpec, attempt: int) -> TrialOutcome | None:
+    """The trial's outcome; a failure's reason in it; None when its worker was lost and it may run again."""
+    try:
+        return future.result()
+    except distributed.KilledWorker as lost:
+        if attempt < LOST_WORKER_ATTEMPTS:
+            return None
+        return TrialOutcome(spec.number, TrialState.FAILED, None, 0, 0.0, error=f"its worker was lost {attempt} times: {lost}")
+    except Exception as error:
+        return TrialOutcome(spec.number, TrialState.FAILED, None, 0, 0.0, error=f"{type(error).__name__}: {error}")
+
+
+def _best_config(study: optuna.Study, search: SearchSpace, config: Config, outcomes: list[TrialOutcome]) -> Config:
+    if not any(outcome.state is TrialState.COMPLETE for outcome in outcomes):
+        failures = "; ".join(f"trial {outcome.number}: {outcome.error or outcome.state}" for outcome in outcomes[:5])
+        raise NoTrialCompletedError(f"none of the {len(outcomes)} trials completed, so there is no best config ({failures})")
+    return trial_config(config, {key: study.best_trial.params[key] for key in search.keys})
+
+
+@contextmanager
+def _dask_runner(parallel: int, address: str | None) -> Iterator[DaskTaskRunner]:
+    """The cluster at `address`, or a local one of `parallel` single-threaded worker processes (one trial each)."""
+    if address is not None:
+        with DaskTaskRunner(address=address) as runner:
+            yield runner
+        return
+    local = {"n_workers": parallel, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # the flow retries a lost worker's trial itself
+        with DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=local) as runner:
+            yield runner
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write the whole file or leave what was there: an interrupted write never leaves half a config."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
