@@ -31,6 +31,7 @@ from siamese.config import (
     ModelKind,
     Precision,
     Quoting,
+    SearchSpaceError,
     TableFormat,
     Task,
     VisionHead,
@@ -96,7 +97,9 @@ INTERRUPTED_OUTCOME = {
     "dedupe": "no output was written",
     "embed": "no output was written",
     "serve": "no longer serving",
+    "tune": "the sweep's MLflow runs, and any training run it started, are marked FAILED; the champion is unchanged",
 }
+DEFAULT_TRIALS = 16  # enough for TPE to improve on its random start (BENCHMARKS.md, "Sweeps"); each trial stops early
 
 ORIGINAL_RUN = (
     "siamese train --data random --head concat --num-pairs 1000 --timesteps 10 --epochs 3 --batch-size 64 --learning-rate 0.001"
@@ -146,27 +149,68 @@ def _run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     if args.command is None:
         parser.print_help()
         return EXIT_INVALID
+    if args.command == "tune":
+        _check_sweep_arguments(args, parser)
     try:
         config = load_config(args.config, _overrides(args, parser))
+        space = _search_space(args, config) if args.command == "tune" else None
     except ConfigError as error:
-        print(f"siamese: invalid configuration: {for_console(str(error))}", file=sys.stderr)
+        if isinstance(error, SearchSpaceError):  # it names keys of [tune] as written there, not as flags
+            print(f"siamese: invalid search space: {_cut_long_clauses(str(error))}", file=sys.stderr)
+        else:
+            print(f"siamese: invalid configuration: {for_console(str(error))}", file=sys.stderr)
         return EXIT_INVALID
-    retrain = args.command == "retrain"
-    fail_on_regression = retrain and args.fail_on_regression
-    return _train(
-        config, args.work_dir, retrain=retrain, fail_on_regression=fail_on_regression, verbose=args.verbose, fresh=args.fresh
-    )
+    fail_on_regression = args.command in ("retrain", "tune") and args.fail_on_regression
+
+    def run_flow():
+        if args.command == "tune":
+            from flows.tune import tune_flow
+
+            return tune_flow(
+                config=config,
+                space=space,
+                trials=args.trials,
+                parallel=args.parallel,
+                dask_address=args.dask_address,
+                study_storage=args.study_storage,
+                best_config_path=args.best_config.resolve(),
+                work_dir=args.work_dir,
+            )
+        from flows.retrain import retrain_flow
+        from flows.train import train_flow
+
+        flow = retrain_flow if args.command == "retrain" else train_flow
+        return flow(config=config, work_dir=args.work_dir, fresh=args.fresh)
+
+    return _train(args.command, config, run_flow, fail_on_regression=fail_on_regression, verbose=args.verbose)
 
 
-def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: bool, verbose: bool, fresh: bool) -> int:
+def _check_sweep_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.trials < 1:
+        parser.error(f"--trials must be >= 1, got {args.trials}")
+    if args.parallel is not None and args.parallel < 1:
+        parser.error(f"--parallel must be >= 1, got {args.parallel}")
+
+
+def _search_space(args: argparse.Namespace, config) -> dict | None:
+    """The config file's `[tune]` table, checked against the config before anything starts (None: the family's space)."""
+    from siamese.config import TUNE_TABLE, read_config_file
+    from siamese.tuning import search_space_for
+
+    table = read_config_file(args.config).get(TUNE_TABLE) if args.config is not None else None
+    source = f"[{TUNE_TABLE}] of {args.config}"
+    search_space_for(config, table, source)
+    return table
+
+
+def _train(command: str, config, run_flow: Callable[[], dict], fail_on_regression: bool, verbose: bool) -> int:
+    """Run a flow that trains (train, retrain, tune) on a Prefect API, print its result; exit codes as documented."""
     _quiet_start()
     from flows.temporary_api import PrefectApiError, temporary_prefect_api
 
-    command = "retrain" if retrain else "train"
     # The API boots while TensorFlow and MLflow import.
     with temporary_prefect_api() as api, _failure_reports(command, verbose) as reports:
-        from flows.retrain import Outcome, retrain_flow
-        from flows.train import train_flow
+        from flows.retrain import Outcome
         from siamese.data.image_pairs import ImageDataError
         from siamese.data.tables import PairFileError
         from tasks.registry import IncompatibleVersionError
@@ -175,8 +219,7 @@ def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: boo
         import_store_backend()  # free while the API is still starting, and needed first thing in the flow
         try:
             _wait_for(api)
-            flow = retrain_flow if retrain else train_flow
-            result = flow(config=config, work_dir=work_dir, fresh=fresh)
+            result = run_flow()
         except PrefectApiError as error:
             print(f"siamese: {for_console(str(error))}", file=sys.stderr)
             return EXIT_FAILED
@@ -190,13 +233,29 @@ def _train(config, work_dir: Path | None, retrain: bool, fail_on_regression: boo
             print(f"\nsiamese: incompatible model: {for_console(str(error))}{reports.where()}", file=sys.stderr)
             return EXIT_INVALID
         except Exception as error:  # the flow run already recorded the failure; say what it was
-            print(f"\nsiamese: training failed: {for_console(str(error))}{reports.where()}", file=sys.stderr)
+            what = "sweep" if command == "tune" else "training"
+            print(f"\nsiamese: {what} failed: {for_console(str(error))}{reports.where()}", file=sys.stderr)
             return EXIT_FAILED
+    if command == "tune":
+        _print_sweep(result)
     _print_result(result, config)
-    if retrain and fail_on_regression and result["outcome"] is Outcome.REGRESSION:
+    if fail_on_regression and result["outcome"] is Outcome.REGRESSION:
         print(f"siamese: regression (--fail-on-regression): {result['gate'].reason}", file=sys.stderr)
         return EXIT_REGRESSION
     return EXIT_OK
+
+
+def _print_sweep(result: dict) -> None:
+    from tasks.tuning import TrialState
+
+    outcomes = result["trials"]
+    counts = ", ".join(f"{sum(outcome.state is state for outcome in outcomes)} {state}" for state in TrialState)
+    print(
+        f"\nSweep finished: {len(outcomes)} trials ({counts}); the best, trial {result['best_trial']}, "
+        f"reached {result['best_value']:.4f} on the validation split.\n"
+        f"  sweep MLflow run:  {result['sweep_run_id']} (one nested run per trial)\n"
+        f"  best config:       {result['best_config_path']}"
+    )
 
 
 def _print_result(result: dict, config) -> None:
@@ -662,6 +721,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 3 when the new version is worse than the champion with confidence (or a first model misses the bar)",
     )
+    _add_tune_command(commands)
     _add_score_command(commands)
     serve = commands.add_parser(
         "serve",
@@ -684,7 +744,50 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_training_arguments(train: argparse.ArgumentParser) -> None:
+def _add_tune_command(commands: argparse._SubParsersAction) -> None:
+    tune = commands.add_parser(
+        "tune",
+        help="search hyperparameters on a Dask cluster, then train, test and gate the best config",
+        description=(
+            "Run the sweep flow: Optuna (TPE, median pruning) asks for --trials configs from the search space "
+            "(the config file's [tune] table, else the model family's), each trained as a Prefect task on a Dask "
+            "cluster and judged on the validation split, with one nested MLflow run per trial under the sweep's "
+            "run. The best config is written to --best-config, trained once more, tested on the test split, "
+            "registered as challenger and gated as `siamese retrain` is. Exit codes: 0 promoted or rightly kept, "
+            "1 the sweep failed (every trial failed, for one), 2 invalid configuration, search space or input "
+            "(nothing started), 3 a regression with --fail-on-regression."
+        ),
+    )
+    _add_training_arguments(tune, resumable=False)
+    tune.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help=f"configs to try (default {DEFAULT_TRIALS})")
+    tune.add_argument(
+        "--parallel",
+        type=int,
+        help="trials at once; on the local cluster also its worker processes (default: the CPU cores, at most 4; "
+        "with --dask-address: the cluster's worker threads)",
+    )
+    tune.add_argument(
+        "--dask-address",
+        metavar="tcp://HOST:8786",
+        help="run the trials on this Dask scheduler's workers (default: a local cluster of --parallel worker processes)",
+    )
+    tune.add_argument(
+        "--study-storage",
+        metavar="URL",
+        help="the Optuna study's storage every worker reaches: an RDB URL (postgresql://...); default: a journal "
+        "file in the sweep's --work-dir (workers on other machines need it on a shared disk)",
+    )
+    tune.add_argument(
+        "--best-config", type=Path, default=Path("tuned.toml"), help="where the best config is written (default tuned.toml)"
+    )
+    tune.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 3 when the best config's model is worse than the champion with confidence (or a first model misses the bar)",
+    )
+
+
+def _add_training_arguments(train: argparse.ArgumentParser, resumable: bool = True) -> None:
     train.add_argument("--config", type=Path, help="TOML file with kind, seed and [data], [model], [training], [gate] tables")
     train.add_argument(
         "--model",
@@ -754,11 +857,12 @@ def _add_training_arguments(train: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="any other config value, e.g. data.noise=0.3"
     )
     train.add_argument("--work-dir", type=Path, help="keep the run's data and model files here (default: a temporary directory)")
-    train.add_argument(
-        "--fresh",
-        action="store_true",
-        help="prepare the data and train from the start instead of resuming what an interrupted run of the same config and data kept",
-    )
+    if resumable:
+        train.add_argument(
+            "--fresh",
+            action="store_true",
+            help="prepare the data and train from the start instead of resuming what an interrupted run of the same config and data kept",
+        )
     _add_verbose_argument(train)
 
 

@@ -27,8 +27,7 @@ from prefect_dask import DaskTaskRunner
 from flows.retrain import retrain_flow
 from flows.train import ConfigParameter, run_directory
 from siamese.config import Config, ConfigError, config_toml
-from siamese.families import family_of
-from siamese.tuning import SearchSpace, search_space_from, trial_config
+from siamese.tuning import SearchSpace, search_space_for, trial_config
 from tasks.data import prepare_pairs
 from tasks.store import tracking_uri
 from tasks.tracking import check_tracking_store, ended_run
@@ -47,10 +46,14 @@ from tasks.tuning import (
 )
 
 BEST_CONFIG = "best.toml"
-# A trial whose worker was lost (killed, out of memory, its machine gone) runs once more on
-# another worker; lost again, it is recorded as failed. Dask itself does not retry it on the local
-# cluster (allowed-failures 0), so the retry is counted once, here.
-LOST_WORKER_ATTEMPTS = 2
+# Trials at once on a local cluster, by default: one per core, at most 4 (more trials at once make
+# the sampler's later trials learn from fewer finished ones).
+MAX_LOCAL_WORKERS = 4
+# A trial whose worker was lost (killed, out of memory, its machine gone) is run again by Dask on
+# another worker, under the same Prefect task run and MLflow run, this many times; lost once more,
+# it is recorded as failed. A cluster given by address retries as its scheduler is configured
+# (`distributed.scheduler.allowed-failures`, Dask's default 3).
+LOCAL_ALLOWED_FAILURES = 1
 _OPTUNA_STATES = {
     TrialState.COMPLETE: optuna.trial.TrialState.COMPLETE,
     TrialState.PRUNED: optuna.trial.TrialState.PRUNED,
@@ -67,7 +70,7 @@ def tune_flow(
     config: ConfigParameter = Config(),
     space: dict[str, Any] | None = None,
     trials: int = 24,
-    parallel: int = 2,
+    parallel: int | None = None,
     dask_address: str | None = None,
     study_storage: str | None = None,
     best_config_path: Path | None = None,
@@ -78,7 +81,8 @@ def tune_flow(
     Args:
         config: the base config; each trial sets the space's keys on it.
         trials: how many trials the study asks for; the base config's own values are the first.
-        parallel: trials running at once; on the local cluster, also its number of worker processes.
+        parallel: trials running at once; on the local cluster, also its number of worker processes. None:
+            the CPU cores, at most MAX_LOCAL_WORKERS; with `dask_address`, the cluster's worker threads.
         dask_address: an existing Dask scheduler (`tcp://host:8786`); None starts a local cluster.
         study_storage: where the Optuna study lives, reached by every worker: an RDB URL, or None
             for a journal file in the sweep's folder (workers on other machines need that folder on a disk they share).
@@ -95,7 +99,7 @@ def tune_flow(
         NoTrialCompletedError: every trial failed or was pruned; nothing is trained or registered.
         Whatever the retraining flow raises for the best config.
     """
-    search = _search_space(config, space)
+    search = search_space_for(config, space)
     check_tracking_store()
     logger = get_run_logger()
     with run_directory(work_dir) as directory:
@@ -105,13 +109,14 @@ def tune_flow(
         first = search.values_of(config)
         if first is not None:  # the base config is a trial too: the sweep's best is never worse on validation
             study.enqueue_trial(first)
-        cluster = dask_address or f"local cluster of {parallel} worker processes"
-        with ended_run(open_sweep_run(config, search, trials, parallel, cluster, storage)) as sweep_run:
-            trial_work = _TrialWork(study, search, config, splits, sweep_run, storage, directory)
-            with _dask_runner(parallel, dask_address) as runner:
-                outcomes = trial_work.run(runner, trials, parallel)
-            best = _best_config(study, search, config, outcomes)
-            log_sweep_results(sweep_run, study, outcomes, best, directory / BEST_CONFIG)
+        local_workers = None if dask_address else parallel or min(MAX_LOCAL_WORKERS, os.cpu_count() or 1)
+        with _dask_runner(local_workers, dask_address) as runner:
+            parallel = parallel or local_workers or _worker_threads(runner)
+            cluster = dask_address or f"local cluster of {local_workers} worker processes"
+            with ended_run(open_sweep_run(config, search, trials, parallel, cluster, storage)) as sweep_run:
+                outcomes = _TrialWork(study, search, config, splits, sweep_run, storage, directory).run(runner, trials, parallel)
+                best = _best_config(study, search, config, outcomes)
+                log_sweep_results(sweep_run, study, outcomes, best, directory / BEST_CONFIG)
         if best_config_path is not None:
             _write_atomically(best_config_path, config_toml(best))
         best_trial = study.best_trial
@@ -123,14 +128,9 @@ def tune_flow(
         "best_config": config_toml(best),
         "best_value": best_trial.value,
         "best_trial": best_trial.number,
+        "best_config_path": best_config_path,
         "trials": outcomes,
     }
-
-
-def _search_space(config: Config, space: dict[str, Any] | None) -> SearchSpace:
-    if space:
-        return search_space_from(space, config)
-    return search_space_from(family_of(config.kind).search_space(config), config, f"the {config.kind} family's search space")
 
 
 class _TrialWork:
@@ -146,7 +146,7 @@ class _TrialWork:
         self.outcomes: list[TrialOutcome] = []
 
     def run(self, runner: DaskTaskRunner, trials: int, parallel: int) -> list[TrialOutcome]:
-        running: dict[Any, tuple[TrialSpec, int]] = {}  # future -> the trial and its attempt
+        running: dict[Any, TrialSpec] = {}  # future -> its trial
         asked = 0
         try:
             while asked < trials or running:
@@ -154,20 +154,14 @@ class _TrialWork:
                     asked += 1
                     spec = self._next_trial()
                     if spec is not None:
-                        running[runner.submit(run_trial, {"spec": spec})] = (spec, 1)
-                if not running:
-                    continue
-                future = _first_finished(running)
-                spec, attempt = running.pop(future)
-                outcome = _outcome_of(future, spec, attempt)
-                if outcome is None:
-                    get_run_logger().warning("trial %d: its worker was lost; running it again on another worker", spec.number)
-                    running[runner.submit(run_trial, {"spec": spec})] = (spec, attempt + 1)
-                    continue
-                self._record(spec, outcome)
+                        running[runner.submit(run_trial, {"spec": spec})] = spec
+                if running:
+                    future = next(as_completed(list(running)))
+                    spec = running.pop(future)
+                    self._record(spec, _outcome_of(future, spec))
         finally:  # interrupted, or the cluster failed: no trial is left RUNNING in the study or in MLflow
-            for spec, _ in running.values():
-                self._record(spec, TrialOutcome(spec.number, TrialState.FAILED, None, 0, 0.0, error="the sweep stopped before it ended"))
+            for spec in running.values():
+                self._record(spec, _failed(spec, "the sweep stopped before the trial ended"))
         return self.outcomes
 
     def _next_trial(self) -> TrialSpec | None:
@@ -179,7 +173,7 @@ class _TrialWork:
         except ConfigError as error:
             run_id = open_trial_run(self.sweep_run, self.config, trial.number, values)
             spec = TrialSpec(trial.number, trial._trial_id, values, self.config, {}, run_id, "", "", "", self.directory)
-            self._record(spec, TrialOutcome(trial.number, TrialState.FAILED, None, 0, 0.0, error=f"invalid combination: {error}"))
+            self._record(spec, _failed(spec, f"invalid combination: {error}"))
             return None
         run_id = open_trial_run(self.sweep_run, config, trial.number, values)
         return TrialSpec(
@@ -207,20 +201,18 @@ class _TrialWork:
             logger.info("trial %d %s: %s after %d epochs (%s)", spec.number, outcome.state, outcome.value, outcome.epochs, spec.values)
 
 
-def _first_finished(running: dict[Any, tuple[TrialSpec, int]]) -> Any:
-    return next(as_completed(list(running)))
-
-
-def _outcome_of(future: Any, spec: TrialSpec, attempt: int) -> TrialOutcome | None:
-    """The trial's outcome; a failure's reason in it; None when its worker was lost and it may run again."""
+def _outcome_of(future: Any, spec: TrialSpec) -> TrialOutcome:
+    """The trial's outcome, complete or pruned; failed with the reason when it raised or its workers were lost."""
     try:
         return future.result()
     except distributed.KilledWorker as lost:
-        if attempt < LOST_WORKER_ATTEMPTS:
-            return None
-        return TrialOutcome(spec.number, TrialState.FAILED, None, 0, 0.0, error=f"its worker was lost {attempt} times: {lost}")
+        return _failed(spec, f"its worker was lost each time it ran (Dask retried it on another worker): {lost}")
     except Exception as error:
-        return TrialOutcome(spec.number, TrialState.FAILED, None, 0, 0.0, error=f"{type(error).__name__}: {error}")
+        return _failed(spec, f"{type(error).__name__}: {error}")
+
+
+def _failed(spec: TrialSpec, reason: str) -> TrialOutcome:
+    return TrialOutcome(spec.number, TrialState.FAILED, None, 0, 0.0, error=reason)
 
 
 def _best_config(study: optuna.Study, search: SearchSpace, config: Config, outcomes: list[TrialOutcome]) -> Config:
@@ -231,16 +223,21 @@ def _best_config(study: optuna.Study, search: SearchSpace, config: Config, outco
 
 
 @contextmanager
-def _dask_runner(parallel: int, address: str | None) -> Iterator[DaskTaskRunner]:
-    """The cluster at `address`, or a local one of `parallel` single-threaded worker processes (one trial each)."""
+def _dask_runner(local_workers: int | None, address: str | None) -> Iterator[DaskTaskRunner]:
+    """The cluster at `address`, or a local one of `local_workers` single-threaded worker processes (one trial each)."""
     if address is not None:
         with DaskTaskRunner(address=address) as runner:
             yield runner
         return
-    local = {"n_workers": parallel, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # the flow retries a lost worker's trial itself
+    local = {"n_workers": local_workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+    with dask.config.set({"distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES}):
         with DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=local) as runner:
             yield runner
+
+
+def _worker_threads(runner: DaskTaskRunner) -> int:
+    """How many trials a cluster runs at once: its workers' threads (one trial each)."""
+    return max(1, sum(runner.client.nthreads().values()))
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -41,6 +41,10 @@ class ConfigError(ValueError):
     """A configuration value, key or file that cannot be used; the message names it."""
 
 
+class SearchSpaceError(ConfigError):
+    """A sweep's `[tune]` table that cannot be searched (`siamese.tuning`); the message names keys as the table spells them."""
+
+
 class ModelKind(StrEnum):
     """The model family: each has one recipe module in `siamese.families`."""
 

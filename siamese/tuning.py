@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Mapping, Protocol
 
-from siamese.config import Config, ConfigError, config_from_dict
+from siamese.config import Config, ConfigError, SearchSpaceError, config_from_dict
+from siamese.families import family_of
 
 RANGE_KEYS = frozenset({"low", "high", "log", "step"})
 SPEC_KEYS = RANGE_KEYS | {"choices"}
@@ -109,27 +110,34 @@ class SearchSpace:
         return {key: _spec_of(dimension) for key, dimension in self.dimensions}
 
 
+def search_space_for(config: Config, table: Mapping[str, Any] | None = None, source: str = "[tune]") -> SearchSpace:
+    """The space a sweep of `config` searches: `table` (a `[tune]` table), else the family's own (`Family.search_space`)."""
+    if table is not None:
+        return search_space_from(table, config, source)
+    return search_space_from(family_of(config.kind).search_space(config), config, f"the {config.kind} family's search space")
+
+
 def search_space_from(table: Mapping[str, Any], base: Config, source: str = "[tune]") -> SearchSpace:
     """Read and check a `[tune]` table against the config it will vary.
 
     Raises:
-        ConfigError: naming the key: not a field of `base`'s kind, an empty or one-value range, a log
+        SearchSpaceError: naming the key: not a field of `base`'s kind, an empty or one-value range, a log
             range that reaches zero, no choices, or an end or choice that makes an invalid config.
     """
     flat = _flattened(table, source)
     if not flat:
-        raise ConfigError(f"{source} declares no dimension: give at least one config key with a range or choices")
+        raise SearchSpaceError(f"{source} declares no dimension: give at least one config key with a range or choices")
     fields = _tunable_fields(base)
     dimensions = []
     for key, spec in flat.items():
         if key not in fields:
-            raise ConfigError(f"{source}: unknown key {key!r} for a {base.kind} run; tunable keys: {', '.join(sorted(fields))}")
+            raise SearchSpaceError(f"{source}: unknown key {key!r} for a {base.kind} run; tunable keys: {', '.join(sorted(fields))}")
         dimension = _dimension(key, spec, source)
         for value in dimension.ends():
             try:
                 trial_config(base, {key: value})
             except ConfigError as error:
-                raise ConfigError(f"{source}: {key} = {value!r} does not make a valid config: {error}") from None
+                raise SearchSpaceError(f"{source}: {key} = {value!r} does not make a valid config: {error}") from None
         dimensions.append((key, dimension))
     return SearchSpace(tuple(dimensions))
 
@@ -192,37 +200,37 @@ def _dimension(key: str, spec: Any, source: str) -> Dimension:
     if isinstance(spec, list):
         spec = {"choices": spec}
     if not isinstance(spec, Mapping) or not spec:
-        raise ConfigError(f"{where} must be a range {{ low = ..., high = ... }} or {{ choices = [...] }}, got {spec!r}")
+        raise SearchSpaceError(f"{where} must be a range {{ low = ..., high = ... }} or {{ choices = [...] }}, got {spec!r}")
     if "choices" in spec:
         extra = sorted(set(spec) - {"choices"})
         if extra:
-            raise ConfigError(f"{where}: choices take no {', '.join(extra)}")
+            raise SearchSpaceError(f"{where}: choices take no {', '.join(extra)}")
         choices = spec["choices"]
         if not isinstance(choices, list) or len(choices) < 2:
-            raise ConfigError(f"{where}: choices must list at least two values, got {choices!r}")
+            raise SearchSpaceError(f"{where}: choices must list at least two values, got {choices!r}")
         return Choice(tuple(choices))
     missing = sorted({"low", "high"} - set(spec))
     if missing:
-        raise ConfigError(f"{where}: a range needs low and high (missing {' and '.join(missing)})")
+        raise SearchSpaceError(f"{where}: a range needs low and high (missing {' and '.join(missing)})")
     low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
     for name, value in (("low", low), ("high", high)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{where}: {name} must be a finite number, got {value!r}")
+            raise SearchSpaceError(f"{where}: {name} must be a finite number, got {value!r}")
     if not isinstance(log, bool):
-        raise ConfigError(f"{where}: log must be true or false, got {log!r}")
+        raise SearchSpaceError(f"{where}: log must be true or false, got {log!r}")
     if not low < high:
-        raise ConfigError(f"{where}: empty range, low ({low}) must be below high ({high})")
+        raise SearchSpaceError(f"{where}: empty range, low ({low}) must be below high ({high})")
     if log and low <= 0:
-        raise ConfigError(f"{where}: a log range must stay above zero, got low = {low}")
+        raise SearchSpaceError(f"{where}: a log range must stay above zero, got low = {low}")
     if isinstance(low, int) and isinstance(high, int):
         step = 1 if step is None else step
         if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-            raise ConfigError(f"{where}: step must be an integer >= 1, got {step!r}")
+            raise SearchSpaceError(f"{where}: step must be an integer >= 1, got {step!r}")
         if log and step != 1:
-            raise ConfigError(f"{where}: a log range takes no step")
+            raise SearchSpaceError(f"{where}: a log range takes no step")
         return IntRange(low, high, step, log)
     if step is not None:
-        raise ConfigError(f"{where}: step is for integer ranges (write low and high as integers)")
+        raise SearchSpaceError(f"{where}: step is for integer ranges (write low and high as integers)")
     return FloatRange(float(low), float(high), log)
 
 
