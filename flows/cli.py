@@ -725,11 +725,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_score_command(commands)
     serve = commands.add_parser(
         "serve",
-        help="serve the nightly training and weekly retraining deployments on their schedules",
+        help="serve the nightly training and weekly retraining deployments on their schedules, and the sweep's",
         description=(
-            "Serve the deployments 'train-siamese/nightly-train' (02:00 daily) and "
-            "'retrain-siamese/weekly-retrain' (03:00 Mondays) from this long-running process; runs can "
-            "also be started from the Prefect UI or `prefect deployment run`. Needs a Prefect server "
+            "Serve the deployments 'train-siamese/nightly-train' (02:00 daily), "
+            "'retrain-siamese/weekly-retrain' (03:00 Mondays) and 'tune-siamese/sweep' (no schedule) from this "
+            "long-running process; runs can also be started from the Prefect UI or `prefect deployment run`. Needs a Prefect server "
             "(PREFECT_API_URL), e.g. `prefect server start`."
         ),
     )

@@ -1,7 +1,7 @@
-"""Scheduled flow runs: nightly training and weekly retraining of one configuration.
+"""Scheduled flow runs: nightly training and weekly retraining of one configuration, and a sweep to start by hand.
 
 `siamese serve` serves these deployments from one long-running process (no work pool needed);
-`prefect.yaml` declares the same schedules for a process work pool and `prefect worker start`.
+`prefect.yaml` declares the same for a process work pool and `prefect worker start`.
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from prefect.schedules import Cron
 
 from flows.retrain import retrain_flow
 from flows.train import train_flow
+from flows.tune import tune_flow
 from siamese.config import Config
 
 TRAIN_DEPLOYMENT, TRAIN_CRON = "nightly-train", "0 2 * * *"  # every day at 02:00
 RETRAIN_DEPLOYMENT, RETRAIN_CRON = "weekly-retrain", "0 3 * * 1"  # Mondays at 03:00
+SWEEP_DEPLOYMENT = "sweep"  # no schedule: started from the Prefect UI or `prefect deployment run tune-siamese/sweep`
 
 
 def scheduled_deployments(config: Config, timezone: str = "UTC") -> list[RunnerDeployment]:
-    """The training and retraining deployments of `config`, each on its cron schedule."""
+    """The training and retraining deployments of `config`, each on its cron schedule, and its sweep's (no schedule)."""
     parameters = {"config": config.to_dict()}
     return [
         train_flow.to_deployment(
@@ -32,5 +34,10 @@ def scheduled_deployments(config: Config, timezone: str = "UTC") -> list[RunnerD
             schedules=[Cron(RETRAIN_CRON, timezone=timezone)],
             parameters=parameters,
             description="Retrain and promote the new version only if it beats the champion.",
+        ),
+        tune_flow.to_deployment(
+            name=SWEEP_DEPLOYMENT,
+            parameters=parameters,
+            description="Search hyperparameters on a Dask cluster (`dask_address`, else a local one), then train, test and gate the best config.",
         ),
     ]

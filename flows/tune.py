@@ -158,10 +158,10 @@ class _TrialWork:
                 if running:
                     future = next(as_completed(list(running)))
                     spec = running.pop(future)
-                    self._record(spec, _outcome_of(future, spec))
+                    self._record(spec.run_id, spec.values, _outcome_of(future, spec.number))
         finally:  # interrupted, or the cluster failed: no trial is left RUNNING in the study or in MLflow
             for spec in running.values():
-                self._record(spec, _failed(spec, "the sweep stopped before the trial ended"))
+                self._record(spec.run_id, spec.values, _failed(spec.number, "the sweep stopped before the trial ended"))
         return self.outcomes
 
     def _next_trial(self) -> TrialSpec | None:
@@ -172,47 +172,39 @@ class _TrialWork:
             config = trial_config(self.config, values)
         except ConfigError as error:
             run_id = open_trial_run(self.sweep_run, self.config, trial.number, values)
-            spec = TrialSpec(trial.number, trial._trial_id, values, self.config, {}, run_id, "", "", "", self.directory)
-            self._record(spec, _failed(spec, f"invalid combination: {error}"))
+            self._record(run_id, values, _failed(trial.number, f"invalid combination: {error}"))
             return None
         run_id = open_trial_run(self.sweep_run, config, trial.number, values)
-        return TrialSpec(
-            trial.number,
-            trial._trial_id,
-            values,
-            config,
-            self.splits,
-            run_id,
-            self.tracking_uri,
-            self.study.study_name,
-            self.storage,
-            self.directory / f"trial-{trial.number}",
-        )
+        directory = self.directory / f"trial-{trial.number}"
+        # Optuna's id of the trial in the storage: what a worker's `optuna.trial.Trial` reports to.
+        trial_id = trial._trial_id
+        storage, study_name = self.storage, self.study.study_name
+        return TrialSpec(trial.number, trial_id, values, config, self.splits, run_id, self.tracking_uri, study_name, storage, directory)
 
-    def _record(self, spec: TrialSpec, outcome: TrialOutcome) -> None:
+    def _record(self, run_id: str, values: dict[str, Any], outcome: TrialOutcome) -> None:
         state = _OPTUNA_STATES[outcome.state]
-        self.study.tell(spec.number, outcome.value if state is optuna.trial.TrialState.COMPLETE else None, state=state)
-        end_trial_run(spec.run_id, outcome)
+        self.study.tell(outcome.number, outcome.value if state is optuna.trial.TrialState.COMPLETE else None, state=state)
+        end_trial_run(run_id, outcome)
         self.outcomes.append(outcome)
         logger = get_run_logger()
         if outcome.state is TrialState.FAILED:
-            logger.warning("trial %d failed: %s", spec.number, outcome.error)
+            logger.warning("trial %d failed: %s", outcome.number, outcome.error)
         else:
-            logger.info("trial %d %s: %s after %d epochs (%s)", spec.number, outcome.state, outcome.value, outcome.epochs, spec.values)
+            logger.info("trial %d %s: %.4g after %d epochs (%s)", outcome.number, outcome.state, outcome.value, outcome.epochs, values)
 
 
-def _outcome_of(future: Any, spec: TrialSpec) -> TrialOutcome:
+def _outcome_of(future: Any, number: int) -> TrialOutcome:
     """The trial's outcome, complete or pruned; failed with the reason when it raised or its workers were lost."""
     try:
         return future.result()
     except distributed.KilledWorker as lost:
-        return _failed(spec, f"its worker was lost each time it ran (Dask retried it on another worker): {lost}")
+        return _failed(number, f"its worker was lost each time it ran (Dask retried it on another worker): {lost}")
     except Exception as error:
-        return _failed(spec, f"{type(error).__name__}: {error}")
+        return _failed(number, f"{type(error).__name__}: {error}")
 
 
-def _failed(spec: TrialSpec, reason: str) -> TrialOutcome:
-    return TrialOutcome(spec.number, TrialState.FAILED, None, 0, 0.0, error=reason)
+def _failed(number: int, reason: str) -> TrialOutcome:
+    return TrialOutcome(number, TrialState.FAILED, None, 0, 0.0, error=reason)
 
 
 def _best_config(study: optuna.Study, search: SearchSpace, config: Config, outcomes: list[TrialOutcome]) -> Config:

@@ -21,7 +21,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
 from flows import cli
-from flows.schedules import RETRAIN_CRON, RETRAIN_DEPLOYMENT, TRAIN_CRON, TRAIN_DEPLOYMENT, scheduled_deployments
+from flows.schedules import RETRAIN_CRON, RETRAIN_DEPLOYMENT, SWEEP_DEPLOYMENT, TRAIN_CRON, TRAIN_DEPLOYMENT, scheduled_deployments
 from siamese.config import config_from_dict, load_config
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -47,6 +47,8 @@ def test_deployments_carry_their_schedules_and_config(tmp_path):
     assert [(s.schedule.cron, s.schedule.timezone) for s in train.schedules] == [(TRAIN_CRON, "Europe/Paris")]
     assert [(s.schedule.cron, s.schedule.timezone) for s in retrain.schedules] == [(RETRAIN_CRON, "Europe/Paris")]
     assert train.parameters["config"] == config.to_dict() == retrain.parameters["config"]
+    sweep = asyncio.run(read_deployment(f"tune-siamese/{SWEEP_DEPLOYMENT}"))
+    assert sweep.schedules == [] and sweep.parameters["config"] == config.to_dict()  # started by hand
 
 
 def test_prefect_yaml_declares_the_same_schedules_for_a_process_work_pool():
@@ -55,6 +57,7 @@ def test_prefect_yaml_declares_the_same_schedules_for_a_process_work_pool():
     assert declared[RETRAIN_DEPLOYMENT]["entrypoint"] == "flows/retrain.py:retrain_flow"
     assert [s["cron"] for s in declared[TRAIN_DEPLOYMENT]["schedules"]] == [TRAIN_CRON]
     assert [s["cron"] for s in declared[RETRAIN_DEPLOYMENT]["schedules"]] == [RETRAIN_CRON]
+    assert declared[SWEEP_DEPLOYMENT]["entrypoint"] == "flows/tune.py:tune_flow" and "schedules" not in declared[SWEEP_DEPLOYMENT]
     for entry in declared.values():
         assert entry["work_pool"]["name"] == "siamese-process"
         assert config_from_dict(entry["parameters"]["config"], "prefect.yaml").kind == "sequences"
