@@ -186,10 +186,12 @@ def _run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 
 def _check_sweep_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    if args.trials < 1:
-        parser.error(f"--trials must be >= 1, got {args.trials}")
-    if args.parallel is not None and args.parallel < 1:
-        parser.error(f"--parallel must be >= 1, got {args.parallel}")
+    from siamese.tuning import check_sweep_size
+
+    try:
+        check_sweep_size(args.trials, args.parallel)
+    except ConfigError as error:
+        parser.error(f"--{error}")  # its message starts with the argument's name
 
 
 def _search_space(args: argparse.Namespace, config) -> dict | None:

@@ -11,7 +11,6 @@ as `challenger`, and gated against the champion as `siamese retrain` is.
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,7 +26,7 @@ from prefect_dask import DaskTaskRunner
 from flows.retrain import retrain_flow
 from flows.train import ConfigParameter, run_directory
 from siamese.config import Config, ConfigError, config_toml
-from siamese.tuning import SearchSpace, search_space_for, trial_config
+from siamese.tuning import SearchSpace, check_sweep_size, search_space_for, trial_config
 from tasks.data import prepare_pairs
 from tasks.store import tracking_uri
 from tasks.tracking import check_tracking_store, ended_run
@@ -43,6 +42,7 @@ from tasks.tuning import (
     open_sweep_run,
     open_trial_run,
     run_trial,
+    write_config,
 )
 
 BEST_CONFIG = "best.toml"
@@ -95,10 +95,11 @@ def tune_flow(
         the trials' outcomes.
 
     Raises:
-        ConfigError: the space is invalid (before any work; the key is named).
+        ConfigError: the space or the sweep's size is invalid (before any work; the key or argument is named).
         NoTrialCompletedError: every trial failed or was pruned; nothing is trained or registered.
         Whatever the retraining flow raises for the best config.
     """
+    check_sweep_size(trials, parallel)
     search = search_space_for(config, space)
     check_tracking_store()
     logger = get_run_logger()
@@ -118,7 +119,7 @@ def tune_flow(
                 best = _best_config(study, search, config, outcomes)
                 log_sweep_results(sweep_run, study, outcomes, best, directory / BEST_CONFIG)
         if best_config_path is not None:
-            _write_atomically(best_config_path, config_toml(best))
+            write_config(best, best_config_path)
         best_trial = study.best_trial
         logger.info("best of %d trials: trial %d, %s", len(outcomes), best_trial.number, best_trial.params)
         result = retrain_flow(config=best, work_dir=directory / "final")
@@ -230,16 +231,3 @@ def _dask_runner(local_workers: int | None, address: str | None) -> Iterator[Das
 def _worker_threads(runner: DaskTaskRunner) -> int:
     """How many trials a cluster runs at once: its workers' threads (one trial each)."""
     return max(1, sum(runner.client.nthreads().values()))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write the whole file or leave what was there: an interrupted write never leaves half a config."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

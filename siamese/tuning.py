@@ -26,6 +26,8 @@ from typing import Any, Mapping, Protocol
 from siamese.config import Config, ConfigError, SearchSpaceError, config_from_dict
 from siamese.families import family_of
 
+MAX_TRIALS = 10_000  # a sweep that long runs for weeks: a typo, not a plan
+MAX_PARALLEL = 1_024  # trials at once: a local cluster starts this many worker processes
 RANGE_KEYS = frozenset({"low", "high", "log", "step"})
 SPEC_KEYS = RANGE_KEYS | {"choices"}
 
@@ -108,6 +110,19 @@ class SearchSpace:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The shape of a `[tune]` table: what `search_space_from` reads back, and what a run's params show."""
         return {key: _spec_of(dimension) for key, dimension in self.dimensions}
+
+
+def check_sweep_size(trials: int, parallel: int | None) -> None:
+    """Refuse a sweep size that cannot be meant, before any work (`parallel` None: decided by the cluster).
+
+    Raises:
+        ConfigError: naming `trials` or `parallel`, with its bounds.
+    """
+    for name, value, maximum in (("trials", trials, MAX_TRIALS), ("parallel", parallel, MAX_PARALLEL)):
+        if value is None and name == "parallel":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+            raise ConfigError(f"{name} must be an integer from 1 to {maximum:,}, got {value!r}")
 
 
 def search_space_for(config: Config, table: Mapping[str, Any] | None = None, source: str = "[tune]") -> SearchSpace:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import tempfile
 import time
 import warnings
 from contextlib import contextmanager
@@ -96,16 +97,26 @@ def create_study(name: str, storage: str, config: Config, trials: int) -> optuna
     random_trials = min(MAX_RANDOM_TRIALS, max(MIN_RANDOM_TRIALS, trials // 3))
     # constant_liar: a trial still running counts as a poor result, so parallel trials are not sampled alike.
     sampler = optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=random_trials, multivariate=True, constant_liar=True)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # multivariate and constant_liar
         return optuna.create_study(
             study_name=name,
             storage=study_storage(storage),
             sampler=sampler,
-            pruner=pruner,
+            pruner=sweep_pruner(),
             direction="maximize" if mode == "max" else "minimize",
         )
+
+
+def sweep_pruner() -> optuna.pruners.BasePruner:
+    """The median pruner, with its warm-up. A storage keeps a study's trials, not its pruner: each worker makes this one."""
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS)
+
+
+def worker_trial(study_name: str, storage: str, trial_id: int) -> optuna.trial.Trial:
+    """The trial a worker reports to: the sweep's study, from the storage, with the sweep's pruner (a storage has none)."""
+    study = optuna.load_study(study_name=study_name, storage=study_storage(storage), pruner=sweep_pruner())
+    return optuna.trial.Trial(study, trial_id)
 
 
 @task(name="run-trial", cache_policy=NO_CACHE, task_run_name="trial-{spec.number}")
@@ -119,8 +130,7 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     with _tracking_at(spec.tracking_uri):
         _require_reachable(spec.splits, worker)
-        study = optuna.load_study(study_name=spec.study_name, storage=study_storage(spec.storage))
-        reporter = ValidationReporter(optuna.trial.Trial(study, spec.trial_id), MONITORED[spec.config.task][0])
+        reporter = ValidationReporter(worker_trial(spec.study_name, spec.storage, spec.trial_id), MONITORED[spec.config.task][0])
         config = spec.config
         spec.directory.mkdir(parents=True, exist_ok=True)
         plan = plan_devices(config.training.devices, config.training.precision)
@@ -245,6 +255,21 @@ def end_trial_run(run_id: str, outcome: TrialOutcome) -> None:
     client.set_terminated(run_id, RunStatus.to_string(status[outcome.state]))
 
 
+@task(name="write-config", cache_policy=NO_CACHE)
+def write_config(config: Config, path: Path) -> Path:
+    """Write `config` as a TOML file whole, or leave what was at `path`: an interrupted write never leaves half a config."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(config_toml(config))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
 @task(name="log-sweep-results", cache_policy=NO_CACHE)
 @reports_a_silent_server
 def log_sweep_results(run_id: str, study: optuna.Study, outcomes: list[TrialOutcome], best: Config, best_path: Path) -> None:
@@ -255,8 +280,7 @@ def log_sweep_results(run_id: str, study: optuna.Study, outcomes: list[TrialOutc
     metrics |= {"tune/best_value": study.best_value, "tune/epochs_run": sum(outcome.epochs for outcome in outcomes)}
     log_metrics.fn(run_id, metrics)
     log_derived_params(run_id, {"tune.best_trial": study.best_trial.number})
-    best_path.write_text(config_toml(best), encoding="utf-8")
-    client.log_artifact(run_id, str(best_path), "tune")
+    client.log_artifact(run_id, str(write_config.fn(best, best_path)), "tune")
     for name, figure in study_figures(study).items():
         client.log_figure(run_id, figure, f"tune/{name}.png")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from siamese.config import ConfigError, TextEncoder, config_toml, load_config
-from siamese.tuning import Choice, FloatRange, IntRange, search_space_for, search_space_from, trial_config
+from siamese.tuning import Choice, FloatRange, IntRange, check_sweep_size, search_space_for, search_space_from, trial_config
 
 TEXT = load_config(None, {"kind": "text", "data.path": "questions.csv"})
 
@@ -125,3 +125,10 @@ def test_a_config_written_as_toml_reads_back_equal_and_a_tune_table_beside_it_is
     path = tmp_path / "best.toml"
     path.write_text(config_toml(config) + '\n[tune]\n"training.batch_size" = [64, 128]\n', encoding="utf-8")
     assert load_config(path) == config
+
+
+@pytest.mark.parametrize(("trials", "parallel", "named"), [(0, 2, "trials"), (10_001, 2, "trials"), (True, 2, "trials"), (4, 0, "parallel"), (4, 2000, "parallel")])
+def test_a_sweep_size_that_cannot_be_meant_is_refused(trials, parallel, named):
+    with pytest.raises(ConfigError, match=f"^{named} must be an integer from 1 to"):
+        check_sweep_size(trials, parallel)
+    check_sweep_size(4, None)  # parallel None: as many as the cluster runs

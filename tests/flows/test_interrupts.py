@@ -94,6 +94,24 @@ def test_an_interrupted_training_stops_fails_its_run_and_leaves_nothing_behind(t
     assert not list(tmp_path.glob("siamese-train-*")), "the run's work directory (or a debug log) was left behind"
 
 
+def test_an_interrupted_sweep_fails_its_runs_and_leaves_no_worker_behind(tmp_path):
+    (tmp_path / "forever.toml").write_text(FOREVER + '[tune]\n"training.learning_rate" = [0.01, 0.001]\n')
+    command = Command(tmp_path, "tune", "--config", "forever.toml", "--trials", "2", "--parallel", "1")
+    command.wait_for("Epoch 2/")  # a trial is training on the local cluster's worker
+
+    seconds = command.interrupt(signal.SIGINT)
+
+    stderr = command.output()
+    assert command.process.returncode == 130, stderr[-3000:]
+    assert seconds < STOP_BOUND_SECONDS
+    assert stderr.rstrip().splitlines()[-1].startswith("siamese: interrupted by SIGINT: the sweep's MLflow runs")
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("siamese-text").experiment_id])
+    assert len(runs) == 2 and {run.info.status for run in runs} == {"FAILED"}  # the sweep and its trial: none left RUNNING
+    assert _group_ends(command.process.pid, within=10), "a Dask worker or nanny of the command's session was left"
+    assert not _listening(command.api_port())
+
+
 @pytest.mark.slow  # `siamese serve` imports the flows (TensorFlow) and starts a Prefect API: 10-30 s
 def test_serve_stops_on_the_first_ctrl_c(tmp_path):
     (tmp_path / "tiny.toml").write_text("[data]\nnum_pairs = 120\ntimesteps = 5\n[training]\nepochs = 1\n")
@@ -107,6 +125,18 @@ def test_serve_stops_on_the_first_ctrl_c(tmp_path):
     assert seconds < STOP_BOUND_SECONDS
     assert stderr.rstrip().splitlines()[-1] == "siamese: interrupted by SIGINT: no longer serving"
     assert not _listening(command.api_port())
+
+
+def _group_ends(group: int, within: float) -> bool:
+    """Whether every process of `group` is gone within `within` seconds (a killed worker's child may take a moment to be reaped)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _listening(port: int) -> bool:

@@ -224,7 +224,14 @@ def test_an_invalid_search_space_exits_2_naming_the_key_before_any_work(siamese,
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "tuned.toml").exists()
 
 
-@pytest.mark.parametrize(("args", "message"), [(["--trials", "0"], "--trials must be >= 1"), (["--parallel", "0"], "--parallel must be >= 1")])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trials", "0"], "--trials must be an integer from 1 to 10,000, got 0"),
+        (["--trials", "100000"], "--trials must be an integer from 1 to 10,000, got 100000"),
+        (["--parallel", "0"], "--parallel must be an integer from 1 to 1,024, got 0"),
+    ],
+)
 def test_sweep_sizes_are_checked_before_any_work(siamese, args, message):
     code, _, err = siamese("tune", *args)
     assert code == 2 and message in err
