@@ -26,7 +26,7 @@ from prefect_dask import DaskTaskRunner
 from flows.retrain import retrain_flow
 from flows.train import ConfigParameter, run_directory
 from siamese.config import Config, ConfigError, config_toml
-from siamese.tuning import SearchSpace, check_sweep_size, search_space_for, trial_config
+from siamese.tuning import SearchSpace, check_judgeable, check_sweep_size, search_space_for, trial_config
 from tasks.data import prepare_pairs
 from tasks.store import tracking_uri
 from tasks.tracking import check_tracking_store, ended_run
@@ -104,7 +104,9 @@ def tune_flow(
     check_tracking_store()
     logger = get_run_logger()
     with run_directory(work_dir) as directory:
-        splits = prepare_pairs(config, directory).paths  # once: every trial is judged on the same pairs
+        prepared = prepare_pairs(config, directory)  # once: every trial is judged on the same pairs
+        check_judgeable(prepared.sizes["validation"])
+        splits = prepared.paths
         storage = study_storage or str(directory / STUDY_JOURNAL)
         study = create_study(f"sweep-{flow_run.id}", storage, config, trials)
         first = search.values_of(config)

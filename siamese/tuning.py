@@ -125,6 +125,19 @@ def check_sweep_size(trials: int, parallel: int | None) -> None:
             raise ConfigError(f"{name} must be an integer from 1 to {maximum:,}, got {value!r}")
 
 
+def check_judgeable(validation_pairs: int) -> None:
+    """A sweep judges its trials on the validation split only: without one there is nothing to judge by.
+
+    Raises:
+        ConfigError: naming data.validation_fraction.
+    """
+    if validation_pairs == 0:
+        raise ConfigError(
+            "a sweep judges each trial on the validation split, and this data leaves it empty: "
+            "set data.validation_fraction above 0 (or give the file's split column validation rows)"
+        )
+
+
 def search_space_for(config: Config, table: Mapping[str, Any] | None = None, source: str = "[tune]") -> SearchSpace:
     """The space a sweep of `config` searches: `table` (a `[tune]` table), else the family's own (`Family.search_space`)."""
     if table is not None:

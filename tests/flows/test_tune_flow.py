@@ -23,8 +23,8 @@ from mlflow import MlflowClient
 
 from flows import cli
 from flows.flow_helpers import sequences_config
-from flows.tune import tune_flow
-from siamese.config import ModelKind, load_config
+from flows.tune import MAX_LOCAL_WORKERS, tune_flow
+from siamese.config import ConfigError, ModelKind, load_config
 from tasks.tuning import STATE_TAG, TrialState
 
 TINY = sequences_config(epochs=3)
@@ -169,6 +169,14 @@ def test_a_worker_killed_mid_trial_loses_no_trial(mlflow_store, prefect_api, tmp
     assert all(str(killed[0]) not in outcome.worker for outcome in result["trials"])
 
 
+@pytest.mark.usefixtures("prefect_api")
+def test_a_sweep_without_validation_pairs_stops_before_any_run(mlflow_store, tmp_path):
+    no_validation = dataclasses.replace(TINY, data=dataclasses.replace(TINY.data, validation_fraction=0.0))
+    with pytest.raises(ConfigError, match="data.validation_fraction above 0"):
+        tune_flow(config=no_validation, space=SPACE, trials=2, work_dir=tmp_path / "sweep")
+    assert not MlflowClient(mlflow_store).search_experiments(filter_string="name = 'siamese-text'")
+
+
 # The command line
 
 
@@ -194,17 +202,16 @@ def siamese(tmp_path, monkeypatch, capsys):
 def test_tune_on_the_default_local_cluster_from_the_command_line(siamese, tmp_path):
     code, out, err = siamese(
         "tune", "--num-pairs", "200", "--timesteps", "6", "--epochs", "2", "--batch-size", "32",
-        "--trials", "2", "--parallel", "2", "--set", "gate.min_quality=0.0", "--set", "gate.min_test_pairs=0",
+        "--trials", "2", "--set", "gate.min_quality=0.0", "--set", "gate.min_test_pairs=0",
     )  # fmt: skip
     assert code == 0, err
     assert "Sweep finished: 2 trials" in out and "registered model:  siamese-text-sequences version 1" in out
     best = load_config(tmp_path / "tuned.toml")
     assert best.kind is ModelKind.SEQUENCES and best.training.epochs == 2
-    sweep_run = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").search_runs(
-        [MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").get_experiment_by_name("siamese-text").experiment_id],
-        "params.`tune.cluster` = 'local cluster of 2 worker processes'",
-    )
-    assert len(sweep_run) == 1
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    workers = min(MAX_LOCAL_WORKERS, os.cpu_count() or 1)  # the default: a worker process per core, at most 4
+    query = f"params.`tune.cluster` = 'local cluster of {workers} worker processes'"
+    assert len(client.search_runs([client.get_experiment_by_name("siamese-text").experiment_id], query)) == 1
 
 
 @pytest.mark.parametrize(
