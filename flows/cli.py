@@ -248,10 +248,10 @@ def _train(command: str, config, run_flow: Callable[[], dict], fail_on_regressio
 
 
 def _print_sweep(result: dict) -> None:
-    from tasks.tuning import TrialState
+    from tasks.tuning import state_counts
 
     outcomes = result["trials"]
-    counts = ", ".join(f"{sum(outcome.state is state for outcome in outcomes)} {state}" for state in TrialState)
+    counts = ", ".join(f"{count} {state}" for state, count in state_counts(outcomes).items())
     print(
         f"\nSweep finished: {len(outcomes)} trials ({counts}); the best, trial {result['best_trial']}, "
         f"reached {result['best_value']:.4f} on the validation split.\n"

@@ -53,6 +53,11 @@ class TrialState(StrEnum):
     FAILED = "failed"  # raised (NaN loss, out of memory), or its worker was lost twice
 
 
+def state_counts(outcomes: list[TrialOutcome]) -> dict[TrialState, int]:
+    """How many trials ended in each state, every state named (0 included)."""
+    return {state: sum(outcome.state is state for outcome in outcomes) for state in TrialState}
+
+
 @dataclass(frozen=True)
 class TrialSpec:
     """What a worker needs to run one trial: small values and paths, as every task takes."""
@@ -275,8 +280,7 @@ def write_config(config: Config, path: Path) -> Path:
 def log_sweep_results(run_id: str, study: optuna.Study, outcomes: list[TrialOutcome], best: Config, best_path: Path) -> None:
     """The sweep's counts and best value, the best config as TOML, and the study's figures, on the parent run."""
     client = mlflow_client()
-    counts = {state: sum(outcome.state is state for outcome in outcomes) for state in TrialState}
-    metrics = {f"tune/trials_{state}": count for state, count in counts.items()}
+    metrics = {f"tune/trials_{state}": count for state, count in state_counts(outcomes).items()}
     metrics |= {"tune/best_value": study.best_value, "tune/epochs_run": sum(outcome.epochs for outcome in outcomes)}
     log_metrics.fn(run_id, metrics)
     log_derived_params(run_id, {"tune.best_trial": study.best_trial.number})
